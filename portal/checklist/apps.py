@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ChecklistConfig(AppConfig):
+    name = "portal.checklist"
+    label = "checklist"

@@ -1,0 +1,295 @@
+"""Settings for the ops portal, read from the environment (see portal/env.py).
+
+Defaults are the embedded mode: a SQLite file and a filesystem broker under DATA_DIR,
+the local AWS sandbox. Production sets PORTAL_ENV=production, DATABASE_URL,
+CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PORTAL_ENV = env_choice("PORTAL_ENV", ("development", "production", "test"), "development")
+PRODUCTION = PORTAL_ENV == "production"
+DATA_DIR = Path(env_str("PORTAL_DATA_DIR", str(BASE_DIR / "data")))
+if not PRODUCTION:
+    # The embedded mode keeps its SQLite file, broker folders and demo logins here.
+    for _sub in ("", "broker/queue", "broker/control", "staticfiles", "media"):
+        (DATA_DIR / _sub).mkdir(parents=True, exist_ok=True)
+
+_DEFAULT_SECRET = "insecure-development-key-change-me-in-production"  # noqa: S105 - dev only, refused in production
+SECRET_KEY = env_secret("SECRET_KEY") or _DEFAULT_SECRET
+DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be false when PORTAL_ENV=production")
+    if SECRET_KEY == _DEFAULT_SECRET or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set to a random value of 32+ characters when PORTAL_ENV=production")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must list the portal's host names when PORTAL_ENV=production")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "axes",
+    "django_celery_beat",
+    "django_celery_results",
+    "portal.accounts",
+    "portal.plan",
+    "portal.audit",
+    "portal.cloud",
+    "portal.incidents",
+    "portal.health",
+    "portal.checklist",
+    "portal.phases",
+    "runbooks",
+    "deployments",
+]
+
+MIDDLEWARE = [
+    "portal.middleware.RequestIdMiddleware",
+    "portal.metrics.MetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.middleware.SessionLifetimeMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "portal.middleware.SecurityHeadersMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.portal",
+            ],
+        },
+    }
+]
+
+# Database: SQLite file by default; DATABASE_URL=postgres://... for PostgreSQL (psycopg 3).
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from exc
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        _db.setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 3)
+else:
+    # Several processes (web, worker, beat, sandbox) share one file: WAL, IMMEDIATE
+    # transactions and a busy timeout keep writes from failing with "database is locked".
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "portal.sqlite3",
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Sessions end after 30 idle minutes (the cookie is refreshed on every request) and
+# after 12 hours at most whatever the activity (SessionLifetimeMiddleware).
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# A production rollback, failover or scale beyond the phase asks for the password again after this.
+REAUTH_SECONDS = env_int("REAUTH_SECONDS", 15 * 60)
+
+# Failed logins: django-axes locks the username+address pair after AXES_FAILURE_LIMIT tries.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_float("AXES_COOLOFF_HOURS", 0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = DATA_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+if env_str("EVIDENCE_S3_BUCKET"):
+    # Checklist evidence attachments go to S3 in production (django-storages is optional there).
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": env_str("EVIDENCE_S3_BUCKET")},
+    }
+
+# Alertmanager batches can be large: accept at least 5 MB bodies on the webhooks.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_BYTES", 5 * 1024 * 1024 + 512 * 1024)
+
+# Security: strict headers everywhere, TLS-only cookies and HSTS in production.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_COOKIE_HTTPONLY = False  # htmx reads it from the meta tag, not the cookie; kept default for admin
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+# Celery: embedded filesystem broker by default, Redis with CELERY_BROKER_URL=redis://...
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+        # kombu polls once a second by default; alerts and rollbacks should not wait that long.
+        "polling_interval": env_float("BROKER_POLLING_INTERVAL", 0.1),
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "visibility_timeout": 3600,
+    }
+elif CELERY_BROKER_URL.startswith("memory://"):
+    pass
+else:
+    raise ImproperlyConfigured(f"CELERY_BROKER_URL must be filesystem://, redis://, rediss:// or memory://, got {CELERY_BROKER_URL!r}")
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "django-db")
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = 7 * 24 * 3600
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# The local AWS sandbox (moto's server) and the environment the portal talks to by default.
+SANDBOX_HOST = env_str("SANDBOX_HOST", "127.0.0.1")
+SANDBOX_PORT = env_int("SANDBOX_PORT", 4566)
+SANDBOX_INTERVAL_SECONDS = env_float("SANDBOX_INTERVAL_SECONDS", 5.0)
+DEFAULT_ENVIRONMENT = env_str("DEFAULT_ENVIRONMENT", "sandbox")
+# Key for secrets stored in the database (role external ids, webhook URLs); derived from SECRET_KEY if unset.
+FIELD_ENCRYPTION_KEY = env_secret("FIELD_ENCRYPTION_KEY")
+
+# Notifications
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ops-portal@localhost")
+TWILIO_BASE_URL = env_str("TWILIO_BASE_URL", "https://api.twilio.com")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN") or ""
+TWILIO_FROM = env_str("TWILIO_FROM")
+SNS_ALLOWED_TOPIC_ARNS = env_list("SNS_ALLOWED_TOPIC_ARNS", [])
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+
+LOG_LEVEL = env_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "werkzeug": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+    },
+}
+
+# Panels on the dashboard, each an htmx partial served by its app; missing ones are skipped.
+DASHBOARD_PANELS = [
+    "incidents:panel",
+    "deployments:panel",
+    "health:panel",
+    "health:slo_panel",
+    "checklist:panel",
+    "phases:panel",
+]
+
+# Seeders run by `manage.py seed_defaults` after the plan's facts, in order; apps add theirs here.
+PORTAL_SEEDERS = [
+    "portal.cloud.seed.seed",
+    "portal.health.seed.seed",
+    "portal.incidents.seed.seed",
+    "portal.checklist.seed.seed",
+    "portal.phases.seed.seed",
+    "runbooks.seed.seed",
+    "deployments.seed.seed",
+]
+AXES_VERBOSE = False

@@ -1,0 +1,50 @@
+// Portal behaviour without inline scripts (the CSP forbids them).
+(function () {
+  "use strict";
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+  // Every htmx request carries the CSRF token; Django checks it on every POST.
+  document.addEventListener("htmx:configRequest", function (evt) {
+    evt.detail.headers["X-CSRFToken"] = csrfToken();
+  });
+  // Plain forms with data-confirm ask before submitting and disable their buttons while in flight,
+  // so a double click sends one request.
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      evt.preventDefault();
+      return;
+    }
+    if (form.dataset.submitted === "1") {
+      evt.preventDefault();
+      return;
+    }
+    form.dataset.submitted = "1";
+    form.querySelectorAll("button[type=submit], button:not([type])").forEach(function (b) {
+      b.disabled = true;
+      b.setAttribute("aria-busy", "true");
+    });
+  }, false);
+  // Pages restored from the back/forward cache get their buttons back.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-submitted]").forEach(function (f) {
+      delete f.dataset.submitted;
+      f.querySelectorAll("button").forEach(function (b) { b.disabled = false; b.removeAttribute("aria-busy"); });
+    });
+  });
+  // A 4xx/5xx on an htmx request shows its text instead of silently doing nothing.
+  document.addEventListener("htmx:responseError", function (evt) {
+    var target = evt.detail.target;
+    var box = document.createElement("p");
+    box.className = "msg error";
+    box.setAttribute("role", "alert");
+    var text = evt.detail.xhr.responseText || "";
+    try { var j = JSON.parse(text); text = j.detail || j.error || text; } catch (e) { /* not JSON */ }
+    box.textContent = "Failed (" + evt.detail.xhr.status + "): " + String(text).replace(/<[^>]*>/g, " ").trim().slice(0, 300);
+    if (target && target.parentNode) target.parentNode.insertBefore(box, target.nextSibling);
+  });
+})();
