@@ -1,0 +1,101 @@
+"""Growth phases (seeded from plan.yaml), the phase the platform is in, and user-count samples."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class GrowthPhase(models.Model):
+    """One of the plan's phases. Users in [users_min, users_max); the last phase's top edge is inclusive."""
+
+    number = models.PositiveSmallIntegerField(unique=True)
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    users_min = models.PositiveIntegerField()
+    users_max = models.PositiveIntegerField()
+    months = models.CharField(max_length=20, blank=True, help_text='As the plan says it, e.g. "1-3"')
+    month_start = models.PositiveSmallIntegerField(default=1)
+    month_end = models.PositiveSmallIntegerField(default=1)
+    instances_min = models.PositiveSmallIntegerField()
+    instances_max = models.PositiveSmallIntegerField()
+    monthly_cost = models.DecimalField(max_digits=12, decimal_places=2)
+    infrastructure = models.CharField(max_length=300, blank=True)
+    seeded_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.CheckConstraint(condition=Q(users_max__gt=F("users_min")), name="phase_users_range_valid"),
+            models.CheckConstraint(condition=Q(instances_max__gte=F("instances_min")), name="phase_instances_range_valid"),
+            models.CheckConstraint(condition=Q(month_end__gte=F("month_start")), name="phase_month_range_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Phase {self.number}: {self.name}"
+
+    def contains(self, users: int) -> bool:
+        return self.users_min <= users < self.users_max
+
+
+class PhaseFocusItem(models.Model):
+    """A phase's focus (e.g. "Enable auto-scaling") as a small checklist of its own."""
+
+    phase = models.ForeignKey(GrowthPhase, on_delete=models.CASCADE, related_name="focus_items")
+    position = models.PositiveSmallIntegerField()
+    text = models.CharField(max_length=200)
+    done = models.BooleanField(default=False)
+    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    done_at = models.DateTimeField(null=True, blank=True)
+    seeded_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["phase__number", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["phase", "position"], name="phase_focus_position_uniq"),
+            models.CheckConstraint(condition=Q(done=False) | Q(done_at__isnull=False), name="phase_focus_done_has_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class PhaseState(models.Model):
+    """The phase the platform is in, as a lead set it (one row, key "platform")."""
+
+    key = models.CharField(max_length=30, unique=True, default="platform")
+    phase = models.ForeignKey(GrowthPhase, on_delete=models.PROTECT, related_name="+")
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    set_by_label = models.CharField(max_length=150, blank=True)
+    set_at = models.DateTimeField()
+    reason = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.phase}"
+
+
+class UserCountSample(models.Model):
+    """How many users the platform has, from its metrics or entered by a lead."""
+
+    class Source(models.TextChoices):
+        CLOUDWATCH = "cloudwatch", "CloudWatch"
+        PROMETHEUS = "prometheus", "Prometheus"
+        MANUAL = "manual", "Entered by a lead"
+
+    at = models.DateTimeField()
+    users = models.PositiveIntegerField()
+    source = models.CharField(max_length=12, choices=Source.choices)
+    environment = models.ForeignKey("cloud.Environment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    entered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [
+            # latest_users() and the users-over-time chart: newest samples first
+            models.Index(fields=["-at"], name="usersample_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.users} users at {self.at:%Y-%m-%d %H:%M} ({self.source})"

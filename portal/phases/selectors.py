@@ -1,0 +1,63 @@
+"""Reads about growth phases. `current_phase()` and `phase_for_users(n)` are contracts (docs/contracts.md)."""
+
+from __future__ import annotations
+
+from portal.phases.models import GrowthPhase, PhaseState, UserCountSample
+
+
+class NoPhases(LookupError):
+    """The plan has no phases (seed_defaults was never run and plan.yaml has none)."""
+
+
+def _phases() -> list[GrowthPhase]:
+    phases = list(GrowthPhase.objects.order_by("number"))
+    if not phases:
+        # A fresh database (tests, first start) before seed_defaults: load the plan's phases
+        # so that deployments always have scale bounds to enforce. Idempotent.
+        from portal.phases.seed import seed_phases
+        from portal.plan.loader import SeedStats, load_plan
+
+        seed_phases(load_plan(), reset=False, stats=SeedStats())
+        phases = list(GrowthPhase.objects.order_by("number"))
+        if not phases:
+            raise NoPhases("no growth phases are defined; run manage.py seed_defaults")
+    return phases
+
+
+def all_phases() -> list[GrowthPhase]:
+    return _phases()
+
+
+def phase_for_users(n: int) -> GrowthPhase:
+    """The phase whose [users_min, users_max) holds n; the top phase also takes n >= its max."""
+    if n is None or int(n) < 0:
+        raise ValueError(f"a user count must be a non-negative number, got {n!r}")
+    n = int(n)
+    phases = _phases()
+    for phase in phases:
+        if phase.users_min <= n < phase.users_max:
+            return phase
+    top = phases[-1]
+    if n >= top.users_max:
+        return top
+    return phases[0]  # below the first phase's minimum (a plan starting above 0)
+
+
+def current_phase() -> GrowthPhase:
+    """The phase a lead set; before anyone set one, the first phase (Foundation)."""
+    state = PhaseState.objects.select_related("phase").filter(key="platform").first()
+    if state is not None:
+        return state.phase
+    return _phases()[0]
+
+
+def phase_state() -> PhaseState | None:
+    return PhaseState.objects.select_related("phase", "set_by").filter(key="platform").first()
+
+
+def next_phase(phase: GrowthPhase) -> GrowthPhase | None:
+    return GrowthPhase.objects.filter(number__gt=phase.number).order_by("number").first()
+
+
+def latest_user_sample() -> UserCountSample | None:
+    return UserCountSample.objects.order_by("-at").first()
