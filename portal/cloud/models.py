@@ -75,6 +75,9 @@ class Environment(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return f"/environments/{self.name}/"
+
     def asg_name(self, colour: str) -> str:
         return {"blue": self.blue_asg, "green": self.green_asg}[colour]
 
@@ -83,9 +86,6 @@ class Environment(models.Model):
 
     def tg_dimension(self, colour: str) -> str:
         return {"blue": self.blue_tg_dimension, "green": self.green_tg_dimension}[colour]
-
-    def get_absolute_url(self) -> str:
-        return f"/environments/{self.name}/"
 
 
 class Drill(models.Model):
