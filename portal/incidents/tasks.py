@@ -1,0 +1,65 @@
+"""Celery tasks: thin callers of services; each reloads its rows and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.db import DatabaseError
+from django.utils import timezone
+
+from portal.incidents import services
+from portal.incidents.models import AlertDelivery
+
+log = logging.getLogger(__name__)
+# A pending delivery older than this was lost on its way to a worker (dead broker, crashed worker).
+SWEEP_AFTER = timedelta(seconds=30)
+
+
+@shared_task(bind=True, queue="default", acks_late=True, max_retries=5, soft_time_limit=110, time_limit=130)
+def process_delivery(self, delivery_id: int) -> str:
+    try:
+        return services.delivery_process(delivery_id=delivery_id)
+    except DatabaseError as exc:
+        # Deadlock or a database hiccup: the delivery stays pending; retry, and the sweep is the backstop.
+        if self.request.retries >= self.max_retries:
+            raise
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
+    except Exception as exc:
+        log.exception("delivery %s failed", delivery_id)
+        services.delivery_mark_failed(delivery_id=delivery_id, error=f"{exc.__class__.__name__}: {exc}")
+        raise
+
+
+@shared_task(bind=True, queue="default", acks_late=True)
+def sweep_deliveries(self) -> int:
+    """The outbox sweep: re-dispatch deliveries still pending after SWEEP_AFTER."""
+    cutoff = timezone.now() - SWEEP_AFTER
+    ids = list(
+        AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:1000]
+    )
+    for pk in ids:
+        process_delivery.delay(pk)
+    return len(ids)
+
+
+@shared_task(bind=True, queue="default", acks_late=True)
+def escalate_incident(self, incident_id: int) -> int:
+    return services.incident_escalate(incident_id=incident_id).level
+
+
+@shared_task(bind=True, queue="default", acks_late=True)
+def check_escalations(self) -> int:
+    return len(services.escalations_due())
+
+
+@shared_task(bind=True, queue="default", acks_late=True, max_retries=5, soft_time_limit=60, time_limit=90)
+def send_notification(self, notification_id: int) -> str:
+    final = self.request.retries >= self.max_retries or self.request.is_eager
+    try:
+        return services.notification_send(notification_id=notification_id, final_attempt=final)
+    except services.NotificationError as exc:
+        raise self.retry(exc=exc, countdown=min(5 * 2 ** self.request.retries, 300)) from exc
