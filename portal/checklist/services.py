@@ -1,0 +1,433 @@
+"""Writes on the checklist: evidence, mark ready, sign off, revoke, verification results.
+
+Every change writes its audit row in the same transaction; each is safe to call twice (the
+second call changes nothing and says so through the returned `changed` flag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.accounts.roles import LEAD, RESPOND, SIGN_OFF
+from portal.audit.services import audit_record
+from portal.checklist.models import (
+    ChecklistItem,
+    ChecklistNotification,
+    ChecklistVerification,
+    Evidence,
+    ItemStatus,
+    SignOff,
+    VerificationOutcome,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_NOTE_CHARS = 5000
+
+
+class ChecklistError(Exception):
+    """A checklist action refused; `code` maps to an HTTP status (forbidden 403, conflict 409, invalid 422)."""
+
+    STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 422}
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return self.STATUS.get(self.code, 400)
+
+
+# --- who is acting -------------------------------------------------------------------------------
+
+def _person(actor):
+    """The user behind an actor: the user, or the person who created an API token."""
+    from portal.accounts.models import ApiToken
+
+    if isinstance(actor, ApiToken):
+        return actor.created_by
+    if getattr(actor, "is_authenticated", False):
+        return actor
+    return None
+
+
+def _label(actor) -> str:
+    from portal.accounts.models import ApiToken
+
+    if isinstance(actor, ApiToken):
+        person = actor.created_by
+        return f"{person.get_username()} (token {actor.name})" if person else f"token {actor.name}"
+    if getattr(actor, "is_authenticated", False):
+        return actor.get_username()
+    return str(actor or "system")[:150]
+
+
+def _signer_key(actor) -> str:
+    from portal.accounts.models import ApiToken
+
+    person = _person(actor)
+    if person is not None:
+        return f"user:{person.pk}"
+    if isinstance(actor, ApiToken):
+        return f"token:{actor.pk}"
+    raise ChecklistError("forbidden", "a sign-off needs a person or a lead's API token")
+
+
+def _can(actor, perm: str, scope: str) -> bool:
+    """Users need the permission; API tokens need the scope (checked again here, not only at the edge)."""
+    from portal.accounts.models import ApiToken
+
+    if isinstance(actor, ApiToken):
+        if not actor.grants(scope):
+            return False
+        person = actor.created_by
+        return person is None or person.has_perm(perm)
+    return bool(getattr(actor, "is_authenticated", False) and actor.is_active and actor.has_perm(perm))
+
+
+def _require(actor, perm: str, scope: str, what: str) -> None:
+    if not _can(actor, perm, scope):
+        raise ChecklistError("forbidden", f"your role does not allow you to {what}")
+
+
+def _lock(item: ChecklistItem) -> ChecklistItem:
+    return ChecklistItem.objects.select_for_update().get(pk=item.pk)
+
+
+def _state(item: ChecklistItem) -> dict:
+    return {
+        "status": item.status, "round": item.round, "ready_by": item.ready_by_label or None,
+        "attested_until": item.attested_until, "evidence_stale": item.evidence_stale,
+    }
+
+
+# --- evidence ------------------------------------------------------------------------------------
+
+def evidence_add(*, item: ChecklistItem, actor, kind: str, text: str = "", url: str = "", upload=None) -> Evidence:
+    """Attach a note, a link or a file. Files go through default_storage (S3 in production)."""
+    _require(actor, RESPOND, "actions", "add evidence")
+    text = (text or "").strip()
+    url = (url or "").strip()
+    if kind not in Evidence.Kind.values:
+        raise ChecklistError("invalid", f"evidence kind must be one of {', '.join(Evidence.Kind.values)}")
+    if len(text) > MAX_NOTE_CHARS:
+        raise ChecklistError("invalid", f"the note is longer than {MAX_NOTE_CHARS} characters")
+    if kind == Evidence.Kind.NOTE and not text:
+        raise ChecklistError("invalid", "a note needs some text")
+    if kind == Evidence.Kind.LINK:
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            raise ChecklistError("invalid", "the link must be a full http(s) URL") from None
+        if len(url) > 500:
+            raise ChecklistError("invalid", "the link is longer than 500 characters")
+    content = None
+    if kind == Evidence.Kind.FILE:
+        if upload is None:
+            raise ChecklistError("invalid", "choose a file to attach")
+        if upload.size is not None and upload.size > MAX_FILE_BYTES:
+            raise ChecklistError("invalid", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        content = upload.read()
+        if len(content) > MAX_FILE_BYTES:
+            raise ChecklistError("invalid", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        if not content:
+            raise ChecklistError("invalid", "the file is empty")
+    with transaction.atomic():
+        item = _lock(item)
+        ev = Evidence(
+            item=item, kind=kind, text=text, url=url if kind == Evidence.Kind.LINK else "",
+            added_by=_person(actor), added_by_label=_label(actor),
+        )
+        if content is not None:
+            name = (getattr(upload, "name", "") or "evidence").rsplit("/", 1)[-1][:200]
+            ev.file_name = name
+            ev.file_size = len(content)
+            ev.sha256 = hashlib.sha256(content).hexdigest()
+            ev.file.save(name, ContentFile(content), save=False)
+        ev.save()
+        audit_record(actor=actor, verb="checklist.evidence_add", target=item, after=ev.snapshot())
+    return ev
+
+
+def _evidence_snapshot(item: ChecklistItem) -> dict:
+    latest = item.verifications.order_by("-ran_at", "-pk").first()
+    return {
+        "taken_at": timezone.now().isoformat(),
+        "evidence": [e.snapshot() for e in item.evidence.all()],
+        "verification": None if latest is None else {
+            "outcome": latest.outcome, "summary": latest.summary, "ran_at": latest.ran_at.isoformat(),
+            "environment": latest.environment_name,
+        },
+    }
+
+
+# --- the sign-off state machine -------------------------------------------------------------------
+
+def item_mark_ready(*, item: ChecklistItem, actor, note: str = "") -> tuple[ChecklistItem, bool]:
+    """Open (or revoked, or an expired / contradicted sign-off) -> ready for sign-off. The actor is the preparer."""
+    _require(actor, RESPOND, "actions", "mark items ready")
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise ChecklistError("invalid", f"the note is longer than {MAX_NOTE_CHARS} characters")
+    with transaction.atomic():
+        item = _lock(item)
+        if item.status == ItemStatus.READY:
+            return item, False
+        if item.status == ItemStatus.SIGNED_OFF and not (item.expired or item.evidence_stale):
+            raise ChecklistError("conflict", "this item is signed off and current; revoke it first to prepare it again")
+        before = _state(item)
+        if item.status in (ItemStatus.SIGNED_OFF, ItemStatus.REVOKED):
+            item.round += 1  # earlier signatures do not count for the new attestation
+        item.status = ItemStatus.READY
+        item.ready_by = _person(actor)
+        item.ready_by_label = _label(actor)
+        item.ready_at = timezone.now()
+        item.signed_off_at = None
+        item.attested_until = None
+        item.evidence_stale = False
+        item.evidence_stale_since = None
+        item.save()
+        if note:
+            Evidence.objects.create(item=item, kind=Evidence.Kind.NOTE, text=note, added_by=_person(actor), added_by_label=_label(actor))
+        audit_record(actor=actor, verb="checklist.mark_ready", target=item, before=before, after=_state(item), extra={"note": note})
+    return item, True
+
+
+def item_sign_off(*, item: ChecklistItem, actor, note: str = "", expires_at: datetime | None = None) -> tuple[SignOff, bool]:
+    """Add the actor's signature; the item is signed off once enough distinct people signed.
+
+    Enough means `required_signers` distinct signers, at least one of whom is not the person who
+    marked the item ready. Returns (signature, changed); signing twice returns the first signature.
+    """
+    _require(actor, SIGN_OFF, "lead", "sign off checklist items")
+    key = _signer_key(actor)
+    note = (note or "").strip()[:500]
+    now = timezone.now()
+    if expires_at is not None and expires_at <= now:
+        raise ChecklistError("invalid", "the expiry must be in the future")
+    with transaction.atomic():
+        item = _lock(item)
+        mine = item.sign_offs.filter(round=item.round, signer_key=key, revoked_at__isnull=True).first()
+        if mine is not None:
+            return mine, False
+        if item.status == ItemStatus.SIGNED_OFF:
+            raise ChecklistError("conflict", "this item is already signed off")
+        if item.status != ItemStatus.READY:
+            raise ChecklistError("conflict", f"this item is {item.get_status_display().lower()}: it must be marked ready for sign-off first")
+        if expires_at is None and item.attestation_days:
+            expires_at = now + timedelta(days=item.attestation_days)
+        before = _state(item)
+        try:
+            with transaction.atomic():
+                sig = SignOff.objects.create(
+                    item=item, round=item.round, signer=_person(actor), signer_key=key, signer_label=_label(actor),
+                    signed_at=now, expires_at=expires_at, note=note, evidence_snapshot=_evidence_snapshot(item),
+                )
+        except IntegrityError:
+            return item.sign_offs.get(round=item.round, signer_key=key, revoked_at__isnull=True), False
+        live = list(item.sign_offs.filter(round=item.round, revoked_at__isnull=True))
+        keys = {s.signer_key for s in live}
+        preparer = f"user:{item.ready_by_id}" if item.ready_by_id else None
+        completed = len(keys) >= item.required_signers and bool(keys - {preparer})
+        if completed:
+            item.status = ItemStatus.SIGNED_OFF
+            item.signed_off_at = now
+            expiries = [s.expires_at for s in live if s.expires_at]
+            item.attested_until = min(expiries) if expiries else None
+            item.evidence_stale = False
+            item.evidence_stale_since = None
+            item.save()
+        audit_record(
+            actor=actor, verb="checklist.sign_off", target=item, before=before, after=_state(item),
+            extra={
+                "round": item.round, "signers": sorted(s.signer_label for s in live), "required": item.required_signers,
+                "completed": completed, "expires_at": expires_at, "note": note,
+                "evidence_count": len(sig.evidence_snapshot.get("evidence", [])),
+            },
+        )
+    return sig, True
+
+
+def item_revoke(*, item: ChecklistItem, actor, reason: str) -> tuple[ChecklistItem, bool]:
+    """Withdraw the item's sign-off (or its pending signatures). A reason is required."""
+    _require(actor, SIGN_OFF, "lead", "revoke sign-offs")
+    reason = (reason or "").strip()
+    if len(reason) < 3:
+        raise ChecklistError("invalid", "revoking needs a reason (a few words: what changed)")
+    if len(reason) > 500:
+        raise ChecklistError("invalid", "the reason is longer than 500 characters")
+    with transaction.atomic():
+        item = _lock(item)
+        if item.status == ItemStatus.REVOKED:
+            return item, False
+        if item.status == ItemStatus.OPEN:
+            raise ChecklistError("conflict", "this item is open: there is no sign-off to revoke")
+        before = _state(item)
+        now = timezone.now()
+        revoked = item.sign_offs.filter(round=item.round, revoked_at__isnull=True).update(
+            revoked_at=now, revoked_by_label=_label(actor), revoke_reason=reason
+        )
+        item.status = ItemStatus.REVOKED
+        item.revoked_at = now
+        item.revoke_reason = reason
+        item.signed_off_at = None
+        item.attested_until = None
+        item.evidence_stale = False
+        item.evidence_stale_since = None
+        item.save()
+        audit_record(actor=actor, verb="checklist.revoke", target=item, before=before, after=_state(item),
+                     extra={"reason": reason, "signatures_revoked": revoked})
+    return item, True
+
+
+def item_configure(*, item: ChecklistItem, actor, required_signers: int, attestation_days: int | None, owner=None) -> tuple[ChecklistItem, bool]:
+    """Set how many people must sign, the default sign-off expiry and the owner (leads)."""
+    _require(actor, SIGN_OFF, "lead", "change sign-off rules")
+    if not 1 <= int(required_signers) <= 10:
+        raise ChecklistError("invalid", "required signers must be between 1 and 10")
+    if attestation_days is not None and not 1 <= int(attestation_days) <= 3650:
+        raise ChecklistError("invalid", "the expiry must be between 1 and 3650 days, or empty")
+    with transaction.atomic():
+        item = _lock(item)
+        before = {"required_signers": item.required_signers, "attestation_days": item.attestation_days,
+                  "owner": item.owner.get_username() if item.owner else None}
+        item.required_signers = int(required_signers)
+        item.attestation_days = int(attestation_days) if attestation_days is not None else None
+        item.owner = owner
+        after = {"required_signers": item.required_signers, "attestation_days": item.attestation_days,
+                 "owner": owner.get_username() if owner else None}
+        if before == after:
+            return item, False
+        item.save(update_fields=["required_signers", "attestation_days", "owner", "updated_at"])
+        audit_record(actor=actor, verb="checklist.configure", target=item, before=before, after=after)
+    return item, True
+
+
+# --- automated verifications ----------------------------------------------------------------------
+
+def lead_recipients() -> list[str]:
+    User = get_user_model()
+    return sorted(
+        set(
+            User.objects.filter(groups__name=LEAD, is_active=True).exclude(email="").values_list("email", flat=True)
+        )
+    )
+
+
+def verification_record(*, item: ChecklistItem, outcome: str, summary: str, evidence: dict, triggered_by: str,
+                        environment_name: str = "") -> ChecklistVerification:
+    """Keep a verification result; when a signed-off item now fails, flag it and tell the leads."""
+    if outcome not in VerificationOutcome.values:
+        raise ChecklistError("invalid", f"unknown outcome {outcome!r}")
+    with transaction.atomic():
+        item = _lock(item)
+        before = {"outcome": item.verification_outcome or None, "evidence_stale": item.evidence_stale}
+        v = ChecklistVerification.objects.create(
+            item=item, outcome=outcome, summary=summary[:500], evidence=evidence,
+            triggered_by=triggered_by[:150], environment_name=environment_name,
+        )
+        item.verification_outcome = outcome
+        item.verification_summary = summary[:500]
+        item.verified_at = v.ran_at
+        fields = ["verification_outcome", "verification_summary", "verified_at", "updated_at"]
+        verb = None
+        if outcome == VerificationOutcome.FAILING and item.status == ItemStatus.SIGNED_OFF and not item.evidence_stale:
+            item.evidence_stale = True
+            item.evidence_stale_since = v.ran_at
+            fields += ["evidence_stale", "evidence_stale_since"]
+            verb = "checklist.evidence_stale"
+        elif outcome == VerificationOutcome.PASSING and item.evidence_stale:
+            item.evidence_stale = False
+            item.evidence_stale_since = None
+            fields += ["evidence_stale", "evidence_stale_since"]
+            verb = "checklist.evidence_restored"
+        elif before["outcome"] != outcome:
+            verb = "checklist.verification_changed"
+        item.save(update_fields=fields)
+        if verb:
+            audit_record(
+                actor=triggered_by or "system:checklist", verb=verb, target=item, before=before,
+                after={"outcome": outcome, "evidence_stale": item.evidence_stale},
+                extra={"summary": summary[:500], "verification_id": v.pk, "environment": environment_name},
+            )
+        if verb == "checklist.evidence_stale":
+            _notify_leads_regressed(item, v)
+    return v
+
+
+def _notify_leads_regressed(item: ChecklistItem, v: ChecklistVerification) -> None:
+    from django.conf import settings
+
+    from portal.checklist.tasks import checklist_send_notification
+
+    url = f"{settings.PORTAL_BASE_URL.rstrip('/')}{item.get_absolute_url()}"
+    note = ChecklistNotification.objects.create(
+        item=item, kind="regressed",
+        subject=f"[launch readiness] {item.title}: sign-off no longer backed by evidence",
+        body=(
+            f"The automated verification of \"{item.title}\" failed after the item was signed off.\n\n"
+            f"What the cloud answered: {v.summary}\n"
+            f"Environment: {v.environment_name or '-'}; checked at {v.ran_at:%Y-%m-%d %H:%M} UTC.\n\n"
+            f"The item no longer counts toward launch readiness until the check passes again or the item is re-attested.\n"
+            f"{url}\n"
+        ),
+        recipients=lead_recipients(),
+    )
+    audit_record(actor="system:checklist", verb="checklist.notify_leads", target=item,
+                 after={"notification": note.pk, "recipients": note.recipients, "subject": note.subject})
+    transaction.on_commit(partial(checklist_send_notification.delay, note.pk))
+
+
+def notification_deliver(*, notification_id: int) -> bool:
+    """Send a recorded notification by email once (a redelivered task finds it delivered)."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    with transaction.atomic():
+        note = ChecklistNotification.objects.select_for_update().filter(pk=notification_id).first()
+        if note is None or note.delivered:
+            return False
+        if not note.recipients:
+            note.error = "no lead has an email address"
+            note.save(update_fields=["error"])
+            return False
+        try:
+            send_mail(note.subject, note.body, settings.DEFAULT_FROM_EMAIL, note.recipients, fail_silently=False)
+        except Exception as exc:  # SMTP trouble: keep the record, say why; the task may retry
+            note.error = str(exc)[:300]
+            note.save(update_fields=["error"])
+            raise
+        note.delivered = True
+        note.error = ""
+        note.save(update_fields=["delivered", "error"])
+    return True
+
+
+def parse_expiry(value: str | None) -> datetime | None:
+    """A date (YYYY-MM-DD, end of that day UTC) or a number of days from now; empty for none."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        days = int(value)
+        if not 1 <= days <= 3650:
+            raise ChecklistError("invalid", "the expiry must be between 1 and 3650 days")
+        return timezone.now() + timedelta(days=days)
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.get_current_timezone())  # noqa: DTZ007
+    except ValueError:
+        raise ChecklistError("invalid", "the expiry must be a date (YYYY-MM-DD) or a number of days") from None
+    return day + timedelta(days=1) - timedelta(seconds=1)

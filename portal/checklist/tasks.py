@@ -1,0 +1,36 @@
+"""Checklist tasks: scheduled verifications against the cloud, lead notifications."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, queue="polling", acks_late=True, soft_time_limit=110, time_limit=140)
+def checklist_verify(self, slug: str | None = None, environment_name: str | None = None, triggered_by: str = "system:checklist") -> dict:
+    """Run the automated verifications (one item or all) and store their results; safe to redeliver."""
+    from portal.checklist.models import ChecklistItem
+    from portal.checklist.verify import VERIFIERS, verify_items
+    from portal.cloud.models import Environment
+
+    try:
+        env = Environment.objects.get(name=environment_name) if environment_name else Environment.objects.get_default()
+    except Environment.DoesNotExist:
+        log.info("checklist: no environment %r to verify against", environment_name or "default")
+        return {"skipped": "no environment"}
+    items = ChecklistItem.objects.filter(slug__in=list(VERIFIERS))
+    if slug:
+        items = items.filter(slug=slug)
+    results = verify_items(items, env=env, triggered_by=triggered_by)
+    return {v.item.slug: v.outcome for v in results}
+
+
+@shared_task(bind=True, queue="default", acks_late=True, soft_time_limit=60, time_limit=90,
+             autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def checklist_send_notification(self, notification_id: int) -> bool:
+    from portal.checklist.services import notification_deliver
+
+    return notification_deliver(notification_id=notification_id)

@@ -1,0 +1,336 @@
+"""Automated verifications: what the cloud says about the items it can answer.
+
+Each verifier takes an Environment and returns a Result (passing or failing, a one-line summary,
+and the evidence it looked at). All cloud access goes through portal.cloud.aws; a CloudError
+becomes an "error" result (could not check), never a pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from portal.checklist.models import ChecklistItem, VerificationOutcome
+
+log = logging.getLogger(__name__)
+
+BACKUP_MIN_RETENTION_DAYS = 7
+BACKUP_MAX_SNAPSHOT_AGE = timedelta(hours=26)
+CERT_MIN_VALIDITY = timedelta(days=30)
+
+# Names an alarm's metric may carry for each of the plan's threshold metrics (CloudWatch or rule names).
+METRIC_ALIASES: dict[str, set[str]] = {
+    "error_rate": {"error_rate", "errorrate", "httpcode_target_5xx_count", "httpcode_elb_5xx_count", "5xxerror", "http_5xx"},
+    "p95_response_time": {"p95_response_time", "targetresponsetime", "latency", "response_time", "p95"},
+    "cpu": {"cpu", "cpuutilization", "cpu_utilization"},
+    "db_connections": {"db_connections", "databaseconnections", "database_connections"},
+    "cache_hit_ratio": {"cache_hit_ratio", "cachehitrate", "cache_hit_rate"},
+    "disk": {"disk", "disk_used_percent", "freestoragespace", "disk_pct"},
+}
+
+
+@dataclass
+class Result:
+    outcome: str
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def passing(summary: str, **evidence) -> Result:
+    return Result(VerificationOutcome.PASSING, summary, evidence)
+
+
+def failing(summary: str, **evidence) -> Result:
+    return Result(VerificationOutcome.FAILING, summary, evidence)
+
+
+def _get(obj: Any, *names: str, default=None):
+    """Read a field from a dataclass/namedtuple/object or a dict (boto3 shapes), first name that exists."""
+    for name in names:
+        if isinstance(obj, dict):
+            if name in obj and obj[name] is not None:
+                return obj[name]
+        elif getattr(obj, name, None) is not None:
+            return getattr(obj, name)
+    return default
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in asdict(obj).items()}
+    if hasattr(obj, "_asdict"):
+        return {k: _plain(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+def _when(value) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+        return value
+    parsed = parse_datetime(str(value))
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
+
+
+def _aws():
+    from portal.cloud import aws
+
+    return aws
+
+
+# --- the verifiers ------------------------------------------------------------------------------
+
+def verify_backups(env) -> Result:
+    rds = _aws().describe_rds(env)
+    retention = int(_get(rds, "backup_retention_days", "BackupRetentionPeriod", default=0) or 0)
+    latest = _when(_get(rds, "latest_snapshot_at", "LatestRestorableTime"))
+    now = timezone.now()
+    evidence = {
+        "instance": env.rds_instance_id, "backup_retention_days": retention, "required_retention_days": BACKUP_MIN_RETENTION_DAYS,
+        "latest_snapshot_at": latest.isoformat() if latest else None,
+        "latest_snapshot_age_hours": round((now - latest).total_seconds() / 3600, 1) if latest else None,
+        "max_snapshot_age_hours": BACKUP_MAX_SNAPSHOT_AGE.total_seconds() / 3600,
+        "multi_az": _get(rds, "multi_az"),
+    }
+    problems = []
+    if retention < BACKUP_MIN_RETENTION_DAYS:
+        problems.append(
+            "automated backups are off" if retention == 0 else f"retention is {retention} day{'s' if retention != 1 else ''} (needs {BACKUP_MIN_RETENTION_DAYS})"
+        )
+    if latest is None:
+        problems.append("no automated snapshot exists")
+    elif now - latest > BACKUP_MAX_SNAPSHOT_AGE:
+        problems.append(f"the latest automated snapshot is {evidence['latest_snapshot_age_hours']} h old (limit 26 h)")
+    if problems:
+        return failing("Backups not automated: " + "; ".join(problems), **evidence)
+    return passing(f"Retention {retention} days; latest automated snapshot {evidence['latest_snapshot_age_hours']} h old", **evidence)
+
+
+def verify_load_balancer(env) -> Result:
+    arns = list(_aws().listener_target_groups(env))
+    wanted = {"blue": env.blue_target_group_arn, "green": env.green_target_group_arn}
+    missing = [colour for colour, arn in wanted.items() if not arn or arn not in arns]
+    evidence = {"listener": env.listener_arn, "forwards_to": arns, "expected": wanted}
+    if missing:
+        return failing(f"The listener does not forward to the {' and '.join(missing)} target group{'s' if len(missing) > 1 else ''}", **evidence)
+    return passing("The listener forwards to both the blue and the green target groups", **evidence)
+
+
+def verify_auto_scaling(env) -> Result:
+    from portal.phases.selectors import current_phase
+
+    aws = _aws()
+    phase = current_phase()
+    groups = aws.describe_groups(env)
+    evidence: dict[str, Any] = {"phase": {"number": phase.number, "name": phase.name,
+                                          "instances_min": phase.instances_min, "instances_max": phase.instances_max},
+                                "groups": {}}
+    problems = []
+    for colour in ("blue", "green"):
+        group = groups.get(colour) if isinstance(groups, dict) else None
+        if group is None:
+            problems.append(f"no {colour} auto scaling group")
+            continue
+        policies = list(aws.describe_scaling_policies(env, colour) or [])
+        names = [str(_get(p, "name", "PolicyName", default=p)) for p in policies]
+        lo = int(_get(group, "min_size", "MinSize", default=0))
+        hi = int(_get(group, "max_size", "MaxSize", default=0))
+        evidence["groups"][colour] = {"name": _get(group, "name", "AutoScalingGroupName"), "min_size": lo, "max_size": hi,
+                                      "desired": _get(group, "desired", "DesiredCapacity"), "policies": names}
+        if not policies:
+            problems.append(f"{colour} has no scaling policy")
+        if hi < phase.instances_max:
+            problems.append(f"{colour} max size {hi} is below the phase's {phase.instances_max}")
+        if lo > phase.instances_min:
+            problems.append(f"{colour} min size {lo} is above the phase's {phase.instances_min}")
+    if problems:
+        return failing("Auto-scaling does not match phase " f"{phase.number} ({phase.name}): " + "; ".join(problems), **evidence)
+    return passing(
+        f"Both groups have scaling policies and bounds that hold phase {phase.number}'s {phase.instances_min}-{phase.instances_max} instances",
+        **evidence,
+    )
+
+
+def critical_thresholds() -> list[dict]:
+    from portal.plan.models import PlanFact
+
+    fact = PlanFact.objects.filter(section="thresholds", key="critical").first()
+    if fact is not None:
+        return list(fact.data or [])
+    from portal.plan.loader import load_plan
+
+    return list((load_plan().get("thresholds") or {}).get("critical") or [])
+
+
+def _norm(text: str) -> str:
+    return "".join(ch for ch in str(text).lower() if ch.isalnum() or ch == "_").replace("-", "_")
+
+
+def _alarm_matches(alarm, threshold: dict) -> bool:
+    metric = threshold.get("metric", "")
+    aliases = {_norm(a) for a in METRIC_ALIASES.get(metric, {metric})} | {_norm(metric)}
+    alarm_metric = _norm(_get(alarm, "metric", "MetricName", default=""))
+    if alarm_metric and alarm_metric in aliases:
+        return True
+    name = _norm(str(_get(alarm, "name", "AlarmName", default="")).replace("-", "_"))
+    slug = _norm(str(threshold.get("slug", "")).replace("-", "_"))
+    return bool(slug and slug in name) or any(a and a in name for a in aliases)
+
+
+def verify_alert_rules(env) -> Result:
+    alarms = list(_aws().list_alarms(env))
+    thresholds = critical_thresholds()
+    covered, missing = {}, []
+    for t in thresholds:
+        hit = [a for a in alarms if _alarm_matches(a, t)]
+        if hit:
+            covered[t.get("slug", t.get("metric"))] = [str(_get(a, "name", "AlarmName")) for a in hit]
+        else:
+            missing.append(t.get("summary") or t.get("slug"))
+    evidence = {
+        "alarms": [{"name": _get(a, "name", "AlarmName"), "metric": _get(a, "metric", "MetricName"),
+                    "threshold": _get(a, "threshold", "Threshold"), "state": _get(a, "state", "StateValue")} for a in alarms],
+        "covered": covered, "missing": missing, "thresholds": [t.get("summary") for t in thresholds],
+    }
+    if not thresholds:
+        return failing("The plan has no critical thresholds to check against", **evidence)
+    if missing:
+        return failing("No alarm for: " + ", ".join(str(m) for m in missing), **evidence)
+    return passing(f"An alarm exists for each of the {len(thresholds)} critical thresholds", **evidence)
+
+
+def verify_ssl(env) -> Result:
+    certs = list(_aws().acm_certificates(env))
+    now = timezone.now()
+    rows, good = [], []
+    for c in certs:
+        status = str(_get(c, "status", "Status", default="")).upper()
+        not_after = _when(_get(c, "not_after", "NotAfter"))
+        row = {"domain": _get(c, "domain", "domain_name", "DomainName"), "arn": _get(c, "arn", "CertificateArn"),
+               "status": status, "not_after": not_after.isoformat() if not_after else None,
+               "days_left": (not_after - now).days if not_after else None}
+        rows.append(row)
+        if status == "ISSUED" and not_after is not None and not_after - now > CERT_MIN_VALIDITY:
+            good.append(row)
+    evidence = {"certificates": rows, "min_days_left": CERT_MIN_VALIDITY.days}
+    if good:
+        return passing(f"{len(good)} issued certificate{'s' if len(good) > 1 else ''}, the first valid for {good[0]['days_left']} more days", **evidence)
+    if not rows:
+        return failing("No ACM certificate exists", **evidence)
+    issued = [r for r in rows if r["status"] == "ISSUED"]
+    if issued:
+        return failing(f"The issued certificate expires within {CERT_MIN_VALIDITY.days} days ({issued[0]['days_left']} days left)", **evidence)
+    return failing("No certificate is issued (" + ", ".join(sorted({r['status'] or '?' for r in rows})) + ")", **evidence)
+
+
+def _dns_name_norm(name) -> str:
+    name = str(name or "").lower().rstrip(".")
+    return name[len("dualstack."):] if name.startswith("dualstack.") else name
+
+
+def verify_dns(env) -> Result:
+    aws = _aws()
+    records = list(aws.route53_records(env))
+    alb_dns = _dns_name_norm(_alb_dns_name(env))
+    rows, hits = [], []
+    for r in records:
+        targets = _get(r, "targets", "values", default=None)
+        alias = _get(r, "alias_target", "alias", "AliasTarget", default=None)
+        if isinstance(alias, dict):
+            alias = alias.get("DNSName")
+        values = [alias] if alias else []
+        if isinstance(targets, str):
+            values.append(targets)
+        elif targets:
+            values.extend(str(_get(t, "Value", default=t)) for t in targets)
+        row = {"name": _get(r, "name", "Name"), "type": _get(r, "type", "Type"), "points_at": values}
+        rows.append(row)
+        if alb_dns and any(_dns_name_norm(v) == alb_dns for v in values):
+            hits.append(row)
+    evidence = {"load_balancer_dns": alb_dns or None, "records": rows}
+    if not alb_dns:
+        return failing("The load balancer's DNS name is unknown (the environment names no load balancer)", **evidence)
+    if hits:
+        return passing(f"{hits[0]['name']} ({hits[0]['type']}) points at the load balancer", **evidence)
+    return failing("No Route 53 record points at the load balancer", **evidence)
+
+
+def _alb_dns_name(env) -> str:
+    aws = _aws()
+    fn = getattr(aws, "load_balancer_dns_name", None)
+    if fn is not None:
+        return fn(env) or ""
+    if not env.load_balancer_arn:
+        return ""
+    client = aws.client(env, "elbv2")
+    lbs = client.describe_load_balancers(LoadBalancerArns=[env.load_balancer_arn]).get("LoadBalancers", [])
+    return lbs[0].get("DNSName", "") if lbs else ""
+
+
+def verify_cdn(env) -> Result:
+    dists = list(_aws().cloudfront_distributions(env))
+    rows = [{"id": _get(d, "id", "Id"), "domain": _get(d, "domain", "domain_name", "DomainName"),
+             "enabled": bool(_get(d, "enabled", "Enabled", default=True)), "status": _get(d, "status", "Status"),
+             "origins": _plain(_get(d, "origins", "Origins", default=[]))} for d in dists]
+    enabled = [r for r in rows if r["enabled"]]
+    evidence = {"distributions": rows}
+    if enabled:
+        return passing(f"CloudFront distribution {enabled[0]['domain'] or enabled[0]['id']} is in front", **evidence)
+    if rows:
+        return failing("The CloudFront distribution is disabled", **evidence)
+    return failing("No CloudFront distribution exists", **evidence)
+
+
+VERIFIERS: dict[str, Callable[[Any], Result]] = {
+    "backups": verify_backups,
+    "load-balancer": verify_load_balancer,
+    "auto-scaling": verify_auto_scaling,
+    "alert-rules": verify_alert_rules,
+    "ssl": verify_ssl,
+    "dns": verify_dns,
+    "cdn": verify_cdn,
+}
+
+
+def run_check(slug: str, env) -> Result:
+    """Run one verifier; cloud trouble becomes an 'error' result naming what failed."""
+    verifier = VERIFIERS.get(slug)
+    if verifier is None:
+        return Result(VerificationOutcome.ERROR, f"No automated verification exists for {slug!r}")
+    try:
+        result = verifier(env)
+    except Exception as exc:  # CloudError and anything boto3 raises: report it, never pass
+        log.warning("checklist verification %s on %s failed: %s", slug, getattr(env, "name", env), exc)
+        return Result(VerificationOutcome.ERROR, f"Could not check: {exc}"[:500],
+                      {"error": type(exc).__name__, "message": str(exc)[:1000]})
+    result.evidence = _plain(result.evidence)
+    return result
+
+
+def verify_items(items: Iterable[ChecklistItem], *, env, triggered_by: str) -> list:
+    from portal.checklist.services import verification_record
+
+    out = []
+    for item in items:
+        if item.slug not in VERIFIERS:
+            continue
+        result = run_check(item.slug, env)
+        out.append(verification_record(item=item, outcome=result.outcome, summary=result.summary, evidence=result.evidence,
+                                       triggered_by=triggered_by, environment_name=env.name))
+    return out
