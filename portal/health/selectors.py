@@ -1,0 +1,142 @@
+"""Reads for the health pages, panels, API and other apps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import F, Max, Sum, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from portal.health.models import Check, CheckResult, CheckRollup, Heartbeat, Slo
+
+SPARK_POINTS = 30
+
+
+def service_statuses() -> list[dict]:
+    """The external services (status pages, HTTP checks) with their status and the reason in words."""
+    out = []
+    for c in Check.objects.filter(group=Check.Group.EXTERNAL).order_by("name"):
+        out.append(
+            {
+                "slug": c.slug,
+                "name": c.name,
+                "kind": c.kind,
+                "status": c.status,
+                "ok": c.status == Check.Status.OK,
+                "reason": c.last_reason,
+                "last_result_at": c.last_result_at,
+                "url": c.config.get("url", ""),
+                "enabled": c.enabled,
+            }
+        )
+    return out
+
+
+def uptime_by_check(*, hours: int, now=None) -> dict[int, float | None]:
+    """Percent of ok results per check over the last `hours` hours, from the hourly rollups."""
+    now = now or timezone.now()
+    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    rows = (
+        CheckRollup.objects.filter(hour__gte=since)
+        .values("check_obj_id")
+        .annotate(n=Sum("count"), ok=Sum("ok_count"))
+    )
+    return {r["check_obj_id"]: (100.0 * r["ok"] / r["n"]) if r["n"] else None for r in rows}
+
+
+def recent_results(check_ids: list[int], *, points: int = SPARK_POINTS, within_hours: int = 24) -> dict[int, list[dict]]:
+    """The last `points` results of each check (oldest first), in one query."""
+    since = timezone.now() - timedelta(hours=within_hours)
+    qs = (
+        CheckResult.objects.filter(check_obj_id__in=check_ids, created_at__gte=since)
+        .annotate(rn=Window(RowNumber(), partition_by=[F("check_obj_id")], order_by=F("created_at").desc()))
+        .filter(rn__lte=points)
+        .values("check_obj_id", "ok", "latency_ms", "created_at")
+    )
+    out: dict[int, list[dict]] = {cid: [] for cid in check_ids}
+    for row in qs:
+        out[row["check_obj_id"]].append(row)
+    for rows in out.values():
+        rows.sort(key=lambda r: r["created_at"])
+    return out
+
+
+def sparkline_svg_points(results: list[dict], *, width: int = 120, height: int = 24) -> dict:
+    """Polyline points (latency) and failure marks for a server-rendered SVG sparkline."""
+    if not results:
+        return {"points": "", "fails": [], "width": width, "height": height}
+    lat = [r["latency_ms"] or 0.0 for r in results]
+    top = max(lat) or 1.0
+    n = len(results)
+    step = width / max(n - 1, 1)
+    pts = []
+    fails = []
+    for i, r in enumerate(results):
+        x = round(i * step, 1)
+        y = round(height - 2 - (lat[i] / top) * (height - 4), 1)
+        pts.append(f"{x},{y}")
+        if not r["ok"]:
+            fails.append({"x": x, "y": y})
+    return {"points": " ".join(pts), "fails": fails, "width": width, "height": height}
+
+
+def grid_rows(*, environment=None) -> list[dict]:
+    """Every check with status, last result, uptime 24 h / 30 days and a sparkline: a fixed number of queries."""
+    checks = list(Check.objects.select_related("environment", "rule").order_by("group", "environment__name", "name"))
+    if environment is not None:
+        checks = [c for c in checks if c.environment_id in (None, environment.pk)]
+    ids = [c.pk for c in checks]
+    up24 = uptime_by_check(hours=24)
+    up30 = uptime_by_check(hours=24 * 30)
+    recent = recent_results(ids)
+    rows = []
+    for c in checks:
+        rows.append(
+            {
+                "check": c,
+                "uptime_24h": up24.get(c.pk),
+                "uptime_30d": up30.get(c.pk),
+                "spark": sparkline_svg_points(recent.get(c.pk, [])),
+            }
+        )
+    return rows
+
+
+def status_counts() -> dict[str, int]:
+    counts = {"ok": 0, "failing": 0, "unknown": 0, "disabled": 0}
+    for c in Check.objects.only("status", "enabled"):
+        if not c.enabled:
+            counts["disabled"] += 1
+        else:
+            counts[c.status] += 1
+    return counts
+
+
+def failing_checks(limit: int = 10) -> list[Check]:
+    return list(
+        Check.objects.filter(enabled=True, status=Check.Status.FAILING)
+        .select_related("environment")
+        .order_by("-severity", "status_changed_at")[:limit]
+    )
+
+
+def last_result_at():
+    return CheckResult.objects.aggregate(m=Max("created_at"))["m"]
+
+
+def heartbeats() -> dict[str, Heartbeat]:
+    return {h.name: h for h in Heartbeat.objects.all()}
+
+
+def slos() -> list[Slo]:
+    return list(Slo.objects.order_by("slug"))
+
+
+def check_history(check: Check, *, limit: int = 200):
+    return CheckResult.objects.filter(check_obj=check).order_by("-created_at")[:limit]
+
+
+def check_rollups(check: Check, *, days: int = 30):
+    since = timezone.now() - timedelta(days=days)
+    return CheckRollup.objects.filter(check_obj=check, hour__gte=since).order_by("-hour")
