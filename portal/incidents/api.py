@@ -1,0 +1,285 @@
+"""Webhooks (Alertmanager, SNS) and the incidents JSON API. Mounted at /api/v1/ by portal/api_routers.py.
+
+The webhooks take auth=None and check their own credentials (a bearer token for Alertmanager, the
+message signature for SNS) so every refusal is recorded in RejectedDelivery with its reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest
+from django.http.request import RawPostDataException
+from ninja import Router, Schema
+
+from portal.api import ApiError, TokenAuth, require_scope
+from portal.incidents import services, sns
+from portal.incidents.models import Incident, Source
+from portal.incidents.parsing import PayloadError, decode_json, parse_alertmanager, parse_cloudwatch_message
+from portal.incidents.selectors import incident_list
+
+router = Router()
+
+
+class ErrorOut(Schema):
+    error: str
+    detail: str
+
+
+class DeliveryOut(Schema):
+    status: str
+    delivery: uuid.UUID
+    alerts: int
+    duplicate: bool = False
+
+
+class AlertOut(Schema):
+    fingerprint: str
+    name: str
+    status: str
+    severity: str
+    summary: str
+    labels: dict
+    generator_url: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+class TimelineOut(Schema):
+    at: datetime
+    kind: str
+    actor: str
+    text: str
+    data: dict
+
+
+class IncidentOut(Schema):
+    id: uuid.UUID
+    title: str
+    status: str
+    severity: str
+    environment: str | None
+    service: str
+    grouping_key: str
+    source: str
+    runbook_slug: str
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str
+    resolved_at: datetime | None
+    resolved_by: str
+    assignee: str | None
+    url: str
+
+
+class IncidentDetailOut(IncidentOut):
+    alerts: list[AlertOut]
+    timeline: list[TimelineOut]
+    postmortem: dict
+
+
+class IncidentPage(Schema):
+    count: int
+    results: list[IncidentOut]
+
+
+class ResolveIn(Schema):
+    reason: str = ""
+
+
+class NoteIn(Schema):
+    text: str
+
+
+WEBHOOK_RESPONSES = {200: DeliveryOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}
+
+
+def _client(request: HttpRequest) -> tuple[str, str]:
+    return request.META.get("REMOTE_ADDR", ""), request.headers.get("User-Agent", "")
+
+
+def _reject(request: HttpRequest, source: str, status: int, reason: str, detail: str, body: bytes = b""):
+    remote, agent = _client(request)
+    services.delivery_reject(source=source, reason=reason, detail=detail, status_code=status, remote_addr=remote, user_agent=agent, body=body)
+    return ApiError(status, reason, detail)
+
+
+def _read_body(request: HttpRequest, source: str) -> bytes:
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:
+        raise _reject(request, source, 413, "too_large", f"the body is larger than the {request_limit()} bytes accepted") from exc
+    except RawPostDataException as exc:  # pragma: no cover - only if something read the stream first
+        raise _reject(request, source, 400, "bad_request", "the body could not be read") from exc
+    return body
+
+
+def request_limit() -> int:
+    from django.conf import settings
+
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def _store(request, *, source: str, payload, dedup_key: str = "", count: int = 0) -> dict:
+    remote, _ = _client(request)
+    try:
+        delivery, created = services.delivery_store(source=source, payload=payload, dedup_key=dedup_key, remote_addr=remote, alert_count=count)
+    except DatabaseError as exc:
+        # Not stored: the sender must retry (Alertmanager and SNS retry on 5xx only).
+        raise ApiError(503, "unavailable", f"the delivery could not be stored ({exc.__class__.__name__}); retry") from exc
+    return {"status": "accepted" if created else "duplicate", "delivery": delivery.public_id, "alerts": count, "duplicate": not created}
+
+
+@router.post(
+    "/alerts/alertmanager", auth=None, response=WEBHOOK_RESPONSES, tags=["alerts"],
+    summary="Alertmanager webhook (version 4); Authorization: Bearer <token of scope alerts:write>",
+    openapi_extra={
+        "security": [{"TokenAuth": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["alerts"],
+            "properties": {"version": {"type": "string"}, "groupKey": {"type": "string"}, "status": {"type": "string"},
+                           "truncatedAlerts": {"type": "integer"}, "alerts": {"type": "array", "items": {"type": "object"}}},
+        }}}},
+    },
+)
+def alertmanager_webhook(request):
+    source = Source.ALERTMANAGER
+    header = request.headers.get("Authorization", "")
+    scheme, _, raw = header.partition(" ")
+    token = TokenAuth().authenticate(request, raw.strip()) if scheme.lower() == "bearer" else None
+    if token is None:
+        raise _reject(request, source, 401, "unauthorized", "missing or invalid bearer token")
+    if not token.grants("alerts:write"):
+        raise _reject(request, source, 403, "forbidden", f"this token's scope ({token.scope}) does not allow 'alerts:write'")
+    body = _read_body(request, source)
+    try:
+        payload = decode_json(body)
+        alerts = parse_alertmanager(payload)
+    except PayloadError as exc:
+        raise _reject(request, source, 400 if exc.reason == "malformed_json" else 422, exc.reason, exc.detail, body) from exc
+    return 200, _store(request, source=source, payload=payload, count=len(alerts))
+
+
+@router.post(
+    "/alerts/sns", auth=None, response=WEBHOOK_RESPONSES, tags=["alerts"],
+    summary="AWS SNS HTTP(S) delivery: subscription confirmation, CloudWatch alarm notification, unsubscribe",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["Type", "MessageId", "TopicArn", "Signature", "SigningCertURL", "SignatureVersion"],
+        "properties": {"Type": {"type": "string", "enum": list(sns.TYPES)}, "Message": {"type": "string"}},
+    }}}}},
+)
+def sns_webhook(request):
+    source = Source.SNS
+    body = _read_body(request, source)
+    try:
+        message = sns.check_envelope(decode_json(body))
+        header_type = request.headers.get("x-amz-sns-message-type")
+        if header_type and header_type != message["Type"]:
+            raise PayloadError("type_mismatch", "x-amz-sns-message-type does not match the body's Type")
+    except PayloadError as exc:
+        raise _reject(request, source, 400 if exc.reason == "malformed_json" else 422, exc.reason, exc.detail, body) from exc
+    try:
+        sns.check_topic(message)
+        sns.verify_signature(message)
+    except PayloadError as exc:
+        raise _reject(request, source, 403, exc.reason, exc.detail, body) from exc
+    count = 0
+    if message["Type"] == "Notification":
+        try:
+            parse_cloudwatch_message(message["Message"])
+        except PayloadError as exc:
+            raise _reject(request, source, 422, exc.reason, exc.detail, body) from exc
+        count = 1
+    elif not sns.is_sns_url(message.get("SubscribeURL", "")):
+        raise _reject(request, source, 422, "bad_subscribe_url", "SubscribeURL must be https://sns.<region>.amazonaws.com/...", body)
+    return 200, _store(request, source=source, payload=message, dedup_key=message["MessageId"], count=count)
+
+
+# ----------------------------------------------------------------------------------------------
+# Incidents
+
+
+def incident_out(inc: Incident) -> dict:
+    return {
+        "id": inc.public_id, "title": inc.title, "status": inc.status, "severity": inc.severity,
+        "environment": inc.environment.name if inc.environment else None, "service": inc.service,
+        "grouping_key": inc.grouping_key, "source": inc.source, "runbook_slug": inc.runbook_slug,
+        "opened_at": inc.opened_at, "acknowledged_at": inc.acknowledged_at, "acknowledged_by": inc.acknowledged_by,
+        "resolved_at": inc.resolved_at, "resolved_by": inc.resolved_by,
+        "assignee": inc.assignee.get_username() if inc.assignee else None, "url": inc.get_absolute_url(),
+    }
+
+
+def _get(incident_id: str) -> Incident:
+    try:
+        key = uuid.UUID(str(incident_id))
+    except ValueError as exc:
+        raise ApiError(404, "not_found", "no incident with this id") from exc
+    inc = Incident.objects.select_related("environment", "assignee").filter(public_id=key).first()
+    if inc is None:
+        raise ApiError(404, "not_found", "no incident with this id")
+    return inc
+
+
+def _detail(inc: Incident) -> dict:
+    out = incident_out(inc)
+    out["alerts"] = [
+        {"fingerprint": a.fingerprint, "name": a.name, "status": a.status, "severity": a.severity, "summary": a.summary,
+         "labels": a.labels, "generator_url": a.generator_url, "starts_at": a.starts_at, "ends_at": a.ends_at}
+        for a in inc.alerts.all()
+    ]
+    out["timeline"] = [{"at": t.at, "kind": t.kind, "actor": t.actor_label, "text": t.text, "data": t.data} for t in inc.timeline.all()]
+    out["postmortem"] = {"summary": inc.postmortem_summary, "impact": inc.postmortem_impact,
+                         "root_cause": inc.postmortem_root_cause, "actions": inc.postmortem_actions}
+    return out
+
+
+@router.get("/incidents", response={200: IncidentPage, 401: ErrorOut, 403: ErrorOut, 422: ErrorOut}, tags=["incidents"],
+            summary="List incidents; status=open (triggered or acknowledged), triggered, acknowledged or resolved")
+def list_incidents(request, status: str = "", severity: str = "", limit: int = 100, offset: int = 0):
+    require_scope(request, "read")
+    if status and status not in ("open", "triggered", "acknowledged", "resolved"):
+        raise ApiError(422, "invalid", "status must be open, triggered, acknowledged or resolved")
+    limit, offset = max(1, min(limit, 500)), max(0, offset)
+    qs = incident_list(status=status, severity=severity)
+    return 200, {"count": qs.count(), "results": [incident_out(i) for i in qs[offset : offset + limit]]}
+
+
+@router.get("/incidents/{incident_id}", response={200: IncidentDetailOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}, tags=["incidents"],
+            summary="One incident with its alerts, timeline and postmortem")
+def get_incident(request, incident_id: str):
+    require_scope(request, "read")
+    return 200, _detail(_get(incident_id))
+
+
+@router.post("/incidents/{incident_id}/acknowledge", response={200: IncidentOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+             tags=["incidents"], summary="Acknowledge (stops escalation); acknowledging twice is a no-op")
+def acknowledge(request, incident_id: str):
+    token = require_scope(request, "actions")
+    try:
+        inc = services.incident_acknowledge(incident=_get(incident_id), actor=token)
+    except services.InvalidTransition as exc:
+        raise ApiError(409, "conflict", str(exc)) from exc
+    return 200, incident_out(inc)
+
+
+@router.post("/incidents/{incident_id}/resolve", response={200: IncidentOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+             tags=["incidents"], summary="Resolve; resolving twice is a no-op")
+def resolve(request, incident_id: str, payload: ResolveIn | None = None):
+    token = require_scope(request, "actions")
+    inc = services.incident_resolve(incident=_get(incident_id), actor=token, reason=(payload.reason if payload else "")[:500])
+    return 200, incident_out(inc)
+
+
+@router.post("/incidents/{incident_id}/notes", response={201: TimelineOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+             tags=["incidents"], summary="Add a Markdown note to the timeline")
+def add_note(request, incident_id: str, payload: NoteIn):
+    token = require_scope(request, "actions")
+    inc = _get(incident_id)
+    if not payload.text.strip():
+        raise ApiError(422, "invalid", "text must not be empty")
+    entry = services.incident_note_add(incident=inc, actor=token, text=payload.text)
+    return 201, {"at": entry.at, "kind": entry.kind, "actor": entry.actor_label, "text": entry.text, "data": entry.data}

@@ -1,0 +1,94 @@
+"""Reads for the incident pages, the API and the dashboard figures."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.utils import timezone
+
+from portal.incidents.models import Incident
+
+
+def incident_list(*, status: str = "", severity: str = "", environment: str = "", service: str = "") -> QuerySet[Incident]:
+    """Open incidents first (triggered, then acknowledged), newest first within each."""
+    qs = Incident.objects.select_related("environment", "assignee")
+    if status == "open":
+        qs = qs.exclude(status=Incident.Status.RESOLVED)
+    elif status:
+        qs = qs.filter(status=status)
+    if severity:
+        qs = qs.filter(severity=severity)
+    if environment:
+        qs = qs.filter(environment__name=environment)
+    if service:
+        qs = qs.filter(service=service)
+    order = Case(
+        When(status=Incident.Status.TRIGGERED, then=Value(0)),
+        When(status=Incident.Status.ACKNOWLEDGED, then=Value(1)),
+        default=Value(2), output_field=IntegerField(),
+    )
+    return qs.annotate(_open_order=order).order_by("_open_order", "-opened_at")
+
+
+def open_incidents(limit: int = 10) -> list[Incident]:
+    return list(incident_list(status="open")[:limit])
+
+
+def filter_choices() -> dict:
+    from portal.cloud.models import Environment
+
+    services = Incident.objects.exclude(service="").values_list("service", flat=True).distinct().order_by("service")[:100]
+    return {
+        "statuses": Incident.Status.choices,
+        "severities": [("critical", "Critical"), ("warning", "Warning")],
+        "environments": list(Environment.objects.values_list("name", flat=True)),
+        "services": list(services),
+    }
+
+
+def _p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    index = max(0, math.ceil(0.9 * len(ordered)) - 1)
+    return ordered[index]
+
+
+def response_figures(*, weeks: int = 8, now=None) -> list[dict]:
+    """Mean and p90 minutes to acknowledge and to resolve, per ISO week and severity, newest week first."""
+    now = now or timezone.now()
+    since = now - timedelta(weeks=weeks)
+    rows = Incident.objects.filter(opened_at__gte=since).values_list("opened_at", "severity", "acknowledged_at", "resolved_at")
+    buckets: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for opened, severity, acked, resolved in rows:
+        year, week, _ = opened.isocalendar()
+        b = buckets.setdefault((f"{year}-W{week:02d}", severity), {"ack": [], "resolve": [], "count": []})
+        b["count"].append(1)
+        if acked:
+            b["ack"].append((acked - opened).total_seconds() / 60)
+        if resolved:
+            b["resolve"].append((resolved - opened).total_seconds() / 60)
+    out = []
+    for (week, severity), b in sorted(buckets.items(), key=lambda kv: (kv[0][0], kv[0][1]), reverse=True):
+        out.append({
+            "week": week, "severity": severity, "incidents": len(b["count"]),
+            "ack_mean": sum(b["ack"]) / len(b["ack"]) if b["ack"] else None,
+            "ack_p90": _p90(b["ack"]) if b["ack"] else None,
+            "resolve_mean": sum(b["resolve"]) / len(b["resolve"]) if b["resolve"] else None,
+            "resolve_p90": _p90(b["resolve"]) if b["resolve"] else None,
+        })
+    return out
+
+
+def recent_deployments_for(incident: Incident) -> list:
+    """Deployments in progress or finished within the last hour in the incident's environment (if that app exists)."""
+    if incident.environment_id is None:
+        return []
+    try:
+        from deployments.selectors import recent_deployments
+    except ImportError:
+        return []
+    try:
+        return list(recent_deployments(incident.environment, within_minutes=60))
+    except Exception:  # noqa: BLE001 - context must never break the incident page
+        return []
