@@ -99,3 +99,43 @@ class UserCountSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.users} users at {self.at:%Y-%m-%d %H:%M} ({self.source})"
+
+
+class CapacitySample(models.Model):
+    """Live instances per colour and load, sampled with the user count (the instances chart and capacity view)."""
+
+    at = models.DateTimeField()
+    environment = models.ForeignKey("cloud.Environment", on_delete=models.CASCADE, related_name="+")
+    blue_in_service = models.PositiveIntegerField(null=True, blank=True)
+    green_in_service = models.PositiveIntegerField(null=True, blank=True)
+    requests_per_second = models.FloatField(null=True, blank=True)
+    cpu_percent = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [
+            # the instances chart: an environment's recent samples
+            models.Index(fields=["environment", "-at"], name="capsample_env_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.environment_id} at {self.at:%Y-%m-%d %H:%M}: blue {self.blue_in_service}, green {self.green_in_service}"
+
+
+class CostSnapshot(models.Model):
+    """Cost Explorer's month-to-date answer, one row per environment and month (kept up to date)."""
+
+    environment = models.ForeignKey("cloud.Environment", on_delete=models.CASCADE, related_name="+")
+    month = models.DateField(help_text="First day of the month")
+    total = models.DecimalField(max_digits=14, decimal_places=2)
+    forecast = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    by_service = models.JSONField(default=dict)
+    currency = models.CharField(max_length=8, default="USD")
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["month"]
+        constraints = [models.UniqueConstraint(fields=["environment", "month"], name="costsnapshot_env_month_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m}: {self.total} {self.currency}"

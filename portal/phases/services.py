@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal.audit.services import audit_record
-from portal.phases.models import GrowthPhase, PhaseFocusItem, PhaseState, UserCountSample
+from portal.phases.models import (
+    CapacitySample,
+    CostSnapshot,
+    GrowthPhase,
+    PhaseFocusItem,
+    PhaseState,
+    UserCountSample,
+)
 from portal.phases.selectors import current_phase
 
 log = logging.getLogger(__name__)
@@ -164,3 +172,54 @@ def user_count_sample_from_metrics(*, environment_name: str | None = None) -> Us
         return None
     source = env.metrics_source if env.metrics_source in UserCountSample.Source.values else UserCountSample.Source.CLOUDWATCH
     return user_count_record(users=int(users), actor="system:phases", source=source, environment=env)
+
+
+def capacity_sample_record(*, environment) -> CapacitySample | None:
+    """Keep the live instances per colour and the load, for the instances chart and the capacity view."""
+    from portal.cloud import aws
+    from portal.cloud.metrics import metrics_source
+
+    try:
+        groups = aws.describe_groups(environment)
+    except Exception as exc:
+        log.warning("phases: describe_groups on %s failed: %s", environment.name, exc)
+        return None
+    rps = cpu = None
+    try:
+        src = metrics_source(environment)
+        reqs = src.request_count(None, 5)
+        rps = reqs / 300.0 if reqs is not None else None
+        cpu = src.cpu(None, 5)
+    except Exception as exc:
+        log.info("phases: load metrics on %s unavailable: %s", environment.name, exc)
+
+    def in_service(colour):
+        g = groups.get(colour)
+        return None if g is None else int(getattr(g, "in_service", 0) or 0)
+
+    return CapacitySample.objects.create(
+        at=timezone.now(), environment=environment, blue_in_service=in_service("blue"),
+        green_in_service=in_service("green"), requests_per_second=rps, cpu_percent=cpu,
+    )
+
+
+def cost_snapshot_record(*, environment, report=None) -> CostSnapshot | None:
+    """Keep Cost Explorer's month-to-date for this month (one row a month, updated)."""
+    if report is None:
+        from portal.cloud import aws
+
+        try:
+            report = aws.cost_month_to_date(environment)
+        except Exception as exc:
+            log.info("phases: cost on %s unavailable: %s", environment.name, exc)
+            return None
+    now = timezone.now()
+    by_service = {str(k): float(v or 0) for k, v in (getattr(report, "by_service", None) or {}).items()}
+    forecast = getattr(report, "forecast", None)
+    snap, _ = CostSnapshot.objects.update_or_create(
+        environment=environment, month=now.date().replace(day=1),
+        defaults={"total": Decimal(str(getattr(report, "total", 0) or 0)).quantize(Decimal("0.01")),
+                  "forecast": None if forecast is None else Decimal(str(forecast)).quantize(Decimal("0.01")),
+                  "by_service": by_service, "currency": getattr(report, "currency", "USD") or "USD", "taken_at": now},
+    )
+    return snap

@@ -1,0 +1,121 @@
+"""JSON API for the checklist (mounted at /api/v1/checklist)."""
+
+from __future__ import annotations
+
+from ninja import Router, Schema
+
+from portal.api import ApiError, require_scope
+from portal.checklist.models import ChecklistItem
+from portal.checklist.selectors import items_for_board, readiness, signature_progress
+from portal.checklist.services import (
+    ChecklistError,
+    item_revoke,
+    item_sign_off,
+    parse_expiry,
+    verification_record,
+)
+from portal.checklist.verify import VERIFIERS, run_check
+
+router = Router()
+
+
+class SignOffIn(Schema):
+    note: str = ""
+    expires: str = ""  # YYYY-MM-DD or a number of days; empty: the item's default
+
+
+class RevokeIn(Schema):
+    reason: str
+
+
+class VerifyIn(Schema):
+    environment: str = ""
+
+
+def item_json(item: ChecklistItem) -> dict:
+    p = signature_progress(item)
+    return {
+        "slug": item.slug, "position": item.position, "title": item.title, "description": item.description,
+        "owner_role": item.owner_role, "owner": item.owner.get_username() if item.owner else None,
+        "status": item.status, "round": item.round, "complete": item.complete,
+        "required_signers": item.required_signers, "signatures": [
+            {"signer": s.signer_label, "signed_at": s.signed_at, "expires_at": s.expires_at, "note": s.note} for s in p["signatures"]
+        ],
+        "signatures_missing": p["missing"] if item.status == "ready" else 0,
+        "ready_by": item.ready_by_label or None, "ready_at": item.ready_at, "signed_off_at": item.signed_off_at,
+        "attested_until": item.attested_until, "expired": item.expired, "revoke_reason": item.revoke_reason or None,
+        "verifiable": item.verifiable,
+        "verification": None if not item.verification_outcome else {
+            "outcome": item.verification_outcome, "summary": item.verification_summary, "ran_at": item.verified_at,
+        },
+        "evidence_stale": item.evidence_stale,
+    }
+
+
+def _item(slug: str) -> ChecklistItem:
+    item = items_for_board().filter(slug=slug).first()
+    if item is None:
+        raise ApiError(404, "not_found", f"no checklist item {slug!r}")
+    return item
+
+
+def _raise(exc: ChecklistError):
+    raise ApiError(exc.status, exc.code, exc.message) from exc
+
+
+@router.get("", summary="The checklist items and the launch readiness")
+def list_items(request):
+    require_scope(request, "read")
+    items = list(items_for_board())
+    return {"readiness": readiness(items).as_dict(), "items": [item_json(i) for i in items]}
+
+
+@router.get("/{slug}", summary="One checklist item")
+def get_item(request, slug: str):
+    require_scope(request, "read")
+    return item_json(_item(slug))
+
+
+@router.post("/{slug}/sign-off", summary="Sign off an item ready for sign-off (leads)")
+def sign_off(request, slug: str, payload: SignOffIn):
+    token = require_scope(request, "lead")
+    item = _item(slug)
+    try:
+        expires_at = parse_expiry(payload.expires)
+        sig, changed = item_sign_off(item=item, actor=token, note=payload.note, expires_at=expires_at)
+    except ChecklistError as exc:
+        _raise(exc)
+    item = _item(slug)
+    return {"changed": changed, "signature": {"signer": sig.signer_label, "signed_at": sig.signed_at, "round": sig.round},
+            "item": item_json(item)}
+
+
+@router.post("/{slug}/revoke", summary="Revoke an item's sign-off, with a reason (leads)")
+def revoke(request, slug: str, payload: RevokeIn):
+    token = require_scope(request, "lead")
+    item = _item(slug)
+    try:
+        _, changed = item_revoke(item=item, actor=token, reason=payload.reason)
+    except ChecklistError as exc:
+        _raise(exc)
+    return {"changed": changed, "item": item_json(_item(slug))}
+
+
+@router.post("/{slug}/verify", summary="Run an item's automated verification now")
+def verify(request, slug: str, payload: VerifyIn | None = None):
+    token = require_scope(request, "actions")
+    item = _item(slug)
+    if slug not in VERIFIERS:
+        raise ApiError(422, "not_verifiable", f"the cloud cannot answer {slug!r}: it is signed off by people only")
+    from portal.cloud.models import Environment
+
+    name = (payload.environment if payload else "") or ""
+    try:
+        env = Environment.objects.get(name=name) if name else Environment.objects.get_default()
+    except Environment.DoesNotExist:
+        raise ApiError(404, "not_found", f"no environment {name or 'default'!r} to verify against") from None
+    result = run_check(slug, env)
+    v = verification_record(item=item, outcome=result.outcome, summary=result.summary, evidence=result.evidence,
+                            triggered_by=token.audit_label, environment_name=env.name)
+    return {"outcome": v.outcome, "summary": v.summary, "ran_at": v.ran_at, "environment": env.name,
+            "evidence": v.evidence, "item": item_json(_item(slug))}
