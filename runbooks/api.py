@@ -1,0 +1,142 @@
+"""Runbooks JSON API, mounted at /api/v1/runbooks: list, start a run, read a run, record a step outcome."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import HttpRequest
+from ninja import Router, Schema
+
+from portal.api import ApiError, require_scope
+from runbooks import selectors, services
+from runbooks.actions import ACTIONS
+from runbooks.models import OutcomeStatus
+
+router = Router()
+
+
+class RunIn(Schema):
+    incident: uuid.UUID | None = None
+    environment: str | None = None
+
+
+class StepIn(Schema):
+    status: str = "done"
+    note: str = ""
+    answer: str = ""
+    evidence: dict | None = None
+
+
+def _raise(exc: services.RunbookError):
+    raise ApiError(exc.status, exc.code, exc.detail)
+
+
+def _run(run_id: uuid.UUID):
+    run = selectors.run_get(run_id)
+    if run is None:
+        raise ApiError(404, "not_found", f"no run {run_id}")
+    return run
+
+
+@router.get("")
+def list_runbooks(request: HttpRequest):
+    require_scope(request, "read")
+    out = []
+    for rb in selectors.library():
+        v = rb.current_version
+        out.append(
+            {
+                "slug": rb.slug,
+                "title": rb.title,
+                "summary": rb.summary,
+                "version": v.number if v else None,
+                "versions": rb.version_count,
+                "steps": [{"id": s["id"], "kind": s["kind"], "title": s["title"]} for s in (v.steps if v else [])],
+                "alerts": v.definition.get("alerts", []) if v else [],
+                "runs": rb.run_count,
+                "last_used_at": rb.last_used_at.isoformat() if rb.last_used_at else None,
+                "load_error": rb.last_load_error or None,
+                "url": rb.get_absolute_url(),
+            }
+        )
+    return out
+
+
+@router.get("/runs/{run_id}")
+def get_run(request: HttpRequest, run_id: uuid.UUID):
+    require_scope(request, "read")
+    return selectors.run_to_dict(_run(run_id))
+
+
+@router.post("/runs/{run_id}/steps/{step_id}")
+def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: StepIn):
+    """Record an outcome. For an action step, status "done" takes the action (its scope: `actions`,
+    `lead` for RDS failover); for an escalate step, "done" escalates. Returns the run."""
+    token = require_scope(request, "actions")
+    run = _run(run_id)
+    step = run.version.step(step_id)
+    if step is None:
+        raise ApiError(404, "not_found", f"step {step_id!r} is not in {run.version}")
+    if payload.status not in OutcomeStatus.values:
+        raise ApiError(422, "invalid", f"status must be one of {', '.join(OutcomeStatus.values)}")
+    try:
+        if step["kind"] == "action" and payload.status == OutcomeStatus.DONE:
+            spec = ACTIONS[step["action"]]
+            require_scope(request, spec.scope)
+            outcome = services.step_action_take(run=run, step_id=step_id, note=payload.note, actor=token)
+        elif step["kind"] == "escalate" and payload.status == OutcomeStatus.DONE:
+            outcome = services.step_escalate(run=run, step_id=step_id, note=payload.note, actor=token)
+        else:
+            evidence = payload.evidence
+            if evidence is not None and len(str(evidence)) > 20000:
+                raise ApiError(422, "invalid", "evidence is larger than 20000 characters")
+            outcome = services.step_record(
+                run=run,
+                step_id=step_id,
+                status=payload.status,
+                note=payload.note,
+                answer=payload.answer,
+                evidence={"source": "api", **evidence} if evidence else None,
+                actor=token,
+            )
+    except services.RunbookError as exc:
+        _raise(exc)
+    run.refresh_from_db()
+    body = selectors.run_to_dict(run)
+    body["recorded"] = {"step": outcome.step_id, "status": outcome.status, "evidence": outcome.evidence}
+    return body
+
+
+@router.post("/{slug}/runs")
+def start_run(request: HttpRequest, slug: str, payload: RunIn):
+    token = require_scope(request, "actions")
+    runbook = selectors.runbook_get(slug)
+    if runbook is None:
+        raise ApiError(404, "not_found", f"no runbook {slug!r}")
+    incident = environment = None
+    if payload.incident:
+        from portal.incidents.models import Incident
+
+        incident = Incident.objects.filter(public_id=payload.incident).first()
+        if incident is None:
+            raise ApiError(404, "not_found", f"no incident {payload.incident}")
+    if payload.environment:
+        from portal.cloud.models import Environment
+
+        environment = Environment.objects.filter(name=payload.environment).first()
+        if environment is None:
+            raise ApiError(404, "not_found", f"no environment {payload.environment!r}")
+    try:
+        run = services.run_start(runbook=runbook, incident=incident, environment=environment, actor=token)
+    except services.RunbookError as exc:
+        _raise(exc)
+    return 201, selectors.run_to_dict(run)
+
+
+@router.get("/{slug}")
+def get_runbook(request: HttpRequest, slug: str):
+    require_scope(request, "read")
+    rb = selectors.runbook_get(slug)
+    if rb is None or rb.current_version is None:
+        raise ApiError(404, "not_found", f"no runbook {slug!r}")
+    return {"slug": rb.slug, "title": rb.title, "version": rb.current_version.number, "definition": rb.current_version.definition}
