@@ -1,0 +1,144 @@
+import pytest
+from django.core import mail
+
+from portal.incidents import services
+from portal.incidents.models import Incident, RejectedDelivery
+from portal.incidents.seed import seed
+from portal.plan.loader import load_plan
+
+
+@pytest.fixture
+def seeded(db):
+    seed(load_plan(), reset=False)
+
+
+def open_incident(name="HighErrorRate", severity="critical", fp="e1"):
+    return services.alert_ingest_internal(source="health", fingerprint=fp, name=name, severity=severity, firing=True,
+                                          summary="5xx above 5%", labels={"service": "api"}).incident
+
+
+def test_seed_is_idempotent_and_maps_runbooks(seeded):
+    from django_celery_beat.models import PeriodicTask
+
+    stats = seed(load_plan(), reset=False)
+    assert stats.created == 0
+    assert PeriodicTask.objects.filter(task="portal.incidents.tasks.check_escalations").count() == 1
+    assert services.runbook_for("HighErrorRate", {}) == "high-error-rate"
+    assert services.runbook_for("APIHighLatency", {}) == "slow-performance"
+    assert services.runbook_for("RDSConnectionsHigh", {}) == "database-issues"
+
+
+def test_list_detail_panel_for_a_viewer_without_buttons(client, viewer, seeded):
+    inc = open_incident()
+    client.force_login(viewer)
+    body = client.get("/incidents/").content.decode()
+    assert inc.title in body and "Response times" in body
+    body = client.get(inc.get_absolute_url()).content.decode()
+    assert "/runbooks/high-error-rate/" in body
+    assert "Acknowledge</button>" not in body and "Start runbook" not in body and 'id="note-form"' not in body
+    panel = client.get("/incidents/panel/").content.decode()
+    assert "<html" not in panel and inc.title in panel
+    for action in ("acknowledge", "resolve", "notes", "assign"):
+        r = client.post(f"{inc.get_absolute_url()}{action}/", {"text": "x"})
+        assert r.status_code == 403, action
+    inc.refresh_from_db()
+    assert inc.status == "triggered" and not inc.timeline.filter(kind="note").exists()
+
+
+def test_responder_acknowledges_notes_and_resolves(client, responder, seeded):
+    inc = open_incident()
+    client.force_login(responder)
+    body = client.get(inc.get_absolute_url()).content.decode()
+    assert "Acknowledge</button>" in body and "data-confirm" in body and 'action="/runbooks/high-error-rate/start/?incident=' in body
+    assert client.post(f"{inc.get_absolute_url()}acknowledge/").status_code == 302
+    assert client.post(f"{inc.get_absolute_url()}acknowledge/").status_code == 302  # twice is fine
+    client.post(f"{inc.get_absolute_url()}notes/", {"text": "Rolled back **green**"})
+    client.post(f"{inc.get_absolute_url()}assign/", {"assignee": responder.username})
+    client.post(f"{inc.get_absolute_url()}resolve/", {"reason": "rolled back"})
+    inc.refresh_from_db()
+    assert inc.status == "resolved" and inc.acknowledged_by == responder.username and inc.assignee == responder
+    body = client.get(inc.get_absolute_url()).content.decode()
+    assert "<strong>green</strong>" in body
+    md = client.get(f"{inc.get_absolute_url()}export.md").content.decode()
+    assert "# Incident:" in md and "Rolled back **green**" in md
+
+
+def test_rejected_page_is_for_leads(client, lead, responder, db):
+    RejectedDelivery.objects.create(source="alertmanager", reason="malformed_json", detail="bad")
+    client.force_login(responder)
+    assert client.get("/incidents/rejected/").status_code == 403
+    client.force_login(lead)
+    assert "malformed_json" in client.get("/incidents/rejected/").content.decode()
+
+
+def test_list_filters_and_query_count(client, viewer, seeded, django_assert_max_num_queries):
+    for i in range(15):
+        open_incident(name=f"Alert{i}", severity="warning" if i % 2 else "critical", fp=f"f{i}")
+    client.force_login(viewer)
+    with django_assert_max_num_queries(20):
+        r = client.get("/incidents/?severity=critical&partial=rows", headers={"HX-Request": "true"})
+    body = r.content.decode()
+    assert "Alert0" in body and "Alert1:" not in body and "<html" not in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_escalation_with_controlled_time(seeded, responder):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    t0 = timezone.now()
+    inc = open_incident()  # level 1 is paged at once (on commit)
+    inc.refresh_from_db()
+    assert inc.escalation_level == 1
+    assert [m.to for m in mail.outbox] == [["oncall@localhost"]]
+    assert inc.timeline.filter(kind="notification", text__contains="on-call email").exists()
+    assert services.escalations_due(now=t0 + timedelta(minutes=4)) == []
+    assert len(mail.outbox) == 1
+    services.escalations_due(now=t0 + timedelta(minutes=5, seconds=1))
+    inc.refresh_from_db()
+    assert inc.escalation_level == 2 and mail.outbox[-1].to == ["leads@localhost"]
+
+    other = open_incident(name="DatabaseDown", fp="db")
+    services.incident_acknowledge(incident=other, actor=responder)
+    sent = len(mail.outbox)
+    services.escalations_due(now=t0 + timedelta(hours=2))
+    other.refresh_from_db()
+    # The unacknowledged one repeats from level 1 (one more mail); the acknowledged one pages nobody.
+    assert other.escalation_level == 1 and len(mail.outbox) == sent + 1
+    assert Incident.objects.get(pk=inc.pk).escalation_round == 1
+    assert not Incident.objects.get(pk=other.pk).notifications.filter(level=2).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_page_created_before_ack_is_not_sent_after_it(seeded, responder, monkeypatch):
+    from portal.incidents import tasks
+    from portal.incidents.models import Notification
+
+    monkeypatch.setattr(tasks.send_notification, "delay", lambda *a: None)  # the worker is slow
+    inc = open_incident()
+    assert Notification.objects.filter(incident=inc, status="pending").count() == 1
+    services.incident_acknowledge(incident=inc, actor=responder)
+    n = Notification.objects.get(incident=inc)
+    assert services.notification_send(notification_id=n.pk) == "skipped"
+    n.refresh_from_db()
+    assert n.status == "cancelled" and mail.outbox == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_channel_is_recorded(seeded, settings):
+    from portal.incidents.models import EscalationLevel, Notification, NotificationChannel
+
+    ch = NotificationChannel.objects.create(name="broken hook", kind="slack", webhook_url="http://127.0.0.1:1/hook")
+    EscalationLevel.objects.get(policy__severity="critical", number=1).channels.add(ch)
+    inc = open_incident()
+    n = Notification.objects.get(incident=inc, channel=ch)
+    assert n.status == "failed" and "ConnectionError" in n.error
+    assert inc.timeline.filter(kind="notification", text__startswith="Failed to notify broken hook").exists()
+    stored = NotificationChannel.objects.filter(pk=ch.pk).values_list("webhook_url", flat=True).get()
+    assert stored == "http://127.0.0.1:1/hook"
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute("SELECT webhook_url FROM incidents_notificationchannel WHERE id = %s", [ch.pk])
+        assert c.fetchone()[0].startswith("enc:")

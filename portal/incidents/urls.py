@@ -1,0 +1,20 @@
+from django.urls import path
+
+from portal.incidents import views
+
+app_name = "incidents"
+
+urlpatterns = [
+    path("", views.incident_list, name="list"),
+    path("panel/", views.panel, name="panel"),
+    path("rejected/", views.rejected_deliveries, name="rejected"),
+    path("<uuid:public_id>/", views.incident_detail, name="detail"),
+    path("<uuid:public_id>/timeline/", views.incident_timeline, name="timeline"),
+    path("<uuid:public_id>/export.md", views.incident_export, name="export"),
+    path("<uuid:public_id>/acknowledge/", views.incident_acknowledge, name="acknowledge"),
+    path("<uuid:public_id>/resolve/", views.incident_resolve, name="resolve"),
+    path("<uuid:public_id>/reopen/", views.incident_reopen, name="reopen"),
+    path("<uuid:public_id>/assign/", views.incident_assign, name="assign"),
+    path("<uuid:public_id>/notes/", views.incident_note, name="note"),
+    path("<uuid:public_id>/postmortem/", views.incident_postmortem, name="postmortem"),
+]

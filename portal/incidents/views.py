@@ -1,0 +1,178 @@
+"""Incident pages: list with filters and live refresh, detail with actions, rejected deliveries, dashboard panel."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from portal.accounts.permissions import perm_required
+from portal.accounts.roles import RESPOND, VIEW, VIEW_AUDIT
+from portal.incidents import selectors, services
+from portal.incidents.markdown import render_markdown
+from portal.incidents.models import Incident, RejectedDelivery, TimelineEntry
+
+FILTERS = ("status", "severity", "environment", "service")
+
+
+def _filters(request) -> dict:
+    values = {k: request.GET.get(k, "").strip()[:100] for k in FILTERS}
+    if values["status"] not in ("", "open", "triggered", "acknowledged", "resolved"):
+        values["status"] = ""
+    if values["severity"] not in ("", "critical", "warning"):
+        values["severity"] = ""
+    return values
+
+
+@perm_required(VIEW)
+def incident_list(request):
+    filters = _filters(request)
+    page = Paginator(selectors.incident_list(**filters), 50).get_page(request.GET.get("page"))
+    context = {"page": page, "filters": filters, "now": timezone.now(), "query": request.GET.urlencode()}
+    if request.htmx and request.GET.get("partial") == "rows":
+        return render(request, "incidents/_rows.html", context)
+    context["choices"] = selectors.filter_choices()
+    context["figures"] = selectors.response_figures()
+    return render(request, "incidents/list.html", context)
+
+
+@perm_required(VIEW)
+def panel(request):
+    return render(request, "incidents/panel.html", {"incidents": selectors.open_incidents(10), "now": timezone.now(),
+                                                     "open_count": Incident.objects.exclude(status=Incident.Status.RESOLVED).count()})
+
+
+def _incident(public_id) -> Incident:
+    return get_object_or_404(Incident.objects.select_related("environment", "assignee"), public_id=public_id)
+
+
+def _timeline_rows(incident: Incident) -> list[dict]:
+    rows = []
+    for entry in incident.timeline.all():
+        rows.append({"entry": entry, "html": render_markdown(entry.text) if entry.kind == TimelineEntry.Kind.NOTE else ""})
+    return rows
+
+
+@perm_required(VIEW)
+def incident_detail(request, public_id):
+    incident = _incident(public_id)
+    responders = get_user_model().objects.filter(
+        Q(groups__permissions__codename="respond") | Q(is_superuser=True), is_active=True
+    ).distinct().order_by("username")
+    context = {
+        "incident": incident,
+        "alerts": incident.alerts.select_related("environment").all(),
+        "timeline": _timeline_rows(incident),
+        "deployments": selectors.recent_deployments_for(incident),
+        "responders": responders,
+        "can_respond": request.user.has_perm(RESPOND),
+        "notifications": incident.notifications.select_related("channel").order_by("-created_at")[:20],
+    }
+    return render(request, "incidents/detail.html", context)
+
+
+@perm_required(VIEW)
+def incident_timeline(request, public_id):
+    incident = _incident(public_id)
+    return render(request, "incidents/_timeline.html", {"incident": incident, "timeline": _timeline_rows(incident)})
+
+
+@perm_required(VIEW)
+def incident_export(request, public_id):
+    incident = _incident(public_id)
+    response = HttpResponse(services.incident_export_markdown(incident), content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="incident-{incident.public_id}.md"'
+    return response
+
+
+def _back(incident: Incident):
+    return redirect(incident.get_absolute_url())
+
+
+@require_POST
+@perm_required(RESPOND)
+def incident_acknowledge(request, public_id):
+    incident = _incident(public_id)
+    try:
+        services.incident_acknowledge(incident=incident, actor=request.user)
+        messages.success(request, "Acknowledged: escalation stopped.")
+    except services.InvalidTransition as exc:
+        messages.error(request, str(exc))
+    return _back(incident)
+
+
+@require_POST
+@perm_required(RESPOND)
+def incident_resolve(request, public_id):
+    incident = _incident(public_id)
+    services.incident_resolve(incident=incident, actor=request.user, reason=request.POST.get("reason", "").strip()[:500])
+    messages.success(request, "Resolved.")
+    return _back(incident)
+
+
+@require_POST
+@perm_required(RESPOND)
+def incident_reopen(request, public_id):
+    incident = _incident(public_id)
+    try:
+        services.incident_reopen(incident=incident, actor=request.user, reason=request.POST.get("reason", "").strip()[:500])
+        messages.success(request, "Reopened.")
+    except services.IncidentConflict as exc:
+        messages.error(request, str(exc))
+    return _back(incident)
+
+
+@require_POST
+@perm_required(RESPOND)
+def incident_assign(request, public_id):
+    incident = _incident(public_id)
+    username = request.POST.get("assignee", "").strip()
+    assignee = None
+    if username:
+        assignee = get_user_model().objects.filter(username=username, is_active=True).first()
+        if assignee is None or not assignee.has_perm(RESPOND):
+            messages.error(request, f"{username} is not a responder.")
+            return _back(incident)
+    services.incident_assign(incident=incident, assignee=assignee, actor=request.user)
+    messages.success(request, f"Assigned to {username or 'nobody'}.")
+    return _back(incident)
+
+
+@require_POST
+@perm_required(RESPOND)
+def incident_note(request, public_id):
+    incident = _incident(public_id)
+    text = request.POST.get("text", "").strip()
+    if not text:
+        messages.error(request, "A note needs text.")
+    else:
+        services.incident_note_add(incident=incident, actor=request.user, text=text)
+        messages.success(request, "Note added.")
+    return _back(incident)
+
+
+@require_POST
+@perm_required(RESPOND)
+def incident_postmortem(request, public_id):
+    incident = _incident(public_id)
+    services.incident_postmortem_update(
+        incident=incident, actor=request.user, summary=request.POST.get("summary", ""), impact=request.POST.get("impact", ""),
+        root_cause=request.POST.get("root_cause", ""), actions=request.POST.get("actions", ""),
+    )
+    messages.success(request, "Postmortem saved.")
+    return _back(incident)
+
+
+@perm_required(VIEW_AUDIT)
+def rejected_deliveries(request):
+    qs = RejectedDelivery.objects.all()
+    source = request.GET.get("source", "").strip()[:20]
+    if source:
+        qs = qs.filter(source=source)
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    return render(request, "incidents/rejected.html", {"page": page, "source": source})
