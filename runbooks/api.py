@@ -107,7 +107,7 @@ def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: 
     return body
 
 
-@router.post("/{slug}/runs")
+@router.post("/{slug}/runs", response={201: dict})
 def start_run(request: HttpRequest, slug: str, payload: RunIn):
     token = require_scope(request, "actions")
     runbook = selectors.runbook_get(slug)
