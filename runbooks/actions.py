@@ -47,7 +47,6 @@ def _reason(run, step) -> str:
 
 def _scale_out(*, run, step, actor) -> dict:
     from deployments.services import environment_scale
-
     from portal.cloud import aws
 
     env = _env(run)
@@ -57,15 +56,15 @@ def _scale_out(*, run, step, actor) -> dict:
     current = groups[colour].desired
     by = int(params.get("by", 2))
     desired = current + by
-    try:
-        from portal.phases.selectors import current_phase
+    from deployments.bounds import phase_bounds
 
-        cap = current_phase().instances_max
-        if desired > cap and current < cap:
-            desired = cap  # stay within the phase; going beyond it needs a lead's approval on the deployments page
-    except Exception:  # noqa: BLE001,S110 - without phases the deployments service enforces its own bounds
-        pass
+    cap = phase_bounds().instances_max
+    if desired > cap and current < cap:
+        desired = cap  # stay within the phase; beyond it a lead approves on the deployments page
     result = environment_scale(environment=env, colour=colour, desired=desired, actor=actor, reason=_reason(run, step))
+    state = getattr(result, "state", "")
+    if state == "failed":
+        raise ActionFailed(f"Scale out failed: {getattr(result, 'error', '') or 'AWS did not take the new capacity'}")
     return {
         "words": f"Scaled {colour} from {current} to {desired} instances.",
         "colour": colour,
@@ -82,15 +81,14 @@ def _rollback(*, run, step, actor) -> dict:
     try:
         result = services.environment_rollback(environment=env, actor=actor, reason=_reason(run, step))
     except services.AlreadyInProgress as exc:
-        return {"words": f"A rollback is already in progress ({exc}); nothing new started.", "already_in_progress": True}
-    words = "Rollback started"
-    status = getattr(result, "status", "")
-    to_colour = getattr(result, "to_colour", "") or getattr(result, "target_colour", "")
-    if to_colour:
-        words += f": traffic back to {to_colour}"
-    if status:
-        words += f" ({status})"
-    return {"words": words + ".", "result": _summary(result)}
+        # A second click, or someone else was quicker: nothing new started, and that is fine.
+        rb = getattr(exc, "rollback", None)
+        return {"words": f"Nothing new started: {exc.detail}.", "already_in_progress": True, "result": _summary(rb)}
+    words = f"Rollback to {result.to_colour} requested"
+    if result.from_colour:
+        words += f" (away from {result.from_colour})"
+    words += f"; state {result.get_state_display().lower()}: the old colour is brought to healthy capacity, then gets all the traffic."
+    return {"words": words, "result": _summary(result)}
 
 
 def _rds_failover(*, run, step, actor) -> dict:
@@ -113,7 +111,7 @@ def _summary(result: Any) -> Any:
     if result is None or isinstance(result, (str, int, float, bool, dict, list)):
         return result
     out = {"type": type(result).__name__}
-    for attr in ("public_id", "status", "from_colour", "to_colour", "desired", "colour"):
+    for attr in ("public_id", "state", "status", "from_colour", "to_colour", "from_desired", "to_desired", "colour", "error"):
         value = getattr(result, attr, None)
         if value is not None and value != "":
             out[attr] = str(value)

@@ -154,14 +154,19 @@ def recent_deployments(ctx: CheckContext) -> dict:
     minutes = int(ctx.params.get("within_minutes", 60))
     rows = []
     for d in list(select_recent(env, within_minutes=minutes))[:10]:
+        release = getattr(d, "release", None)
+        strategy = getattr(d, "strategy", None)
+        state = getattr(d, "state", "")
         rows.append(
             {
                 "id": str(getattr(d, "public_id", "") or d.pk),
-                "version": str(getattr(d, "version", "") or getattr(d, "release", "") or ""),
-                "colour": getattr(d, "colour", "") or getattr(d, "target_colour", ""),
-                "status": str(getattr(d, "status", "")),
-                "strategy": str(getattr(d, "strategy", "") or ""),
-                "started_at": (getattr(d, "started_at", None) or getattr(d, "created_at", None) or timezone.now()).isoformat(),
+                "version": str(getattr(release, "version", "") or ""),
+                "from_colour": getattr(d, "from_colour", ""),
+                "colour": getattr(d, "to_colour", ""),
+                "status": d.get_state_display() if hasattr(d, "get_state_display") else str(state),
+                "state": str(state),
+                "strategy": str(getattr(strategy, "name", "") or ""),
+                "started_at": (getattr(d, "started_at", None) or d.created_at).isoformat(),
             }
         )
     if not rows:
@@ -170,7 +175,7 @@ def recent_deployments(ctx: CheckContext) -> dict:
     words = f"{len(rows)} deployment(s) to {env.name} in the last {minutes} minutes; latest {first['version'] or first['id']}"
     if first["colour"]:
         words += f" to {first['colour']}"
-    words += f" ({first['status']})."
+    words += f" ({first['status'].lower()}, {first['strategy'] or 'strategy unknown'}, started {first['started_at'][11:16]} UTC)."
     return _result("warning", words, {"deployments": rows, "latest_colour": first["colour"]})
 
 
