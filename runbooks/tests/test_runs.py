@@ -112,16 +112,54 @@ def test_failed_action_is_recorded_with_its_reason(hre, responder, fake_checks, 
     assert run.claimed_step == ""
 
 
-def test_escalate_step_without_pageable_policy_says_so_on_the_timeline(hre, responder, fake_checks, make_incident):
-    incident = make_incident()
+def _to_escalate(hre, incident, responder):
     run = services.run_start(runbook=hre, incident=incident, actor=responder)
     for step in ("dashboard", "deployments", "external"):
         services.step_record(run=run, step_id=step, status="done", actor=responder)
     services.step_record(run=run, step_id="cause", status="done", answer="unknown", actor=responder)
+    return run
+
+
+@pytest.fixture
+def policy(db):
+    from portal.incidents.models import EscalationLevel, EscalationPolicy, NotificationChannel
+
+    EscalationPolicy.objects.filter(severity="critical").delete()
+    p = EscalationPolicy.objects.create(severity="critical", name="Critical", repeat=False)
+    for number, name in ((1, "on-call"), (2, "devops-lead")):
+        level = EscalationLevel.objects.create(policy=p, number=number, delay_minutes=15)
+        level.channels.add(NotificationChannel.objects.create(name=f"{name}-mail", kind="email", target=f"{name}@example.test"))
+    return p
+
+
+def test_escalate_step_pages_the_next_level_of_the_policy(hre, responder, fake_checks, make_incident, policy):
+    from portal.incidents.models import Notification
+
+    incident = make_incident()
+    run = _to_escalate(hre, incident, responder)
     outcome = services.step_escalate(run=run, step_id="escalate", note="no idea, need the lead", actor=responder)
     assert outcome.status == "done"
-    assert outcome.evidence["escalated"] in (True, False)
-    assert any("Escalate to the next level: done" in e.text for e in _timeline(incident))
+    assert outcome.evidence["escalated"] is True and outcome.evidence["level"] == 1
+    incident.refresh_from_db()
+    assert incident.escalation_level == 1
+    assert Notification.objects.filter(incident=incident, level=1).count() == 1
+    assert any("Escalate to the next level: done" in e.text and "Level 1 of the escalation policy paged" in e.text
+               for e in _timeline(incident))
+    # Safe to click twice: the recorded outcome comes back, nothing is paged again.
+    assert services.step_escalate(run=run, step_id="escalate", actor=responder) == outcome
+    assert Notification.objects.filter(incident=incident).count() == 1
+
+
+def test_escalate_step_on_an_acknowledged_incident_says_nobody_was_paged(hre, responder, fake_checks, make_incident, policy):
+    from portal.incidents.services import incident_acknowledge
+
+    incident = make_incident()
+    incident_acknowledge(incident=incident, actor=responder)
+    run = _to_escalate(hre, incident, responder)
+    outcome = services.step_escalate(run=run, step_id="escalate", actor=responder)
+    assert outcome.status == "done" and outcome.evidence["escalated"] is False
+    assert "Nobody was paged automatically (the incident is acknowledged" in outcome.evidence["words"]
+    assert any("Call the next level by hand" in e.text for e in _timeline(incident))
 
 
 def test_run_without_environment_shows_a_message_not_an_error(db, library, responder, client, settings):
