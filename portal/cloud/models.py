@@ -120,3 +120,25 @@ class Drill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.colour or ''} on {self.environment}"
+
+
+class SimulatorState(models.Model):
+    """The sandbox simulator's truth that moto lacks (target health, outages, counters).
+
+    Kept in the database so the sandbox process, the web and the workers see the same state.
+    """
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="simulator_state")
+    # instance id -> {"drill": id, "colour": ..., "since": iso}: targets failing their health checks
+    unhealthy = models.JSONField(default=dict, blank=True)
+    # service slug -> {"drill": id, "description": ...}: the fake status pages report an outage
+    outages = models.JSONField(default=dict, blank=True)
+    # running totals and the last values written (users, bucket bytes, per-colour requests)
+    data = models.JSONField(default=dict, blank=True)
+    ticks = models.PositiveIntegerField(default=0)
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    status_port = models.PositiveIntegerField(null=True, blank=True, help_text="Port of the fake status pages")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"simulator state of {self.environment}"

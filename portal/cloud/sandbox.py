@@ -1,0 +1,466 @@
+"""The local AWS sandbox: moto's server with the platform's topology built in it.
+
+`build_platform()` creates what the plan describes (VPC, subnets, launch template, blue/green
+groups behind one weighted ALB listener, RDS, ElastiCache, S3, alarms, certificate, DNS, CDN,
+Cost Explorer results). `register_environment()` saves the `sandbox` Environment row.
+
+moto's gaps are covered here, never in the portal's code: `install_moto_patches()` teaches
+moto's CloudWatch percentile statistics (p50/p95/p99 from the raw values, as CloudWatch does)
+and Cost Explorer's GetCostForecast. Both patches apply to the process that runs moto (the
+sandbox command, or a test's mock_aws).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import functools
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from portal.plan.loader import load_plan
+
+log = logging.getLogger(__name__)
+
+PREFIX = "ftw"
+DOMAIN = "fairtradeworker.example"
+ENV_NAME = "sandbox"
+INSTANCE_TYPE = "t3.large"
+SERVICE_NAMES = {  # Cost Explorer SERVICE dimension values for the plan's cost table
+    "compute": "Amazon Elastic Compute Cloud - Compute",
+    "database": "Amazon Relational Database Service",
+    "cache": "Amazon ElastiCache",
+    "storage": "Amazon Simple Storage Service",
+    "bandwidth": "AWS Data Transfer",
+    "services": "External services (AI, SMS, Email)",
+    "monitoring": "AmazonCloudWatch",
+}
+
+# --------------------------------------------------------------------------------------------- moto patches
+
+_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+_patched = False
+# account id -> {"monthly": float}: the seeded monthly cost the forecast extends
+_SANDBOX_COSTS: dict[str, dict[str, float]] = {}
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(pct / 100.0 * len(ordered)) - 1, 0)  # nearest-rank, as CloudWatch documents
+    return ordered[min(rank, len(ordered) - 1)]
+
+
+def install_moto_patches() -> None:
+    """Percentile statistics in moto's CloudWatch and GetCostForecast in its Cost Explorer."""
+    global _patched
+    if _patched:
+        return
+    from moto.ce.responses import CostExplorerResponse
+    from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, Statistics
+
+    original = Statistics.get_statistics_for_type
+
+    def get_statistics_for_type(self, stat):
+        m = _PERCENTILE.match(stat or "")
+        if m is None:
+            return original(self, stat)
+        values: list[float] = []
+        for datum in self.metric_data or []:
+            if isinstance(datum, MetricDatum):
+                values.append(float(datum.value))
+            elif isinstance(datum, MetricAggregatedDatum):
+                values.append(float(datum.sum) / max(float(datum.sample_count), 1.0))
+        return _percentile(values, float(m.group(1)))
+
+    Statistics.get_statistics_for_type = get_statistics_for_type
+
+    def get_cost_forecast(self) -> str:
+        params = json.loads(self.body or "{}")
+        period = params.get("TimePeriod") or {}
+        start = dt.date.fromisoformat(period["Start"])
+        end = dt.date.fromisoformat(period["End"])
+        monthly = _SANDBOX_COSTS.get(self.current_account, {}).get("monthly", 0.0)
+        amount = 0.0
+        day = start
+        while day < end:
+            amount += monthly / calendar.monthrange(day.year, day.month)[1]
+            day += dt.timedelta(days=1)
+        total = {"Amount": f"{amount:.2f}", "Unit": "USD"}
+        return json.dumps({"Total": total, "ForecastResultsByTime": [
+            {"TimePeriod": period, "MeanValue": total["Amount"]}]})
+
+    CostExplorerResponse.get_cost_forecast = get_cost_forecast
+    _patched = True
+
+
+# --------------------------------------------------------------------------------------------- plan facts
+
+def current_phase_bounds() -> dict[str, int]:
+    """The current phase's instance bounds: the phases app when it answers, else plan.yaml's first phase."""
+    try:
+        from portal.phases.selectors import current_phase
+
+        phase = current_phase()
+        return {"number": phase.number, "instances_min": phase.instances_min, "instances_max": phase.instances_max,
+                "users_min": phase.users_min, "users_max": phase.users_max}
+    except Exception:  # noqa: BLE001 - no phases app/table yet: the plan file is the source
+        phase = (load_plan().get("phases") or [{}])[0]
+        return {"number": int(phase.get("number", 1)), "instances_min": int(phase.get("instances_min", 2)),
+                "instances_max": int(phase.get("instances_max", 4)), "users_min": int(phase.get("users_min", 0)),
+                "users_max": int(phase.get("users_max", 5000))}
+
+
+def _alarm_specs(plan: dict, names: dict) -> list[dict]:
+    """One CloudWatch alarm per threshold of the plan, on the metric AWS has for it."""
+    tg_dims = [{"Name": "TargetGroup", "Value": names["blue_tg_dimension"]}, {"Name": "LoadBalancer", "Value": names["alb_dimension"]}]
+    comparisons = {"gt": "GreaterThanThreshold", "gte": "GreaterThanOrEqualToThreshold", "lt": "LessThanThreshold",
+                   "lte": "LessThanOrEqualToThreshold"}
+    specs = []
+    for level, items in (plan.get("thresholds") or {}).items():
+        for t in items or []:
+            metric, value = t.get("metric"), float(t.get("value", 0))
+            base = {"AlarmName": f"{PREFIX}-{t['slug']}", "AlarmDescription": f"{t.get('summary', t['slug'])} ({level})",
+                    "ComparisonOperator": comparisons.get(t.get("comparison", "gt"), "GreaterThanThreshold"),
+                    "Threshold": value, "EvaluationPeriods": 3, "DatapointsToAlarm": 2, "TreatMissingData": "notBreaching"}
+            if metric == "error_rate":
+                base.update(Metrics=[
+                    {"Id": "errors", "ReturnData": False, "MetricStat": {"Metric": {
+                        "Namespace": "AWS/ApplicationELB", "MetricName": "HTTPCode_Target_5XX_Count",
+                        "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
+                    {"Id": "requests", "ReturnData": False, "MetricStat": {"Metric": {
+                        "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                        "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
+                    {"Id": "error_rate", "Label": "Error rate (%)", "ReturnData": True,
+                     "Expression": "100 * errors / requests"}])
+            elif metric == "p95_response_time":
+                base.update(Namespace="AWS/ApplicationELB", MetricName="TargetResponseTime", ExtendedStatistic="p95",
+                            Period=60, Dimensions=tg_dims)
+            elif metric == "cpu":
+                base.update(Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=60,
+                            Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
+            elif metric == "db_connections":
+                # CloudWatch has connections, not percent: the threshold is that share of max_connections.
+                from portal.cloud.aws import default_max_connections
+
+                limit = default_max_connections(names.get("rds_instance_class", "db.r5.large")) or 1000
+                base.update(Namespace="AWS/RDS", MetricName="DatabaseConnections", Statistic="Maximum", Period=60,
+                            Threshold=round(limit * value / 100.0),
+                            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": names["rds_instance_id"]}])
+            elif metric == "cache_hit_ratio":
+                base.update(Namespace="AWS/ElastiCache", MetricName="CacheHitRate", Statistic="Average", Period=300,
+                            Dimensions=[{"Name": "ReplicationGroupId", "Value": names["cache_replication_group_id"]}])
+            elif metric == "disk":
+                base.update(Namespace="CWAgent", MetricName="disk_used_percent", Statistic="Maximum", Period=300,
+                            Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
+            else:
+                continue
+            specs.append(base)
+    return specs
+
+
+@functools.cache
+def _self_signed_certificate(domain: str) -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain), x509.DNSName(f"*.{domain}")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+def cost_results(plan: dict, today: dt.date) -> dict:
+    """Month-to-date Cost Explorer groups from the plan's monthly cost table."""
+    start = today.replace(day=1)
+    days = calendar.monthrange(today.year, today.month)[1]
+    elapsed = max((today - start).days, 1)
+    groups = []
+    for item in (plan.get("costs") or {}).get("items", []):
+        amount = float(item["monthly"]) * elapsed / days
+        groups.append({"Keys": [SERVICE_NAMES.get(item["slug"], item["service"])],
+                       "Metrics": {"UnblendedCost": {"Amount": f"{amount:.2f}", "Unit": "USD"}}})
+    end = today if today > start else start + dt.timedelta(days=1)
+    return {"ResultsByTime": [{"TimePeriod": {"Start": start.isoformat(), "End": end.isoformat()},
+                               "Total": {}, "Groups": groups, "Estimated": True}],
+            "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}], "DimensionValueAttributes": []}
+
+
+# --------------------------------------------------------------------------------------------- build
+
+def _dimension_from_arn(arn: str, kind: str) -> str:
+    # LoadBalancer dimension "app/name/id"; TargetGroup "targetgroup/name/id"
+    tail = arn.split(":", 5)[-1]
+    if kind == "lb":
+        return tail.split("loadbalancer/", 1)[-1]
+    return tail
+
+
+def _find_ami(ec2) -> str:
+    images = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]},
+                                                             {"Name": "name", "Values": ["amzn2-ami-hvm-2.0*"]}]).get("Images", [])
+    linux = [i for i in images if "Windows" not in (i.get("Name") or "")] or images
+    return sorted(linux, key=lambda i: i["ImageId"])[0]["ImageId"] if linux else "ami-12c6146b"
+
+
+def build_platform(session_or_clients: Any = None, *, endpoint_url: str | None = None, region: str = "us-east-1",
+                   plan: dict | None = None, phase: dict | None = None, today: dt.date | None = None) -> dict:
+    """Create the plan's topology (idempotent: reuses what exists by name). Returns names and ARNs.
+
+    `session_or_clients` is a boto3 Session, a callable service -> client, or None (static sandbox keys).
+    """
+    plan = plan or load_plan()
+    phase = phase or current_phase_bounds()
+    if callable(session_or_clients) and not isinstance(session_or_clients, boto3.Session):
+        make: Callable[[str], Any] = session_or_clients
+    else:
+        sess = session_or_clients or boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                                   region_name=region)
+
+        def make(service: str):
+            return sess.client(service, region_name=region, endpoint_url=endpoint_url)
+
+    ec2, elbv2, asg, rds = make("ec2"), make("elbv2"), make("autoscaling"), make("rds")
+    names: dict[str, Any] = {"region": region}
+
+    # Network
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [f"{PREFIX}-vpc"]}])["Vpcs"]
+    if vpcs:
+        vpc_id = vpcs[0]["VpcId"]
+    else:
+        vpc_id = ec2.create_vpc(CidrBlock="10.20.0.0/16", TagSpecifications=[
+            {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": f"{PREFIX}-vpc"}]}])["Vpc"]["VpcId"]
+    subnets = []
+    for i, az in enumerate((f"{region}a", f"{region}b")):
+        found = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                              {"Name": "tag:Name", "Values": [f"{PREFIX}-subnet-{az}"]}])["Subnets"]
+        if found:
+            subnets.append(found[0]["SubnetId"])
+        else:
+            subnets.append(ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.20.{i + 1}.0/24", AvailabilityZone=az,
+                                             TagSpecifications=[{"ResourceType": "subnet", "Tags": [
+                                                 {"Key": "Name", "Value": f"{PREFIX}-subnet-{az}"}]}])["Subnet"]["SubnetId"])
+    sgs = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{PREFIX}-web"]},
+                                                {"Name": "vpc-id", "Values": [vpc_id]}])["SecurityGroups"]
+    sg_id = sgs[0]["GroupId"] if sgs else ec2.create_security_group(
+        GroupName=f"{PREFIX}-web", Description="FairTradeWorker web tier", VpcId=vpc_id)["GroupId"]
+    names.update(vpc_id=vpc_id, subnet_ids=subnets, security_group_id=sg_id)
+
+    # Launch template
+    lts = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [f"{PREFIX}-app"]}]).get("LaunchTemplates", [])
+    if lts:
+        lt_id = lts[0]["LaunchTemplateId"]
+    else:
+        lt_id = ec2.create_launch_template(LaunchTemplateName=f"{PREFIX}-app", LaunchTemplateData={
+            "ImageId": _find_ami(ec2), "InstanceType": INSTANCE_TYPE, "SecurityGroupIds": [sg_id]})["LaunchTemplate"]["LaunchTemplateId"]
+    names["launch_template_id"] = lt_id
+
+    # Certificate (ACM), imported so that it is ISSUED with a real expiry
+    acm = make("acm")
+    certs = [c for c in acm.list_certificates().get("CertificateSummaryList", []) if c.get("DomainName") == DOMAIN]
+    if certs:
+        cert_arn = certs[0]["CertificateArn"]
+    else:
+        pem_cert, pem_key = _self_signed_certificate(DOMAIN)
+        cert_arn = acm.import_certificate(Certificate=pem_cert, PrivateKey=pem_key)["CertificateArn"]
+    names["certificate_arn"] = cert_arn
+
+    # Load balancer, target groups, weighted listener
+    try:
+        lb = elbv2.describe_load_balancers(Names=[f"{PREFIX}-alb"])["LoadBalancers"][0]
+    except Exception:  # noqa: BLE001 - LoadBalancerNotFound: create it
+        lb = elbv2.create_load_balancer(Name=f"{PREFIX}-alb", Subnets=subnets, SecurityGroups=[sg_id],
+                                        Scheme="internet-facing", Type="application")["LoadBalancers"][0]
+    names.update(load_balancer_arn=lb["LoadBalancerArn"], load_balancer_dns=lb["DNSName"],
+                 alb_dimension=_dimension_from_arn(lb["LoadBalancerArn"], "lb"))
+    tgs = {}
+    for colour in ("blue", "green"):
+        try:
+            tg = elbv2.describe_target_groups(Names=[f"{PREFIX}-{colour}"])["TargetGroups"][0]
+        except Exception:  # noqa: BLE001 - TargetGroupNotFound
+            tg = elbv2.create_target_group(Name=f"{PREFIX}-{colour}", Protocol="HTTP", Port=80, VpcId=vpc_id,
+                                           TargetType="instance", HealthCheckPath="/healthz",
+                                           HealthCheckIntervalSeconds=10, HealthyThresholdCount=2,
+                                           UnhealthyThresholdCount=2)["TargetGroups"][0]
+        tgs[colour] = tg["TargetGroupArn"]
+        names[f"{colour}_target_group_arn"] = tg["TargetGroupArn"]
+        names[f"{colour}_tg_dimension"] = _dimension_from_arn(tg["TargetGroupArn"], "tg")
+    listeners = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"]).get("Listeners", [])
+    listener = next((x for x in listeners if x.get("Port") == 443), None)
+    if listener is None:
+        listener = elbv2.create_listener(
+            LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTPS", Port=443, Certificates=[{"CertificateArn": cert_arn}],
+            DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": tgs["blue"], "Weight": 100}, {"TargetGroupArn": tgs["green"], "Weight": 0}]}}],
+        )["Listeners"][0]
+    names["listener_arn"] = listener["ListenerArn"]
+
+    # Auto scaling groups (phase minimum on blue, green idle)
+    existing = {g["AutoScalingGroupName"]: g for g in asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[f"{PREFIX}-blue", f"{PREFIX}-green"]).get("AutoScalingGroups", [])}
+    max_size = int((plan.get("components") or {}).get("compute", {}).get("autoscale_max", 32))
+    for colour in ("blue", "green"):
+        name = f"{PREFIX}-{colour}"
+        names[f"{colour}_asg"] = name
+        if name not in existing:
+            asg.create_auto_scaling_group(
+                AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "$Latest"},
+                MinSize=0, MaxSize=max(max_size, phase["instances_max"]),
+                DesiredCapacity=phase["instances_min"] if colour == "blue" else 0,
+                VPCZoneIdentifier=",".join(subnets), TargetGroupARNs=[tgs[colour]], HealthCheckType="ELB",
+                HealthCheckGracePeriod=60, Tags=[{"Key": "colour", "Value": colour, "PropagateAtLaunch": True,
+                                                  "ResourceId": name, "ResourceType": "auto-scaling-group"}])
+        policies = asg.describe_policies(AutoScalingGroupName=name).get("ScalingPolicies", [])
+        if not policies:
+            asg.put_scaling_policy(AutoScalingGroupName=name, PolicyName=f"{name}-cpu-60", PolicyType="TargetTrackingScaling",
+                                   TargetTrackingConfiguration={"PredefinedMetricSpecification": {
+                                       "PredefinedMetricType": "ASGAverageCPUUtilization"}, "TargetValue": 60.0})
+
+    # Database
+    db = (plan.get("components") or {}).get("database", {})
+    rds_id = f"{PREFIX}-db"
+    try:
+        inst = rds.describe_db_instances(DBInstanceIdentifier=rds_id)["DBInstances"][0]
+    except Exception:  # noqa: BLE001 - DBInstanceNotFound
+        subnet_group = f"{PREFIX}-db-subnets"
+        try:
+            rds.create_db_subnet_group(DBSubnetGroupName=subnet_group, DBSubnetGroupDescription="FairTradeWorker database",
+                                       SubnetIds=subnets)
+        except Exception as exc:  # noqa: BLE001 - already exists
+            log.debug("db subnet group kept: %s", exc)
+        retention = int((plan.get("security") or {}).get("backups", {}).get("retention_days", 7))
+        inst = rds.create_db_instance(
+            DBInstanceIdentifier=rds_id, Engine="postgres", EngineVersion="15.5", DBInstanceClass=db.get("instance_class", "db.r5.large"),
+            MultiAZ=bool(db.get("multi_az", True)), AllocatedStorage=int(db.get("storage_gb", 500)), StorageType="gp3",
+            BackupRetentionPeriod=retention, MasterUsername="ftw", MasterUserPassword="sandbox-only-password",
+            DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=[sg_id], StorageEncrypted=True,
+        )["DBInstance"]
+    names.update(rds_instance_id=rds_id, rds_instance_class=inst.get("DBInstanceClass", "db.r5.large"))
+
+    # Cache
+    ec = make("elasticache")
+    cache_id = f"{PREFIX}-cache"
+    try:
+        ec.describe_replication_groups(ReplicationGroupId=cache_id)
+    except Exception:  # noqa: BLE001 - ReplicationGroupNotFoundFault
+        ec.create_replication_group(ReplicationGroupId=cache_id, ReplicationGroupDescription="FairTradeWorker cache",
+                                    Engine="redis", CacheNodeType=(plan.get("components") or {}).get("cache", {}).get("node_type", "cache.r5.large"),
+                                    NumCacheClusters=2, AutomaticFailoverEnabled=True, MultiAZEnabled=True)
+    names["cache_replication_group_id"] = cache_id
+
+    # Buckets
+    s3 = make("s3")
+    have = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    buckets = {}
+    for logical in (plan.get("components") or {}).get("storage", {}).get("contents", ["photos", "videos", "documents"]):
+        bucket = f"{PREFIX}-sandbox-{logical}"
+        if bucket not in have:
+            s3.create_bucket(Bucket=bucket)
+        buckets[logical] = bucket
+    names["buckets"] = buckets
+
+    # Alarms
+    cw = make("cloudwatch")
+    for spec in _alarm_specs(plan, names):
+        cw.put_metric_alarm(**spec)
+
+    # DNS: app.<domain> aliased to the load balancer
+    r53 = make("route53")
+    zones = [z for z in r53.list_hosted_zones().get("HostedZones", []) if z["Name"].rstrip(".") == DOMAIN]
+    zone_id = zones[0]["Id"] if zones else r53.create_hosted_zone(Name=DOMAIN, CallerReference=f"{PREFIX}-zone")["HostedZone"]["Id"]
+    r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+        "Name": f"app.{DOMAIN}", "Type": "A", "AliasTarget": {
+            "HostedZoneId": lb.get("CanonicalHostedZoneId") or "Z35SXDOTRQ7X7K", "DNSName": lb["DNSName"],
+            "EvaluateTargetHealth": True}}}]})
+    names.update(hosted_zone_id=zone_id, app_domain=f"app.{DOMAIN}")
+
+    # CDN in front of the media buckets
+    cf = make("cloudfront")
+    dists = (cf.list_distributions().get("DistributionList") or {}).get("Items") or []
+    mine = [d for d in dists if d.get("Comment") == f"{PREFIX}-media"]
+    if mine:
+        names["cloudfront_distribution_id"] = mine[0]["Id"]
+    else:
+        origin = f"{buckets.get('photos', PREFIX + '-sandbox-photos')}.s3.amazonaws.com"
+        dist = cf.create_distribution(DistributionConfig={
+            "CallerReference": f"{PREFIX}-media", "Comment": f"{PREFIX}-media", "Enabled": True,
+            "Origins": {"Quantity": 1, "Items": [{"Id": "photos", "DomainName": origin,
+                                                  "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+            "DefaultCacheBehavior": {"TargetOriginId": "photos", "ViewerProtocolPolicy": "redirect-to-https",
+                                     "TrustedSigners": {"Enabled": False, "Quantity": 0}, "MinTTL": 0,
+                                     "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}}},
+        })["Distribution"]
+        names["cloudfront_distribution_id"] = dist["Id"]
+
+    # Cost Explorer: the plan's monthly table, month to date
+    today = today or dt.datetime.now(dt.UTC).date()
+    monthly = float(sum(float(i["monthly"]) for i in (plan.get("costs") or {}).get("items", [])))
+    account = make("sts").get_caller_identity()["Account"]
+    _SANDBOX_COSTS[account] = {"monthly": monthly}
+    seed_costs(cost_results(plan, today), endpoint_url=endpoint_url)
+    names["monthly_cost"] = monthly
+    return names
+
+
+def seed_costs(result: dict, *, endpoint_url: str | None, copies: int = 5) -> None:
+    """Queue Cost Explorer answers through moto's API (the same for the server and for mock_aws)."""
+    base = (endpoint_url or "http://motoapi.amazonaws.com").rstrip("/")
+    resp = requests.post(f"{base}/moto-api/static/ce/cost-and-usage-results",
+                         json={"results": [result] * copies}, timeout=5)
+    if resp.status_code not in (200, 201):
+        raise RuntimeError(f"moto refused the Cost Explorer results: {resp.status_code} {resp.text[:200]}")
+
+
+# --------------------------------------------------------------------------------------------- register
+
+ENV_FIELDS = ("listener_arn", "load_balancer_arn", "blue_asg", "green_asg", "blue_target_group_arn", "green_target_group_arn",
+              "launch_template_id", "rds_instance_id", "cache_replication_group_id", "buckets", "alb_dimension",
+              "blue_tg_dimension", "green_tg_dimension")
+
+
+def register_environment(names: dict, *, endpoint_url: str, name: str = ENV_NAME, actor: Any = "system:sandbox",
+                         status_port: int | None = None):
+    """Create or update the sandbox Environment row with the built resources (audited)."""
+    from django.db import transaction
+
+    from portal.audit.services import audit_record
+    from portal.cloud.clients import reset_cache
+    from portal.cloud.models import Environment, SimulatorState
+
+    values = {k: names[k] for k in ENV_FIELDS}
+    values.update(region=names.get("region", "us-east-1"), credentials_mode=Environment.CredentialsMode.STATIC,
+                  endpoint_url=endpoint_url, metrics_source=Environment.MetricsSource.CLOUDWATCH, is_production=False,
+                  description="Local AWS sandbox (moto) with the traffic simulator")
+    with transaction.atomic():
+        env = Environment.objects.select_for_update().filter(name=name).first()
+        before = {k: getattr(env, k) for k in values} if env else None
+        if env is None:
+            env = Environment(name=name)
+        for k, v in values.items():
+            setattr(env, k, v)
+        env.save()
+        # A new moto server starts empty: instance ids and counters of the old one mean nothing now.
+        SimulatorState.objects.update_or_create(environment=env, defaults={
+            "unhealthy": {}, "outages": {}, "data": {}, "ticks": 0, "last_tick_at": None, "status_port": status_port})
+        after = {k: getattr(env, k) for k in values}
+        if before != after:
+            audit_record(actor=actor, verb="environment.register", target=env, before=before, after=after,
+                         extra={"source": "sandbox"})
+    reset_cache()
+    return env
