@@ -9,6 +9,8 @@ import socket
 
 import pytest
 
+pytest_plugins = ["portal.cloud.testing"]
+
 IN_CI = bool(os.environ.get("CI"))
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost", "testserver"}
 

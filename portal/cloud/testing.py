@@ -1,0 +1,104 @@
+"""pytest fixtures for the cloud layer (a plugin registered by the root conftest.py).
+
+- `aws_platform`: moto in process (`mock_aws`), the platform built, the `sandbox` Environment
+  saved (empty endpoint_url: calls go to the in-process mock). Returns the Environment;
+  `env.platform` holds the names and ARNs.
+- `sandbox_server`: one moto server per test session on a free 127.0.0.1 port with the platform
+  built (never 4566). `sandbox_env`: the Environment pointing at it, saved for the test, with
+  the listener back at blue 100 / green 0 and the groups back at their starting sizes.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+import pytest
+
+from portal.plan.loader import load_plan
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def plan_phase_bounds() -> dict[str, int]:
+    phase = (load_plan().get("phases") or [{}])[0]
+    return {"number": int(phase.get("number", 1)), "instances_min": int(phase.get("instances_min", 2)),
+            "instances_max": int(phase.get("instances_max", 4)), "users_min": int(phase.get("users_min", 0)),
+            "users_max": int(phase.get("users_max", 5000))}
+
+
+@dataclass
+class SandboxServer:
+    host: str
+    port: int
+    names: dict = field(default_factory=dict)
+    server: object = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def reset_platform(env, names: dict) -> None:
+    """Back to the starting point: listener blue 100 / green 0, blue at the phase minimum, green empty."""
+    from portal.cloud import aws
+
+    aws.set_listener_weights(env, {"blue": 100, "green": 0})
+    aws.set_desired_capacity(env, "blue", int(names.get("initial_blue", 2)))
+    aws.set_desired_capacity(env, "green", 0)
+
+
+@pytest.fixture
+def aws_platform(db):
+    from moto import mock_aws
+
+    from portal.cloud.clients import reset_cache
+    from portal.cloud.sandbox import build_platform, install_moto_patches, register_environment
+
+    install_moto_patches()
+    reset_cache()
+    with mock_aws():
+        phase = plan_phase_bounds()
+        names = build_platform(phase=phase)
+        names["initial_blue"] = phase["instances_min"]
+        env = register_environment(names, endpoint_url="")
+        env.platform = names
+        yield env
+    reset_cache()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    from moto.server import ThreadedMotoServer
+
+    from portal.cloud.sandbox import build_platform, install_moto_patches
+
+    install_moto_patches()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        info = SandboxServer(host="127.0.0.1", port=port, server=server)
+        phase = plan_phase_bounds()
+        info.names = build_platform(endpoint_url=info.endpoint_url, phase=phase)
+        info.names["initial_blue"] = phase["instances_min"]
+        yield info
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox_env(db, sandbox_server):
+    from portal.cloud.clients import reset_cache
+    from portal.cloud.sandbox import register_environment
+
+    reset_cache()
+    env = register_environment(sandbox_server.names, endpoint_url=sandbox_server.endpoint_url)
+    env.platform = sandbox_server.names
+    reset_platform(env, sandbox_server.names)
+    yield env
+    reset_cache()
