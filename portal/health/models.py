@@ -163,6 +163,13 @@ class CheckResult(models.Model):
     def __str__(self) -> str:
         return f"{self.check_obj_id} {'ok' if self.ok else 'fail'} at {self.created_at:%Y-%m-%d %H:%M:%S}"
 
+    @property
+    def drift_seconds(self) -> float | None:
+        """How late the run started against its schedule slot."""
+        if self.scheduled_for is None:
+            return None
+        return (self.started_at - self.scheduled_for).total_seconds()
+
 
 class CheckRollup(models.Model):
     """Per check and hour: counts and latency, kept 400 days."""

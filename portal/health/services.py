@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -190,18 +189,27 @@ def alerts_reconcile() -> int:
 # Running
 
 
-def check_execute(claim: Claim) -> CheckResult | None:
-    """Run one claimed check and store its result. Safe in a pool thread: never raises."""
-    close_old_connections()
+def _run(claim: Claim, check: Check) -> tuple[Claim, datetime, Outcome]:
+    started = timezone.now()
+    return claim, started, run_check(check)
+
+
+def _store(claim: Claim, started: datetime, outcome: Outcome) -> CheckResult | None:
     try:
-        check = Check.objects.select_related("environment", "rule").get(pk=claim.check_id)
-        started = timezone.now()
-        outcome = run_check(check)
-        return check_record_result(check_id=check.pk, outcome=outcome, started_at=started, token=claim.token,
+        return check_record_result(check_id=claim.check_id, outcome=outcome, started_at=started, token=claim.token,
                                    scheduled_for=claim.scheduled_for)
     except Exception:
-        log.exception("health check %s could not be run or stored", claim.check_id)
+        log.exception("the result of health check %s could not be stored", claim.check_id)
         return None
+
+
+def check_execute(claim: Claim, check: Check) -> CheckResult | None:
+    """Run one claimed check and store its result from a pool thread. Never raises."""
+    close_old_connections()
+    try:
+        return _store(*_run(claim, check))
+    finally:
+        close_old_connections()
 
 
 def claims_reap(*, now: datetime | None = None) -> int:
@@ -232,10 +240,17 @@ def poll_once(*, wait: bool = False, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     reaped = claims_reap(now=now)
     claims = checks_claim_due(now=now)
-    futures: list[Future] = [_executor().submit(check_execute, c) for c in claims]
-    if wait and futures:
-        longest = max(Check.objects.filter(pk__in=[c.check_id for c in claims]).values_list("timeout_seconds", flat=True))
-        wait_futures(futures, timeout=float(longest) + CLAIM_GRACE_SECONDS)
+    checks = Check.objects.select_related("environment", "rule").in_bulk([c.check_id for c in claims])
+    pool = _executor()
+    if wait:
+        # Runs in the pool, results stored here as they complete (one DB connection, as tests need).
+        futures = [pool.submit(_run, c, checks[c.check_id]) for c in claims]
+        longest = max((float(checks[c.check_id].timeout_seconds) for c in claims), default=0.0)
+        for fut in as_completed(futures, timeout=longest + CLAIM_GRACE_SECONDS):
+            _store(*fut.result())
+    else:
+        for c in claims:
+            pool.submit(check_execute, c, checks[c.check_id])
     synced = alerts_reconcile()
     heartbeat("poller", now=now, claimed=len(claims), reaped=reaped)
     return {"claimed": len(claims), "reaped": reaped, "alerts_synced": synced}
