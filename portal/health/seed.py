@@ -55,7 +55,7 @@ def seed_slos(plan: dict, *, reset: bool, stats: SeedStats) -> None:
 
 def seed_services(plan: dict, *, reset: bool, stats: SeedStats) -> None:
     for row in plan.get("services") or []:
-        config: dict = {"url": row["url"], "purpose": row.get("purpose", "")}
+        config: dict = {"url": row["url"], "purpose": row.get("purpose", ""), "service": row["slug"]}
         if row["kind"] == "http":
             config["expect_status"] = int(row.get("expect_status", 200))
             config["method"] = "GET"

@@ -226,6 +226,43 @@ def claims_reap(*, now: datetime | None = None) -> int:
     return n
 
 
+def sandbox_status_base() -> str | None:
+    """The sandbox's fake status server, when the portal runs on the embedded sandbox and it is up."""
+    from django.conf import settings
+
+    if getattr(settings, "PRODUCTION", False) or settings.DEFAULT_ENVIRONMENT != "sandbox":
+        return None
+    try:
+        from portal.cloud.models import SimulatorState
+    except ImportError:
+        return None
+    port = SimulatorState.objects.filter(environment__name="sandbox").values_list("status_port", flat=True).first()
+    return f"http://{settings.SANDBOX_HOST}:{port}" if port else None
+
+
+def sandbox_service_url(base: str, service: str, kind: str) -> str:
+    try:
+        from portal.cloud.sandbox import status_page_url  # the cloud layer's own naming, when it has one
+    except ImportError:
+        status_page_url = None
+    if status_page_url is not None:
+        return status_page_url(base, service, kind)
+    return f"{base}/{service}/api/v2/status.json" if kind == Check.Kind.STATUSPAGE else f"{base}/{service}/"
+
+
+def _point_services_at_sandbox(checks: list[Check]) -> None:
+    """In the embedded sandbox the seed's services are read from the fake status server (in memory only)."""
+    services_ = [c for c in checks if c.group == Check.Group.EXTERNAL and (c.config or {}).get("service")]
+    if not services_:
+        return
+    base = sandbox_status_base()
+    if base is None:
+        return
+    for c in services_:
+        c.config = {**c.config, "public_url": c.config.get("url", ""),
+                    "url": sandbox_service_url(base, c.config["service"], c.kind)}
+
+
 def heartbeat(name: str, *, now: datetime | None = None, **detail) -> None:
     now = now or timezone.now()
     Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": now, "detail": detail})
@@ -241,6 +278,7 @@ def poll_once(*, wait: bool = False, now: datetime | None = None) -> dict:
     reaped = claims_reap(now=now)
     claims = checks_claim_due(now=now)
     checks = Check.objects.select_related("environment", "rule").in_bulk([c.check_id for c in claims])
+    _point_services_at_sandbox(list(checks.values()))
     pool = _executor()
     if wait:
         # Runs in the pool, results stored here as they complete (one DB connection, as tests need).
