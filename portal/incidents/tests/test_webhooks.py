@@ -149,7 +149,7 @@ def test_dead_broker_loses_nothing_and_the_sweep_processes(api_client, alerts_to
     assert delivery.status == "pending" and Incident.objects.count() == 0
     monkeypatch.undo()
     AlertDelivery.objects.update(received_at=delivery.received_at - timedelta(minutes=1))
-    assert tasks.sweep_deliveries.delay().get() == 1
+    assert tasks.sweep_deliveries() == 1
     assert AlertDelivery.objects.get().status == "processed" and Incident.objects.count() == 1
 
 
