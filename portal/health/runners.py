@@ -257,13 +257,28 @@ def run_alarm(check: Check, timeout: float) -> Outcome:
 
 
 def run_s3(check: Check, timeout: float) -> Outcome:
-    sizes = _aws().bucket_sizes(check.environment)
-    wanted = (check.config or {}).get("buckets") or list((check.environment.buckets or {}).values())
-    missing = [b for b in wanted if b not in sizes]
-    detail = {"buckets": sizes}
-    if missing:
-        return Outcome(False, f"bucket(s) not reachable: {', '.join(missing)}", detail=detail)
-    return Outcome(True, f"{len(sizes)} bucket(s) reachable", value=len(sizes), detail=detail)
+    """HeadBucket on each of the environment's buckets (through the cloud layer's client)."""
+    from portal.cloud.clients import client
+    from portal.cloud.errors import CloudError
+
+    buckets = dict(check.environment.buckets or {})
+    wanted = (check.config or {}).get("buckets") or list(buckets)
+    if not wanted:
+        return Outcome(False, "the environment names no S3 buckets")
+    s3 = client(check.environment, "s3")
+    problems = []
+    reached = {}
+    for key in wanted:
+        name = buckets.get(key, key)
+        try:
+            s3.head_bucket(Bucket=name)
+            reached[key] = name
+        except CloudError as exc:
+            problems.append(f"{key} ({name}): {exc.code}")
+    detail = {"reachable": reached, "problems": problems}
+    if problems:
+        return Outcome(False, f"bucket(s) not reachable: {'; '.join(problems)}"[:500], value=len(reached), detail=detail)
+    return Outcome(True, f"{len(reached)} bucket(s) reachable: {', '.join(sorted(reached))}", value=len(reached), detail=detail)
 
 
 # ---------------------------------------------------------------------------------------------
