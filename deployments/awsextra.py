@@ -1,0 +1,36 @@
+"""AWS calls deployments need that portal.cloud.aws does not offer (yet): pointing a colour's
+auto scaling group at a release. Goes through portal.cloud.clients, so errors are CloudErrors."""
+
+from __future__ import annotations
+
+from portal.cloud.clients import client
+from portal.cloud.errors import CloudError
+
+
+def set_launch_template(env, colour: str, *, version: str | None = None, image_id: str | None = None) -> dict:
+    """Make the colour's group launch `version` of the environment's launch template, or a new version with `image_id`.
+
+    Instances already running keep their old spec; a rollout starts from 0 (or scales the idle colour
+    up) so that the new instances come from the release.
+    """
+    template_id = env.launch_template_id
+    if not template_id:
+        raise CloudError("NotConfigured", "UpdateAutoScalingGroup", env.name, "the environment has no launch template id set")
+    name = env.asg_name(colour)
+    if not name:
+        raise CloudError("NotConfigured", "UpdateAutoScalingGroup", env.name, f"the environment has no {colour} auto scaling group")
+    created = None
+    if image_id:
+        ec2 = client(env, "ec2")
+        resp = ec2.create_launch_template_version(
+            LaunchTemplateId=template_id, SourceVersion="$Latest", VersionDescription=f"portal release image {image_id}",
+            LaunchTemplateData={"ImageId": image_id})
+        created = str(resp["LaunchTemplateVersion"]["VersionNumber"])
+        version = created
+    version = version or "$Latest"
+    client(env, "autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateId": template_id, "Version": str(version)})
+    group = client(env, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    spec = group.get("LaunchTemplate") or {}
+    return {"launch_template_id": spec.get("LaunchTemplateId", template_id), "version": spec.get("Version", version),
+            "created_version": created, "image_id": image_id or None}

@@ -1,0 +1,364 @@
+"""The rollout state machine: one short, idempotent pass at a time (`deployment_advance`).
+
+Each pass locks the environment and the deployment, reloads them, checks the state and does only
+what that state still needs; waits (healthy targets, holds, the watch window) are a `wake_at`
+time, never a sleep holding a lock. A pass that is run twice, or again after a worker died in the
+middle of it, finds the state the last committed pass left and carries on from there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from deployments import cloudops, conf
+from deployments.bounds import phase_bounds, threshold
+from deployments.models import Analysis, Deployment, DeploymentState, Strategy
+from deployments.services import (
+    AlreadyInProgress,
+    _scale_apply,
+    environment_rollback,
+    event_add,
+    lock_environment,
+    raise_alert,
+    set_state,
+)
+
+log = logging.getLogger(__name__)
+SYSTEM = "system:rollout"
+S = DeploymentState
+
+
+@dataclass
+class Verdict:
+    decision: str
+    reasons: list[str] = field(default_factory=list)
+    numbers: dict = field(default_factory=dict)
+
+
+def deployment_advance(*, deployment_id: int, now=None) -> str:
+    """Move the deployment on as far as it can go right now. Returns its state afterwards."""
+    now = now or timezone.now()
+    after_commit: list = []
+    state = ""
+    for _ in range(12):  # bounded: each loop is one transition
+        with transaction.atomic():
+            dep = Deployment.objects.select_related("environment").get(pk=deployment_id)
+            env = lock_environment(dep.environment)
+            dep = Deployment.objects.select_for_update().select_related("strategy", "release", "environment").get(pk=deployment_id)
+            dep.environment = env
+            state = dep.state
+            if state not in (S.PENDING, S.PREPARING, S.SMOKE, S.SHIFTING, S.HOLDING, S.WATCHING, S.SCALING_DOWN):
+                break
+            if env.automation_paused:
+                if not dep.pause_reason.startswith("automation paused"):
+                    dep.pause_reason = "automation paused: the rollout holds until it is resumed"
+                    dep.save(update_fields=["pause_reason"])
+                    event_add(environment=env, deployment=dep, kind="note", at=now,
+                              message="Automation is paused on this environment: the rollout holds")
+                break
+            if dep.pause_reason.startswith("automation paused"):
+                dep.pause_reason = ""
+                dep.save(update_fields=["pause_reason"])
+            if dep.wake_at and dep.wake_at > now:
+                break
+            handler = HANDLERS[state]
+            moved = handler(dep, env, now, after_commit)
+            state = dep.state
+        if not moved:
+            break
+    for fn in after_commit:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001
+            log.exception("after-commit action of deployment %s failed", deployment_id)
+    return state
+
+
+def _wait(dep: Deployment, seconds: float, now) -> bool:
+    dep.wake_at = now + timedelta(seconds=seconds)
+    dep.save(update_fields=["wake_at"])
+    return False
+
+
+def _poll() -> float:
+    return float(conf.get("POLL_SECONDS"))
+
+
+# --- states --------------------------------------------------------------------------------------
+
+
+def _pending(dep: Deployment, env, now, after_commit) -> bool:
+    weights = cloudops.read_weights(env)
+    if weights.get(dep.to_colour, 0) != 0:
+        return _fail(dep, env, now, f"{dep.to_colour} already takes {weights[dep.to_colour]} % of the traffic; it is not idle", after_commit)
+    bounds = phase_bounds()
+    live = cloudops.capacity(env, dep.from_colour)
+    target = max(bounds.instances_min, live.desired, live.in_service)
+    baseline = {"from_in_service": live.in_service, "from_desired": live.desired, "phase_min": bounds.instances_min}
+    try:
+        ms = _metrics(env)
+        minutes = dep.strategy.analysis_minutes
+        baseline.update({"error_rate": ms.error_rate(dep.from_colour, minutes),
+                         "p95": ms.p95_latency(dep.from_colour, minutes), "requests": ms.request_count(dep.from_colour, minutes)})
+    except Exception as exc:  # noqa: BLE001 - metrics missing is not a reason to stop here
+        baseline["metrics_error"] = str(exc)[:200]
+    spec = cloudops.set_launch_spec(env, dep.to_colour, launch_template_version=dep.release.launch_template_version,
+                                    image_id=dep.release.image_id)
+    event_add(environment=env, deployment=dep, kind="step", at=now,
+              message=f"{dep.to_colour} now launches {dep.release.version}", data={"launch_spec": spec})
+    idle = cloudops.capacity(env, dep.to_colour)
+    baseline["to_desired_before"] = idle.desired
+    if idle.desired != target:
+        _scale_apply(env=env, colour=dep.to_colour, desired=target, actor=SYSTEM, automatic=True, now=now,
+                     reason=f"deployment {dep.release.version}: {dep.to_colour} to the live colour's capacity ({target})")
+    dep.started_at = dep.started_at or now
+    dep.target_capacity = target
+    dep.baseline = baseline
+    dep.weights = weights
+    dep.wake_at = now
+    set_state(dep, S.PREPARING, now=now, message=f"Preparing {dep.to_colour}: {target} instances of {dep.release.version}",
+              data={"target_capacity": target}, fields=("started_at", "target_capacity", "baseline", "weights", "wake_at"))
+    return True
+
+
+def _preparing(dep: Deployment, env, now, after_commit) -> bool:
+    cap = cloudops.capacity(env, dep.to_colour)
+    target = dep.target_capacity or 1
+    if cap.healthy >= target and cap.in_service >= target:
+        set_state(dep, S.SMOKE, now=now, message=f"{dep.to_colour} ready: {cap.in_service} InService, {cap.healthy} healthy targets",
+                  data={"in_service": cap.in_service, "healthy": cap.healthy})
+        return True
+    waited = (now - (dep.state_entered_at or now)).total_seconds()
+    if waited > dep.strategy.prepare_timeout_seconds:
+        return _fail(dep, env, now, f"{dep.to_colour} had {cap.in_service} InService and {cap.healthy} healthy of {target} "
+                                    f"after {waited:.0f} s (timeout {dep.strategy.prepare_timeout_seconds} s)", after_commit)
+    return _wait(dep, _poll(), now)
+
+
+def _smoke(dep: Deployment, env, now, after_commit) -> bool:
+    ok, note, data = cloudops.smoke_check(env, dep.to_colour)
+    dep.smoke_note = note[:300]
+    event_add(environment=env, deployment=dep, kind="smoke", at=now, message=note, data={"ok": ok, **data})
+    if not ok:
+        return _fail(dep, env, now, f"smoke checks failed: {note}", after_commit)
+    dep.wake_at = now
+    set_state(dep, S.SHIFTING, now=now, message="Smoke checks passed", fields=("smoke_note", "wake_at"))
+    return True
+
+
+def _shifting(dep: Deployment, env, now, after_commit) -> bool:
+    steps = dep.strategy.steps
+    nxt = min(dep.step_index + 1, len(steps) - 1)
+    weight, hold = steps[nxt]
+    if dep.baseline.get("promoted"):
+        hold = 0
+    asked = {dep.to_colour: weight, dep.from_colour: 100 - weight}
+    try:
+        seen, tries = cloudops.apply_weights(env, asked)
+    except cloudops.WeightsNotApplied as exc:
+        event_add(environment=env, deployment=dep, kind="error", at=now,
+                  message=f"Step {nxt + 1}: the listener did not take {asked}: {exc}", data={"asked": asked, "seen": exc.seen})
+        return _analysis_failed(dep, env, now, after_commit, f"weight change to {weight} % did not apply", {"asked": asked, "seen": exc.seen})
+    dep.step_index = nxt
+    dep.weights = seen
+    dep.wake_at = now + timedelta(seconds=hold)
+    if weight == 100:
+        dep.switched_at = now
+    event_add(environment=env, deployment=dep, kind="weights", at=now,
+              message=f"Step {nxt + 1} of {len(steps)}: {weight} % on {dep.to_colour}; listener read back {seen} "
+                      f"after {tries} tr{'y' if tries == 1 else 'ies'}", data={"step": nxt, "asked": asked, "weights": seen, "tries": tries})
+    set_state(dep, S.HOLDING, now=now, message=f"Holding {weight} % for {hold} s", data={"hold_seconds": hold},
+              fields=("step_index", "weights", "wake_at", "switched_at"))
+    return True
+
+
+def _holding(dep: Deployment, env, now, after_commit) -> bool:
+    steps = dep.strategy.steps
+    weight, hold = steps[dep.step_index]
+    last = dep.step_index >= len(steps) - 1
+    if hold <= 0 or dep.baseline.get("promoted"):
+        event_add(environment=env, deployment=dep, kind="analysis", at=now, message=f"No hold at {weight} %: analysis skipped")
+        verdict = Verdict("pass", ["no hold"])
+    else:
+        verdict = analyse(dep, env, now)
+    if verdict.decision == "fail":
+        return _analysis_failed(dep, env, now, after_commit, "; ".join(verdict.reasons), verdict.numbers)
+    if verdict.decision == "inconclusive":
+        dep.paused_from = S.HOLDING
+        dep.pause_reason = f"inconclusive at {weight} %: " + "; ".join(verdict.reasons)
+        set_state(dep, S.PAUSED, now=now, message=f"Paused: {dep.pause_reason}", fields=("paused_from", "pause_reason"))
+        after_commit.append(lambda: raise_alert(
+            environment=env, key=f"inconclusive:{dep.public_id}", name="RolloutInconclusive", severity="warning",
+            summary=f"Deployment {dep.release.version} on {env.name} paused at {weight} %: {'; '.join(verdict.reasons)}",
+            deployment=dep))
+        return False
+    if last:
+        dep.wake_at = now + timedelta(seconds=dep.strategy.watch_seconds)
+        dep.switched_at = dep.switched_at or now
+        set_state(dep, S.WATCHING, now=now, message=f"{dep.to_colour} has all the traffic; watching for {dep.strategy.watch_seconds} s",
+                  fields=("wake_at", "switched_at"))
+        return True
+    dep.wake_at = now
+    set_state(dep, S.SHIFTING, now=now, message=f"Analysis passed at {weight} %", fields=("wake_at",))
+    return True
+
+
+def _watching(dep: Deployment, env, now, after_commit) -> bool:
+    if dep.strategy.watch_seconds > 0:
+        verdict = analyse(dep, env, now, watching=True)
+        if verdict.decision == "fail":
+            return _analysis_failed(dep, env, now, after_commit, "; ".join(verdict.reasons), verdict.numbers)
+    dep.wake_at = now
+    set_state(dep, S.SCALING_DOWN, now=now, message=f"Watch window passed; scaling {dep.from_colour} down", fields=("wake_at",))
+    return True
+
+
+def _scaling_down(dep: Deployment, env, now, after_commit) -> bool:
+    weights = cloudops.read_weights(env)
+    if weights.get(dep.from_colour, 0) != 0:
+        return _fail(dep, env, now, f"{dep.from_colour} still has {weights[dep.from_colour]} % of the traffic; not scaling it down", after_commit)
+    action = _scale_apply(env=env, colour=dep.from_colour, desired=0, actor=SYSTEM, automatic=True, now=now,
+                          reason=f"deployment {dep.release.version} complete: old colour {dep.from_colour} scaled down")
+    dep.finished_at = now
+    dep.weights = weights
+    set_state(dep, S.COMPLETED, now=now, fields=("finished_at", "weights"),
+              message=f"Completed: {dep.to_colour} serves {dep.release.version}; {dep.from_colour} scaled to "
+                      f"{action.read_back.get('desired', 0)} (read back)", data={"read_back": action.read_back})
+    return False
+
+
+HANDLERS = {
+    S.PENDING: _pending, S.PREPARING: _preparing, S.SMOKE: _smoke, S.SHIFTING: _shifting,
+    S.HOLDING: _holding, S.WATCHING: _watching, S.SCALING_DOWN: _scaling_down,
+}
+
+
+def _fail(dep: Deployment, env, now, reason: str, after_commit) -> bool:
+    dep.failure_reason = reason[:500]
+    dep.finished_at = now
+    set_state(dep, S.FAILED, now=now, message=f"Failed: {reason}", fields=("failure_reason", "finished_at"))
+    after_commit.append(lambda: raise_alert(
+        environment=env, key=f"failed:{dep.public_id}", name="DeploymentFailed", severity="warning",
+        summary=f"Deployment {dep.release.version} on {env.name} failed: {reason}", deployment=dep))
+    return False
+
+
+def _analysis_failed(dep: Deployment, env, now, after_commit, reason: str, numbers: dict) -> bool:
+    """Roll back automatically and open an incident; with automation paused, page a person instead."""
+    summary = f"Deployment {dep.release.version} on {env.name} failed its analysis at {dep.current_weight} %: {reason}"
+    if env.automation_paused or env.dry_run:
+        mode = "automation paused" if env.automation_paused else "dry-run mode"
+        dep.paused_from = dep.state
+        dep.pause_reason = f"analysis failed ({mode}: not rolled back automatically): {reason}"[:300]
+        set_state(dep, S.PAUSED, now=now, message=f"Paused: {dep.pause_reason}; a person must roll back",
+                  fields=("paused_from", "pause_reason"), data=numbers)
+        after_commit.append(lambda: _link_incident(dep.pk, raise_alert(
+            environment=env, key=f"analysis:{dep.public_id}", name="RolloutNeedsRollback", severity="critical",
+            summary=summary + f" ({mode}: roll back by hand)", deployment=dep)))
+        return False
+    try:
+        environment_rollback(environment=env, actor=SYSTEM, reason=f"analysis failed: {reason}", deployment=dep, automatic=True)
+    except AlreadyInProgress:
+        pass  # a person clicked rollback first: one rollback is enough
+    after_commit.append(lambda: _link_incident(dep.pk, raise_alert(
+        environment=env, key=f"analysis:{dep.public_id}", name="RolloutAnalysisFailed", severity="critical",
+        summary=summary + " (rolled back automatically)", deployment=dep)))
+    dep.refresh_from_db()
+    return False
+
+
+def _link_incident(deployment_id: int, alert) -> None:
+    incident = getattr(alert, "incident", None)
+    if incident is None:
+        return
+    Deployment.objects.filter(pk=deployment_id, incident__isnull=True).update(incident=incident)
+    dep = Deployment.objects.select_related("release", "environment").get(pk=deployment_id)
+    event_add(environment=dep.environment, deployment=dep, kind="note",
+              message=f"Incident opened: {incident.title}", data={"incident": str(incident.public_id)})
+    try:
+        from portal.incidents.services import incident_timeline_add
+
+        incident_timeline_add(incident=incident, kind="deployment", actor=SYSTEM,
+                              text=f"Deployment {dep.release.version} ({dep.get_state_display().lower()})",
+                              data={"deployment": str(dep.public_id), "url": dep.get_absolute_url()})
+    except Exception:  # noqa: BLE001
+        log.exception("could not add the deployment to incident %s", incident.pk)
+
+
+# --- analysis ------------------------------------------------------------------------------------
+
+
+def _metrics(env):
+    return cloudops.metrics(env)
+
+
+def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
+    """The new colour against the old over the same window, with margins, and the plan's absolute thresholds."""
+    strategy: Strategy = dep.strategy
+    minutes = strategy.analysis_minutes
+    new, old = dep.to_colour, dep.from_colour
+    weight = int(dep.weights.get(new, 0))
+    crit_err = threshold("critical", "error_rate", 5.0)
+    crit_p95 = threshold("critical", "p95_response_time", 2.0)
+    ms = _metrics(env)
+    n = {
+        "new_requests": ms.request_count(new, minutes), "old_requests": ms.request_count(old, minutes),
+        "new_error_rate": ms.error_rate(new, minutes), "old_error_rate": ms.error_rate(old, minutes),
+        "new_p95": ms.p95_latency(new, minutes), "old_p95": ms.p95_latency(old, minutes),
+        "window_minutes": minutes, "error_margin_pct": strategy.error_margin_pct,
+        "latency_margin_pct": strategy.latency_margin_pct, "critical_error_rate": crit_err, "critical_p95": crit_p95,
+        "min_requests": strategy.min_requests,
+    }
+    # At 100 % the old colour has no traffic of its own: compare with its numbers before the rollout.
+    compared_with = "old colour, same window"
+    if not n["old_requests"] or n["old_error_rate"] is None:
+        n["old_error_rate"] = dep.baseline.get("error_rate")
+        n["old_p95"] = dep.baseline.get("p95")
+        compared_with = "old colour before the rollout"
+    n["compared_with"] = compared_with
+    reasons: list[str] = []
+    decision = "pass"
+    if (n["new_requests"] or 0) < strategy.min_requests or n["new_error_rate"] is None:
+        decision = "inconclusive"
+        reasons.append(f"{new} served {n['new_requests'] or 0:.0f} requests in {minutes} min "
+                       f"(needs {strategy.min_requests} for a conclusive analysis)")
+    else:
+        err, p95 = n["new_error_rate"], n["new_p95"]
+        if err > crit_err:
+            reasons.append(f"{new} error rate {err:.2f} % is above the critical {crit_err:g} %")
+        old_err = n["old_error_rate"]
+        if old_err is not None and err > old_err + strategy.error_margin_pct:
+            reasons.append(f"{new} error rate {err:.2f} % vs {old} {old_err:.2f} % (margin {strategy.error_margin_pct:g} points)")
+        if p95 is not None:
+            if p95 > crit_p95:
+                reasons.append(f"{new} P95 {p95:.3f} s is above the critical {crit_p95:g} s")
+            old_p95 = n["old_p95"]
+            if old_p95 is not None and p95 > old_p95 * (1 + strategy.latency_margin_pct / 100) + 0.05:
+                reasons.append(f"{new} P95 {p95:.3f} s vs {old} {old_p95:.3f} s (margin {strategy.latency_margin_pct:g} %)")
+        if reasons:
+            decision = "fail"
+    if watching and decision == "inconclusive":
+        decision = "pass"  # the watch window only rolls back on evidence
+    Analysis.objects.create(
+        deployment=dep, at=now, step_index=dep.step_index, weight=weight, window_minutes=minutes, decision=decision,
+        new_error_rate=n["new_error_rate"], old_error_rate=n["old_error_rate"], new_p95=n["new_p95"], old_p95=n["old_p95"],
+        new_requests=n["new_requests"], old_requests=n["old_requests"], reasons=reasons)
+    text = {"pass": "passed", "fail": "FAILED", "inconclusive": "inconclusive"}[decision]
+    event_add(environment=env, deployment=dep, kind="analysis", at=now, data=n,
+              message=f"Analysis at {weight} %{' (watch window)' if watching else ''} {text}: "
+                      + ("; ".join(reasons) if reasons else _numbers_line(n, new, old)))
+    return Verdict(decision, reasons, n)
+
+
+def _fmt(v, unit: str, digits: int = 2) -> str:
+    return "–" if v is None else f"{v:.{digits}f}{unit}"
+
+
+def _numbers_line(n: dict, new: str, old: str) -> str:
+    return (f"{new} {_fmt(n['new_error_rate'], ' %')} errors, P95 {_fmt(n['new_p95'], ' s', 3)} over {n['new_requests'] or 0:.0f} requests; "
+            f"{old} {_fmt(n['old_error_rate'], ' %')}, P95 {_fmt(n['old_p95'], ' s', 3)} ({n['compared_with']})")

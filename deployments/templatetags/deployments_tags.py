@@ -1,0 +1,20 @@
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def rb_seconds(rollback, field: str):
+    """Seconds from the rollback request to one of its timestamps."""
+    value = rollback.seconds(field)
+    return "–" if value is None else value
+
+
+@register.filter
+def num(value, digits: int = 2):
+    if value is None:
+        return "–"
+    try:
+        return f"{float(value):.{int(digits)}f}"
+    except (TypeError, ValueError):
+        return value

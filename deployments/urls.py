@@ -1,0 +1,20 @@
+from django.urls import path
+
+from deployments import views
+
+app_name = "deployments"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("live/", views.live, name="live"),
+    path("panel/", views.panel, name="panel"),
+    path("chart.json", views.chart_data, name="chart"),
+    path("new/", views.create, name="create"),
+    path("rollback/", views.rollback, name="rollback"),
+    path("scale/", views.scale, name="scale"),
+    path("scale/<uuid:public_id>/approve/", views.approve_scale, name="approve_scale"),
+    path("automation/", views.automation, name="automation"),
+    path("rds-failover/", views.rds_failover, name="rds_failover"),
+    path("<uuid:public_id>/", views.detail, name="detail"),
+    path("<uuid:public_id>/<str:action>/", views.control, name="control"),
+]
