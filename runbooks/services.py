@@ -163,7 +163,7 @@ def run_start(*, runbook: Runbook, actor: Any, incident=None, environment=None) 
 
 
 def _lock_run(run: RunbookRun) -> RunbookRun:
-    return RunbookRun.objects.select_for_update().select_related("version__runbook", "incident", "environment").get(pk=run.pk)
+    return RunbookRun.objects.select_for_update(of=("self",)).select_related("version__runbook", "incident", "environment").get(pk=run.pk)
 
 
 def step_record(

@@ -58,3 +58,14 @@ def fake_checks(monkeypatch):
     for name in list(checks.SOURCES):
         monkeypatch.setitem(checks.SOURCES, name, fake(name))
     return answers
+
+
+@pytest.fixture
+def live_error_rate(fake_checks):
+    """The error rate the first check step reads (replaced by the sandbox's when the cloud layer is in)."""
+    fake_checks["error_rate_now_vs_hour_ago"] = {
+        "status": "critical",
+        "words": "Now 12.00% (blue 0.40%, green 24.00%); 60 minutes ago: 0.50% (rising).",
+        "data": {"now": 12.0},
+    }
+    return {"environment": None, "expect": "green 24.00%"}

@@ -26,6 +26,14 @@
       if (cur) { cur.focus(); cur.scrollIntoView({ block: "center" }); evt.preventDefault(); }
     }
   });
+  // Forms with Done / Failed / Skip buttons: portal.js disables buttons while a form is in flight,
+  // and a disabled submitter sends no value, so the clicked button's status goes into a hidden field.
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest ? evt.target.closest("button[name=status]") : null;
+    if (!button || !button.form) return;
+    var field = button.form.querySelector("input[data-status-field]");
+    if (field) field.value = button.value;
+  }, true);
   // After a step is recorded the page reloads at #step-current: put the keyboard there too.
   document.addEventListener("DOMContentLoaded", function () {
     var cur = current();

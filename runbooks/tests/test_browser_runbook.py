@@ -1,0 +1,73 @@
+"""A responder starts the high error rate runbook from an incident and walks it in Chromium."""
+
+import re
+
+import pytest
+
+from runbooks.models import RunbookRun
+
+pytestmark = pytest.mark.browser
+
+
+def _login(page, user):
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", user.raw_password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=current-user]")
+
+
+def test_responder_walks_high_error_rate_from_an_incident(browser, live_server, page, responder, responder2, library, make_incident, live_error_rate):
+    incident = make_incident(environment=live_error_rate["environment"])
+    incident.runbook_slug = "high-error-rate"
+    incident.save(update_fields=["runbook_slug"])
+    page.on("dialog", lambda d: d.accept())
+    _login(page, responder)
+
+    page.goto(incident.get_absolute_url())
+    page.click("#incident-runbook button:has-text('Start runbook')")
+    page.wait_for_url(re.compile(r"/runbooks/runs/[0-9a-f-]+/"))
+    run = RunbookRun.objects.get()
+    assert run.incident_id == incident.pk
+
+    # The first check step shows the live error rate as soon as it opens.
+    reading = page.locator("[data-testid=check-dashboard] [data-testid=reading]")
+    reading.wait_for()
+    assert live_error_rate["expect"] in reading.inner_text()
+
+    # A second responder follows the same run live.
+    other = browser.new_context(base_url=live_server.url)
+    page2 = other.new_page()
+    _login(page2, responder2)
+    page2.goto(run.get_absolute_url())
+    page2.locator("li[data-step=dashboard][data-state=current]").wait_for()
+
+    page.click("li[data-step=dashboard] [data-testid=mark-done]")
+    page.locator("li[data-step=deployments][data-state=current]").wait_for()
+    page2.locator("li[data-step=dashboard][data-state=done]").wait_for(timeout=8000)
+
+    # Keyboard: j/k move between steps.
+    page.keyboard.press("k")
+    page.keyboard.press("j")
+    assert page.evaluate("document.activeElement.closest('li').dataset.step") == "deployments"
+
+    page.fill("li[data-step=deployments] textarea[name=note]", "release went to green at 03:02")
+    page.click("li[data-step=deployments] [data-testid=mark-done]")
+    page.locator("li[data-step=external][data-state=current]").wait_for()
+    page.click("li[data-step=external] [data-testid=mark-done]")
+
+    page.locator("li[data-step=cause][data-state=current]").wait_for()
+    page.check("li[data-step=cause] input[value=bad-deployment]")
+    page.click("li[data-step=cause] button:has-text('Answer')")
+    page.locator("li[data-step=rollback][data-state=current]").wait_for()
+    assert page.locator("li[data-step=rollback] [data-testid=action-rollback]").is_visible()
+    assert "Bad deployment: roll back" in page.locator("li[data-step=cause] [data-testid=summary-answer]").inner_text()
+    page2.locator("li[data-step=rollback][data-state=current]").wait_for(timeout=8000)
+    other.close()
+
+    page.click("[data-testid=run-incident]")
+    page.wait_for_url(f"**{incident.get_absolute_url()}")
+    timeline = page.locator("#incident-timeline").inner_text()
+    assert "Decide what is causing the errors: done → Bad deployment: roll back" in timeline
+    assert "Check monitoring dashboard: done" in timeline
+    assert live_error_rate["expect"] in timeline
