@@ -187,8 +187,7 @@ def capacity_sample_record(*, environment) -> CapacitySample | None:
     rps = cpu = None
     try:
         src = metrics_source(environment)
-        reqs = src.request_count(None, 5)
-        rps = reqs / 300.0 if reqs is not None else None
+        rps = src.value("requests_per_second", None, 5)
         cpu = src.cpu(None, 5)
     except Exception as exc:
         log.info("phases: load metrics on %s unavailable: %s", environment.name, exc)

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 TARGET_CPU_PERCENT = 70.0  # headroom below the plan's 80 % CPU warning when sizing instances
 GROWTH_WINDOW_DAYS = 30
+# Expected metrics the metrics source can measure: (plan slug, metric name, window in minutes).
+MEASURED = [("api-rps", "requests_per_second", 5), ("daily-active-users", "active_users", 24 * 60)]
 
 # Cost Explorer service names (and plan slugs) -> the plan's cost lines.
 SERVICE_TO_PLAN = {
@@ -260,10 +262,15 @@ def metrics_part(env, users: int | None, plan: dict) -> list[dict]:
         from portal.cloud.metrics import metrics_source
 
         src = metrics_source(env)
-        reqs = src.request_count(None, 5)
-        measured["api-rps"] = round(reqs / 300.0, 2) if reqs is not None else None
+        for slug, metric, minutes in MEASURED:
+            try:
+                v = src.value(metric, None, minutes)
+            except Exception as exc:  # one missing metric must not hide the others
+                log.info("phase status: %s unavailable: %s", metric, exc)
+                v = None
+            measured[slug] = round(v, 2) if v is not None else None
     except Exception as exc:
-        log.info("phase status: request rate unavailable: %s", exc)
+        log.info("phase status: metrics source unavailable: %s", exc)
     rows = []
     for m in plan.get("expected_metrics") or []:
         if users is None:

@@ -1,5 +1,6 @@
 """Each automated verification against the in-process AWS sandbox (moto), passing and failing."""
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -46,9 +47,7 @@ def test_backups_fail_when_the_latest_snapshot_is_old(env, items, monkeypatch):
     real = aws.describe_rds
 
     def old_snapshot(e):
-        state = real(e)
-        state.latest_snapshot_at = timezone.now() - timedelta(hours=30)
-        return state
+        return dataclasses.replace(real(e), latest_snapshot_at=timezone.now() - timedelta(hours=30))
 
     monkeypatch.setattr(aws, "describe_rds", old_snapshot)
     r = run_check("backups", env)
@@ -104,10 +103,7 @@ def test_ssl_fails_when_the_certificate_expires_within_30_days(env, items, monke
     real = aws.acm_certificates
 
     def expiring(e):
-        certs = real(e)
-        for c in certs:
-            c.not_after = timezone.now() + timedelta(days=10)
-        return certs
+        return [dataclasses.replace(c, not_after=timezone.now() + timedelta(days=10)) for c in real(e)]
 
     monkeypatch.setattr(aws, "acm_certificates", expiring)
     r = run_check("ssl", env)
@@ -147,7 +143,7 @@ def test_cloud_errors_are_reported_not_passed(env, items):
     assert r.outcome == "error" and "Could not check" in r.summary
 
 
-def test_a_signed_off_item_that_regresses_is_flagged_and_leads_told(env, items, responder, lead, lead2):
+def test_a_signed_off_item_that_regresses_is_flagged_and_leads_told(env, items, responder, lead, lead2, django_capture_on_commit_callbacks):
     lead.email, lead2.email = "lena@example.org", "leo@example.org"
     lead.save(update_fields=["email"])
     lead2.save(update_fields=["email"])
@@ -161,7 +157,8 @@ def test_a_signed_off_item_that_regresses_is_flagged_and_leads_told(env, items, 
     assert readiness().complete == 1
 
     _client(env, "rds").modify_db_instance(DBInstanceIdentifier=env.rds_instance_id, BackupRetentionPeriod=1, ApplyImmediately=True)
-    checklist_verify(slug="backups", triggered_by="test")
+    with django_capture_on_commit_callbacks(execute=True):
+        checklist_verify(slug="backups", triggered_by="test")
     backups.refresh_from_db()
     assert backups.evidence_stale and not backups.complete
     assert readiness().complete == 0 and readiness().stale == 1
@@ -172,7 +169,8 @@ def test_a_signed_off_item_that_regresses_is_flagged_and_leads_told(env, items, 
     assert AuditEvent.objects.filter(verb="checklist.notify_leads").count() == 1
 
     # the next scheduled run finds the same failure: no second notice
-    checklist_verify(slug="backups", triggered_by="test")
+    with django_capture_on_commit_callbacks(execute=True):
+        checklist_verify(slug="backups", triggered_by="test")
     assert ChecklistNotification.objects.count() == 1 and len(mail.outbox) == 1
 
     # fixed in the cloud: the flag clears on the next run
