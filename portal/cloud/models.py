@@ -59,6 +59,9 @@ class Environment(models.Model):
 
     metrics_source = models.CharField(max_length=12, choices=MetricsSource.choices, default=MetricsSource.CLOUDWATCH)
     prometheus_url = models.CharField(max_length=200, blank=True)
+    # metric name -> PromQL with $colour (a regex: the colour, or .+ for all) and $window (e.g. 5m);
+    # missing metrics use portal.cloud.metrics.DEFAULT_PROMQL.
+    prometheus_queries = models.JSONField(default=dict, blank=True)
 
     automation_paused = models.BooleanField(default=False)
     automation_paused_reason = models.CharField(max_length=200, blank=True)

@@ -1,0 +1,50 @@
+"""`manage.py sandbox [--port 4566] [--seed N] [--interval 5]`: the local AWS sandbox with its simulator."""
+
+from __future__ import annotations
+
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.cloud.runner import Sandbox, is_moto, port_in_use
+
+
+class Command(BaseCommand):
+    help = "Start moto's server on 127.0.0.1, build the platform, register the 'sandbox' environment, run the traffic simulator."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.SANDBOX_HOST)
+        parser.add_argument("--port", type=int, default=settings.SANDBOX_PORT)
+        parser.add_argument("--status-port", type=int, default=None, help="fake status pages (default: port + 1; 0 = off)")
+        parser.add_argument("--seed", type=int, default=None, help="makes the simulated numbers repeatable")
+        parser.add_argument("--interval", type=float, default=settings.SANDBOX_INTERVAL_SECONDS, help="seconds between ticks")
+        parser.add_argument("--ticks", type=int, default=None, help="stop after this many ticks (default: run until interrupted)")
+
+    def handle(self, *args, **opts):
+        if opts["interval"] <= 0:
+            raise CommandError("--interval must be above 0 seconds")
+        host, port = opts["host"], opts["port"]
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise CommandError("the sandbox listens on the loopback interface only (127.0.0.1)")
+        status_port = port + 1 if opts["status_port"] is None else (opts["status_port"] or None)
+        sandbox = Sandbox(host=host, port=port, status_port=status_port, interval=opts["interval"], seed=opts["seed"],
+                          out=self.stdout)
+        if port_in_use(host, port):
+            if not is_moto(sandbox.endpoint_url):
+                raise CommandError(f"port {port} is taken by something that is not a moto server; pick another with --port")
+            # Another sandbox runs there: refresh its platform and our registration, and leave its simulator alone.
+            sandbox.start(serve=False)
+            self.stdout.write(f"A sandbox already runs on {sandbox.endpoint_url}: platform checked, environment registered.")
+            return
+        signal.signal(signal.SIGTERM, lambda *_: sandbox.stop_event.set())
+        sandbox.start()
+        if status_port:
+            self.stdout.write(f"Fake status pages on http://{host}:{status_port}/<service>/api/v2/status.json")
+        try:
+            sandbox.run(ticks=opts["ticks"])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sandbox.stop()
+            self.stdout.write("AWS sandbox stopped.")
