@@ -34,7 +34,7 @@ SERVICE_TO_PLAN = {
     "storage": "storage", "amazon simple storage service": "storage", "amazon s3": "storage",
     "bandwidth": "bandwidth", "amazon cloudfront": "bandwidth", "aws data transfer": "bandwidth", "data transfer": "bandwidth",
     "monitoring": "monitoring", "amazoncloudwatch": "monitoring", "amazon cloudwatch": "monitoring",
-    "services": "services",
+    "services": "services", "external services (ai, sms, email)": "services",
 }
 
 
