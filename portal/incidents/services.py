@@ -238,8 +238,8 @@ def runbook_for(name: str, labels: dict) -> str:
     return ""
 
 
-def _lock_or_create_alert(source: str, a: AlertIn, now) -> tuple[Alert, bool]:
-    alert = Alert.objects.select_for_update().filter(source=source, fingerprint=a.fingerprint).first()
+def _lock_or_create_alert(source: str, a: AlertIn, now, existing: dict[str, Alert]) -> tuple[Alert, bool]:
+    alert = existing.get(a.fingerprint)
     if alert is not None:
         return alert, False
     try:
@@ -251,6 +251,7 @@ def _lock_or_create_alert(source: str, a: AlertIn, now) -> tuple[Alert, bool]:
                 ends_at=(a.ends_at or now) if a.status == "resolved" else None,
                 last_received_at=now, environment=_environment_for(a.labels),
             )
+        existing[a.fingerprint] = alert
         return alert, True
     except IntegrityError:
         return Alert.objects.select_for_update().get(source=source, fingerprint=a.fingerprint), False
@@ -338,8 +339,14 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
     alerts = []
     events = []
     timeline = []
-    for a in sorted(items, key=lambda x: x.fingerprint):
-        alert, created = _lock_or_create_alert(source, a, now)
+    items = sorted(items, key=lambda x: x.fingerprint)
+    # One query locks every known alert of the batch (in fingerprint order, like every other writer).
+    existing = {
+        al.fingerprint: al
+        for al in Alert.objects.select_for_update().filter(source=source, fingerprint__in=[a.fingerprint for a in items]).order_by("fingerprint")
+    }
+    for a in items:
+        alert, created = _lock_or_create_alert(source, a, now, existing)
         effect = _update_alert(alert, a, created, now)
         if effect == "fired" or (effect == "repeat" and incident is None and alert.incident_id is None):
             if incident is None:
