@@ -17,6 +17,7 @@ def portal(request):
             ("/deployments/", "Deployments"),
             ("/runbooks/", "Runbooks"),
             ("/health/", "Health"),
+            ("/environments/", "Environments"),
             ("/checklist/", "Checklist"),
             ("/phases/", "Phases"),
             ("/audit/", "Audit"),

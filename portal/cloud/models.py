@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -103,6 +105,7 @@ class Drill(models.Model):
         UNHEALTHY_INSTANCE = "unhealthy-instance", "An unhealthy instance"
         SERVICE_OUTAGE = "service-outage", "External service outage"
 
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="drills")
     kind = models.CharField(max_length=30, choices=Kind.choices)
     colour = models.CharField(max_length=5, choices=Colour.choices, blank=True)

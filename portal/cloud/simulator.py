@@ -193,10 +193,10 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
     # Users and traffic, from the plan's expected metrics scaled to the current phase.
     phase = _phase()
     data = dict(state.data or {})
-    users = float(data.get("users") or 0)
-    if not phase["users_min"] <= users <= phase["users_max"]:
+    users = data.get("users")
+    if users is None or not phase["users_min"] <= users <= phase["users_max"]:
         users = phase["users_min"] + 0.5 * (phase["users_max"] - phase["users_min"])
-    users = min(users * (1 + 0.00002 * interval / 5.0), float(phase["users_max"]))
+    users = min(float(users) * (1 + 0.00002 * interval / 5.0), float(phase["users_max"]))
     api_rps = _plan_rps()
     rps = api_rps * users / USERS_AT_PLAN_RPS * _diurnal(now)
     rps = max(rps, float(getattr(settings, "SANDBOX_MIN_RPS", 10.0))) * rng.uniform(0.95, 1.05)

@@ -1,0 +1,31 @@
+"""JSON API for environments (mounted at /api/v1/environments)."""
+
+from __future__ import annotations
+
+from ninja import Router
+
+from portal.api import ApiError, require_scope
+from portal.cloud.errors import CloudError
+from portal.cloud.models import Environment
+from portal.cloud.selectors import environment_json
+
+router = Router()
+
+
+@router.get("", summary="The environments the portal manages")
+def list_environments(request):
+    require_scope(request, "read")
+    return {"environments": [{"name": e.name, "region": e.region, "is_production": e.is_production,
+                              "automation_paused": e.automation_paused} for e in Environment.objects.all()]}
+
+
+@router.get("/{name}", summary="An environment's groups, listener weights and automation state")
+def get_environment(request, name: str):
+    require_scope(request, "read")
+    env = Environment.objects.filter(name=name).first()
+    if env is None:
+        raise ApiError(404, "not_found", f"no environment named {name!r}")
+    try:
+        return environment_json(env)
+    except CloudError as exc:
+        raise ApiError(503, "cloud_error", exc.words) from exc

@@ -1,0 +1,101 @@
+"""Environment pages (list, detail with a live region, admin edit) and the drills page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal.accounts.permissions import perm_required
+from portal.accounts.roles import ADMINISTER, VIEW
+from portal.cloud.forms import DrillForm, EnvironmentForm
+from portal.cloud.models import Drill, Environment
+from portal.cloud.selectors import active_drills, environment_detail, live_state, recent_drills
+from portal.cloud.services import DrillError, drill_start, drill_stop, environment_update
+
+
+@require_GET
+@perm_required(VIEW)
+def environment_list(request):
+    envs = list(Environment.objects.all())
+    counts = {}
+    for d in active_drills():
+        counts[d.environment_id] = counts.get(d.environment_id, 0) + 1
+    rows = [{"env": e, "drills": counts.get(e.pk, 0)} for e in envs]
+    return render(request, "cloud/list.html", {"rows": rows, "can_admin": request.user.has_perm(ADMINISTER)})
+
+
+@require_GET
+@perm_required(VIEW)
+def environment_detail_view(request, name: str):
+    env = get_object_or_404(Environment, name=name)
+    ctx = environment_detail(env)
+    ctx.update(env=env, can_admin=request.user.has_perm(ADMINISTER))
+    return render(request, "cloud/detail.html", ctx)
+
+
+@require_GET
+@perm_required(VIEW)
+def environment_live(request, name: str):
+    env = get_object_or_404(Environment, name=name)
+    return render(request, "cloud/_live.html", {"env": env, "live": live_state(env)})
+
+
+@require_http_methods(["GET", "POST"])
+@perm_required(ADMINISTER)
+def environment_edit(request, name: str):
+    env = get_object_or_404(Environment, name=name)
+    form = EnvironmentForm(request.POST or None, instance=Environment.objects.get(pk=env.pk))
+    if request.method == "POST" and form.is_valid():
+        environment_update(environment=env, changes=form.changes(), actor=request.user,
+                           external_id=form.cleaned_data.get("external_id") or None,
+                           clear_external_id=bool(form.cleaned_data.get("clear_external_id")))
+        messages.success(request, f"Saved the {env.name} environment.")
+        return redirect(env.get_absolute_url())
+    return render(request, "cloud/edit.html", {"env": env, "form": form, "has_external_id": bool(env.external_id)},
+                  status=400 if form.errors else 200)
+
+
+@require_GET
+@perm_required(ADMINISTER)
+def drills(request):
+    form = DrillForm(initial={"environment": "sandbox", "minutes": 10})
+    return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
+                                                 "recent": list(recent_drills())})
+
+
+@require_POST
+@perm_required(ADMINISTER)
+def drill_start_view(request):
+    form = DrillForm(request.POST)
+    if not form.is_valid():
+        return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
+                                                     "recent": list(recent_drills())}, status=400)
+    data = form.cleaned_data
+    try:
+        drill = drill_start(environment=data["environment"], kind=data["kind"], colour=data["colour"] or None,
+                            level=data["level"], minutes=data["minutes"], seed=data["seed"], target=data["service"],
+                            actor=request.user)
+    except DrillError as exc:
+        form.add_error(None, str(exc))
+        return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
+                                                     "recent": list(recent_drills())}, status=400)
+    messages.success(request, f"Drill {drill.get_kind_display().lower()} running until {drill.ends_at:%H:%M:%S} UTC.")
+    return redirect("cloud:drills")
+
+
+@require_POST
+@perm_required(ADMINISTER)
+def drill_stop_view(request, public_id):
+    drill = get_object_or_404(Drill, public_id=public_id)
+    stopped = drill_stop(drill=drill, actor=request.user)
+    messages.success(request, "Drill stopped." if stopped else "That drill had already ended.")
+    return redirect("cloud:drills")
+
+
+@require_POST
+@perm_required(ADMINISTER)
+def drills_stop_all(request):
+    stopped = drill_stop(all=True, actor=request.user)
+    messages.success(request, f"Stopped {len(stopped)} drill{'s' if len(stopped) != 1 else ''}.")
+    return redirect("cloud:drills")
