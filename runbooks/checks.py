@@ -253,37 +253,67 @@ def rds_connections_vs_max(ctx: CheckContext) -> dict:
     )
 
 
-def _db_metric(ctx: CheckContext, names: tuple[str, ...], label: str) -> tuple[float | None, str]:
-    """A database metric the metrics source may or may not collect; the first name it knows wins."""
-    ms = _metrics(ctx)
-    last_error = ""
-    for name in names:
-        try:
-            value = ms.value(name, None, int(ctx.params.get("minutes", 15)))
-        except (ValueError, KeyError, NotImplementedError) as exc:
-            last_error = str(exc)
-            continue
-        return value, name
-    raise SourceUnavailable(
-        f"The {getattr(ctx.environment, 'metrics_source', 'metrics')} source does not collect {label}"
-        + (f" ({last_error})" if last_error else "")
-        + ": look at the database's slow query log / pg_stat_activity directly."
+# The database's slow queries and lock waits are not CloudWatch metrics of RDS itself: the platform
+# publishes the PostgreSQL log to CloudWatch Logs (log_min_duration_statement, log_lock_waits) with
+# metric filters that count them into the platform namespace. With Prometheus, postgres_exporter
+# and a PromQL query (overridable per step with params.promql) give the same numbers.
+DB_LOG_METRICS = {
+    "slow_queries": ("SlowQueries", "Sum", "sum(increase(pg_slow_queries_total[$window]))",
+                     "log_min_duration_statement lines ('duration: ')"),
+    "lock_waits": ("LockWaits", "Maximum", 'sum(pg_stat_activity_count{wait_event_type="Lock"})',
+                   "log_lock_waits lines ('still waiting for')"),
+}
+
+
+def _db_log_metric(ctx: CheckContext, key: str) -> tuple[float | None, str]:
+    env = _need_env(ctx)
+    name, stat, promql, filter_hint = DB_LOG_METRICS[key]
+    minutes = int(ctx.params.get("minutes", 15))
+    if env.metrics_source == "prometheus":
+        from string import Template
+
+        ms = _metrics(ctx)
+        query = Template(ctx.params.get("promql") or promql).safe_substitute(window=f"{minutes}m")
+        data = ms._get("/api/v1/query", {"query": query})
+        result = data.get("result") or []
+        if not result:
+            raise SourceUnavailable(f"Prometheus has no data for {query!r}: is postgres_exporter scraped?")
+        raw = result[0]["value"][1] if data.get("resultType") == "vector" else result[1]
+        return float(raw), f"Prometheus {query}"
+    from portal.cloud.clients import client
+
+    now = timezone.now()
+    answer = client(env, "cloudwatch").get_metric_statistics(
+        Namespace=env.platform_namespace, MetricName=name, StartTime=now - timedelta(minutes=minutes), EndTime=now,
+        Period=60, Statistics=[stat],
     )
+    points = answer.get("Datapoints") or []
+    if not points:
+        raise SourceUnavailable(
+            f"No {name} data in CloudWatch ({env.platform_namespace}) for the last {minutes} minutes: publish the RDS "
+            f"PostgreSQL log to CloudWatch Logs with a metric filter counting {filter_hint}, or look at the log directly."
+        )
+    values = [float(p[stat]) for p in points]
+    return (sum(values) if stat == "Sum" else max(values)), f"CloudWatch {env.platform_namespace}/{name}"
 
 
 def slow_query_count(ctx: CheckContext) -> dict:
-    value, name = _db_metric(ctx, ("slow_queries", "slow_query_count"), "a slow query count")
+    minutes = int(ctx.params.get("minutes", 15))
+    value, where = _db_log_metric(ctx, "slow_queries")
     limit = float(ctx.params.get("warn_above", 10))
-    status = "unknown" if value is None else ("warning" if value > limit else "ok")
-    words = f"Slow queries in the last {int(ctx.params.get('minutes', 15))} minutes: {_fmt(value, '', 0)} (look closer above {limit:g})."
-    return _result(status, words, {"count": value, "metric": name})
+    status = "warning" if value > limit else "ok"
+    words = f"{value:.0f} slow queries in the last {minutes} minutes (look closer above {limit:g})."
+    return _result(status, words, {"count": value, "minutes": minutes, "from": where})
 
 
 def locks(ctx: CheckContext) -> dict:
-    value, name = _db_metric(ctx, ("db_locks", "locks", "blocked_queries"), "lock waits")
-    status = "unknown" if value is None else ("warning" if value > float(ctx.params.get("warn_above", 0)) else "ok")
-    words = f"Sessions waiting on locks: {_fmt(value, '', 0)}."
-    return _result(status, words, {"waiting": value, "metric": name})
+    value, where = _db_log_metric(ctx, "lock_waits")
+    limit = float(ctx.params.get("warn_above", 0))
+    status = "warning" if value > limit else "ok"
+    words = f"{value:.0f} sessions waiting on locks (most in one minute over the last {int(ctx.params.get('minutes', 15))} minutes)."
+    if value > limit:
+        words += " Find the blocker in pg_stat_activity and end it if it is stuck."
+    return _result(status, words, {"waiting": value, "from": where})
 
 
 def latest_backup_age(ctx: CheckContext) -> dict:
