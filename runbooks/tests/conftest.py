@@ -61,11 +61,15 @@ def fake_checks(monkeypatch):
 
 
 @pytest.fixture
-def live_error_rate(fake_checks):
-    """The error rate the first check step reads (replaced by the sandbox's when the cloud layer is in)."""
-    fake_checks["error_rate_now_vs_hour_ago"] = {
-        "status": "critical",
-        "words": "Now 12.00% (blue 0.40%, green 24.00%); 60 minutes ago: 0.50% (rising).",
-        "data": {"now": 12.0},
-    }
-    return {"environment": None, "expect": "green 24.00%"}
+def live_error_rate(aws_platform):
+    """The sandbox with an hour of traffic and an error-rate drill on green (25% of traffic): the
+    first check step of the high error rate runbook reads it live."""
+    from runbooks.tests.test_checks import _traffic
+
+    _traffic(aws_platform, green_error_pct=20)
+    from runbooks.checks import run_check
+
+    reading = run_check("error_rate_now_vs_hour_ago", environment=aws_platform)
+    green = reading["data"]["per_colour"]["green"]
+    assert green > 15
+    return {"environment": aws_platform, "expect": f"green {green:.2f}%"}
