@@ -238,59 +238,43 @@ def runbook_for(name: str, labels: dict) -> str:
     return ""
 
 
-def _lock_or_create_alert(source: str, a: AlertIn, now, existing: dict[str, Alert]) -> tuple[Alert, bool]:
-    alert = existing.get(a.fingerprint)
-    if alert is not None:
-        return alert, False
-    try:
-        with transaction.atomic():
-            alert = Alert.objects.create(
-                source=source, fingerprint=a.fingerprint, name=a.name, status=a.status, severity=a.severity,
-                summary=a.summary, labels=a.labels, annotations=a.annotations, generator_url=a.generator_url,
-                starts_at=a.starts_at or (now if a.status == "firing" else None),
-                ends_at=(a.ends_at or now) if a.status == "resolved" else None,
-                last_received_at=now, environment=_environment_for(a.labels),
-            )
-        existing[a.fingerprint] = alert
-        return alert, True
-    except IntegrityError:
-        return Alert.objects.select_for_update().get(source=source, fingerprint=a.fingerprint), False
+def _new_alert(source: str, a: AlertIn, now) -> Alert:
+    return Alert(
+        source=source, fingerprint=a.fingerprint, name=a.name, status=a.status, severity=a.severity,
+        summary=a.summary, labels=a.labels, annotations=a.annotations, generator_url=a.generator_url,
+        starts_at=a.starts_at or (now if a.status == "firing" else None),
+        ends_at=(a.ends_at or now) if a.status == "resolved" else None,
+        last_received_at=now, environment=_environment_for(a.labels),
+    )
 
 
-def _update_alert(alert: Alert, a: AlertIn, created: bool, now) -> str:
-    """Apply one report to the alert row; returns its effect: fired, repeat, resolved, resolved_first, stale, ignored."""
-    if created:
-        return "fired" if a.status == "firing" else "resolved_first"
+def _update_alert(alert: Alert, a: AlertIn, now) -> str:
+    """Apply one report to a known alert (in memory); returns its effect: fired, repeat, resolved, stale, ignored."""
     alert.last_received_at = now
-    fields = ["last_received_at"]
     if a.status == "firing":
         if alert.status == Alert.Status.FIRING:
             effect = "repeat"
         elif alert.ends_at and (a.starts_at or now) <= alert.ends_at:
             # The firing twin of an episode whose resolution already arrived: nothing to open.
-            return _save(alert, fields, "stale")
+            return "stale"
         else:
             alert.status = Alert.Status.FIRING
             alert.starts_at = a.starts_at or now
             alert.ends_at = None
-            fields += ["status", "starts_at", "ends_at"]
             effect = "fired"
         alert.labels, alert.annotations, alert.summary, alert.severity = a.labels, a.annotations, a.summary, a.severity
         alert.generator_url = a.generator_url or alert.generator_url
-        fields += ["labels", "annotations", "summary", "severity", "generator_url"]
-        return _save(alert, fields, effect)
+        return effect
     if alert.status == Alert.Status.RESOLVED:
-        return _save(alert, fields, "ignored")
+        return "ignored"
     if a.ends_at and alert.starts_at and a.ends_at < alert.starts_at:
-        return _save(alert, fields, "stale")  # a resolution from an earlier episode
+        return "stale"  # a resolution from an earlier episode
     alert.status = Alert.Status.RESOLVED
     alert.ends_at = a.ends_at or now
-    return _save(alert, fields + ["status", "ends_at"], "resolved")
+    return "resolved"
 
 
-def _save(alert: Alert, fields: list[str], effect: str) -> str:
-    alert.save(update_fields=fields)
-    return effect
+_ALERT_FIELDS = ["last_received_at", "status", "starts_at", "ends_at", "labels", "annotations", "summary", "severity", "generator_url", "incident"]
 
 
 def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSourceConfig, now) -> tuple[Incident, bool]:
@@ -330,45 +314,59 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
 
 
 def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSourceConfig, delivery) -> list[Alert]:
+    """Apply one grouping key's reports in one transaction: known alerts locked in one query, new ones
+    inserted in one statement (a unique violation rolls the group back; the task retries)."""
     from portal.incidents import tasks
 
     now = timezone.now()
     incident = Incident.objects.select_for_update().filter(grouping_key=key, status__in=OPEN).first()
-    opened = False
-    resolved_any = False
-    alerts = []
-    events = []
-    timeline = []
     items = sorted(items, key=lambda x: x.fingerprint)
-    # One query locks every known alert of the batch (in fingerprint order, like every other writer).
-    existing = {
+    known = {
         al.fingerprint: al
         for al in Alert.objects.select_for_update().filter(source=source, fingerprint__in=[a.fingerprint for a in items]).order_by("fingerprint")
     }
+    new: dict[str, Alert] = {}
+    applied: list[tuple[Alert, AlertIn, str]] = []
     for a in items:
-        alert, created = _lock_or_create_alert(source, a, now, existing)
-        effect = _update_alert(alert, a, created, now)
-        if effect == "fired" or (effect == "repeat" and incident is None and alert.incident_id is None):
-            if incident is None:
-                incident, opened = _open_incident_for(source=source, key=key, a=a, config=config, now=now)
-            if alert.incident_id != incident.pk:
-                alert.incident = incident
-                alert.save(update_fields=["incident"])
+        alert = known.get(a.fingerprint) or new.get(a.fingerprint)
+        if alert is None:
+            alert = new[a.fingerprint] = _new_alert(source, a, now)
+            effect = "fired" if a.status == "firing" else "resolved_first"
+        else:
+            effect = _update_alert(alert, a, now)
+        applied.append((alert, a, effect))
+
+    opened = False
+    for alert, a, effect in applied:
+        wants_incident = effect == "fired" or (effect == "repeat" and alert.incident_id is None and incident is None)
+        if wants_incident and incident is None:
+            incident, opened = _open_incident_for(source=source, key=key, a=a, config=config, now=now)
+        if incident is not None and effect in ("fired", "repeat") and alert.incident_id != incident.pk:
+            alert.incident = incident
             if SEVERITY_RANK.get(a.severity, 0) > SEVERITY_RANK.get(incident.severity, 0):
                 incident.severity = a.severity
                 incident.save(update_fields=["severity", "updated_at"])
+
+    if new:
+        with transaction.atomic():
+            Alert.objects.bulk_create(list(new.values()))
+    changed = [al for al in known.values()]
+    if changed:
+        Alert.objects.bulk_update(changed, _ALERT_FIELDS)
+
+    events, timeline, resolved_any = [], [], False
+    for alert, a, effect in applied:
+        events.append(AlertEvent(alert=alert, status=a.status, starts_at=a.starts_at, ends_at=a.ends_at, delivery=delivery, effect=effect))
+        if incident is None or alert.incident_id != incident.pk:
+            continue
+        if effect == "fired":
             timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_FIRING, actor_label=f"system:{source}",
                                           text=f"{a.name} firing" + (f": {a.summary}" if a.summary else ""),
                                           data={"fingerprint": a.fingerprint, "generator_url": a.generator_url}))
-        elif effect == "repeat" and incident is not None and alert.incident_id != incident.pk:
-            alert.incident = incident
-            alert.save(update_fields=["incident"])
-        elif effect == "resolved" and incident is not None and alert.incident_id == incident.pk:
+        elif effect == "resolved":
             resolved_any = True
             timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_RESOLVED, actor_label=f"system:{source}",
                                           text=f"{a.name} resolved", data={"fingerprint": a.fingerprint}))
-        events.append(AlertEvent(alert=alert, status=a.status, starts_at=a.starts_at, ends_at=a.ends_at, delivery=delivery, effect=effect))
-        alerts.append(alert)
     AlertEvent.objects.bulk_create(events)
     TimelineEntry.objects.bulk_create(timeline)
     if incident is not None and opened:
@@ -378,7 +376,7 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         and not incident.alerts.filter(status=Alert.Status.FIRING).exists()
     ):
         _resolve_locked(incident, actor=f"system:{source}", reason="all alerts resolved")
-    return alerts
+    return [alert for alert, _, _ in applied]
 
 
 def alert_ingest_internal(
@@ -401,10 +399,17 @@ def alert_ingest_internal(
     )
     payload = {"source": source, "fingerprint": fingerprint, "name": name, "severity": severity, "firing": firing,
                "summary": summary, "labels": labels, "annotations": annotations or {}, "grouping_key": grouping_key}
-    with transaction.atomic():
-        delivery = AlertDelivery.objects.create(source=Source.INTERNAL, payload=payload, alert_count=1,
-                                                status=AlertDelivery.Status.PROCESSED, processed_at=now, attempts=1)
-        alert = _apply_alerts(source=Source.INTERNAL, alerts=[a], delivery=delivery)[0]
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                delivery = AlertDelivery.objects.create(source=Source.INTERNAL, payload=payload, alert_count=1,
+                                                        status=AlertDelivery.Status.PROCESSED, processed_at=now, attempts=attempt)
+                alert = _apply_alerts(source=Source.INTERNAL, alerts=[a], delivery=delivery)[0]
+            break
+        except IntegrityError:
+            # The same alert was created concurrently (under another grouping key): once more finds it.
+            if attempt == 2:
+                raise
     if environment is not None and alert.environment_id is None:
         Alert.objects.filter(pk=alert.pk).update(environment=environment)
         alert.environment = environment
