@@ -3,8 +3,10 @@ rollups and retention, the watchdog, and the operator's edits (run now, enable, 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -31,8 +33,53 @@ SLO_SAMPLE_RETENTION_DAYS = 35
 ALERT_SOURCE = "health"
 SYSTEM_ACTOR = "system:health"
 
+# Slots up to a bit past the next beat are claimed ahead and started on time by the dispatcher.
+LOOKAHEAD_SECONDS = float(env_int("HEALTH_POLL_LOOKAHEAD_SECONDS", POLL_EVERY_SECONDS + 2, minimum=0))
+
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_dispatch: _Dispatcher | None = None
+
+
+class _Dispatcher:
+    """One thread a process that hands work to the pool at its scheduled time (a heap and a condition)."""
+
+    def __init__(self, pool: ThreadPoolExecutor):
+        self.pool = pool
+        self.heap: list = []
+        self.cond = threading.Condition()
+        self.seq = 0
+        threading.Thread(target=self._loop, name="health-dispatch", daemon=True).start()
+
+    def at(self, when: datetime, fn, *args) -> None:
+        delay = (when - timezone.now()).total_seconds()
+        if delay <= 0:
+            self.pool.submit(fn, *args)
+            return
+        with self.cond:
+            self.seq += 1
+            heapq.heappush(self.heap, (time.monotonic() + delay, self.seq, fn, args))
+            self.cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.heap or self.heap[0][0] > time.monotonic():
+                    self.cond.wait(None if not self.heap else self.heap[0][0] - time.monotonic())
+                _, _, fn, args = heapq.heappop(self.heap)
+            try:
+                self.pool.submit(fn, *args)
+            except RuntimeError:  # the process is shutting down; its claims expire and are reaped
+                return
+
+
+def _dispatcher() -> _Dispatcher:
+    global _dispatch
+    pool = _executor()
+    with _pool_lock:
+        if _dispatch is None:
+            _dispatch = _Dispatcher(pool)
+        return _dispatch
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -56,16 +103,18 @@ class Claim:
     scheduled_for: datetime
 
 
-def checks_claim_due(*, now: datetime | None = None, limit: int = 1000) -> list[Claim]:
-    """Claim every enabled check that is due and not running, one conditional UPDATE each.
+def checks_claim_due(*, now: datetime | None = None, lookahead_seconds: float = 0.0, limit: int = 1000) -> list[Claim]:
+    """Claim every enabled check due by now + lookahead and not running, one conditional UPDATE each.
 
     The UPDATE matches the row only while next_due_at is still the value we read and no live claim
-    exists, so of two pollers racing for a check exactly one gets row count 1.
+    exists, so of two pollers racing for a check exactly one gets row count 1. With a lookahead the
+    poller claims the slots up to its next beat and starts each at its own time (no drift by beat).
     """
     now = now or timezone.now()
+    horizon = now + timedelta(seconds=lookahead_seconds)
     candidates = list(
         Check.objects.filter(enabled=True)
-        .filter(Q(next_due_at__isnull=True) | Q(next_due_at__lte=now))
+        .filter(Q(next_due_at__isnull=True) | Q(next_due_at__lte=horizon))
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .order_by(F("next_due_at").asc(nulls_first=True))
         .values_list("pk", "next_due_at", "interval_seconds", "timeout_seconds")[:limit]
@@ -82,7 +131,7 @@ def checks_claim_due(*, now: datetime | None = None, limit: int = 1000) -> list[
         match = match.filter(next_due_at__isnull=True) if due is None else match.filter(next_due_at=due)
         won = match.update(
             next_due_at=nxt, claim_token=token, claimed_for=scheduled,
-            claimed_until=now + timedelta(seconds=float(timeout) + CLAIM_GRACE_SECONDS),
+            claimed_until=max(now, scheduled) + timedelta(seconds=float(timeout) + CLAIM_GRACE_SECONDS),
         )
         if won == 1:
             claims.append(Claim(pk, token, scheduled))
@@ -276,7 +325,7 @@ def poll_once(*, wait: bool = False, now: datetime | None = None) -> dict:
     """
     now = now or timezone.now()
     reaped = claims_reap(now=now)
-    claims = checks_claim_due(now=now)
+    claims = checks_claim_due(now=now, lookahead_seconds=0.0 if wait else LOOKAHEAD_SECONDS)
     checks = Check.objects.select_related("environment", "rule").in_bulk([c.check_id for c in claims])
     _point_services_at_sandbox(list(checks.values()))
     pool = _executor()
@@ -288,7 +337,7 @@ def poll_once(*, wait: bool = False, now: datetime | None = None) -> dict:
             _store(*fut.result())
     else:
         for c in claims:
-            pool.submit(check_execute, c, checks[c.check_id])
+            _dispatcher().at(c.scheduled_for, check_execute, c, checks[c.check_id])
     synced = alerts_reconcile()
     heartbeat("poller", now=now, claimed=len(claims), reaped=reaped)
     return {"claimed": len(claims), "reaped": reaped, "alerts_synced": synced}
