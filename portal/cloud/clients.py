@@ -46,7 +46,7 @@ def client_config() -> Config:
     return Config(
         connect_timeout=float(getattr(settings, "AWS_CONNECT_TIMEOUT", 3)),
         read_timeout=float(getattr(settings, "AWS_READ_TIMEOUT", 15)),
-        retries={"mode": "adaptive", "max_attempts": int(getattr(settings, "AWS_MAX_ATTEMPTS", 5))},
+        retries={"mode": "adaptive", "total_max_attempts": int(getattr(settings, "AWS_MAX_ATTEMPTS", 5))},
         user_agent_extra=USER_AGENT,
     )
 
