@@ -390,8 +390,20 @@ def users_chart(days: int = 90) -> dict:
     rows = list(UserCountSample.objects.filter(at__gte=since).order_by("at").values_list("at", "users"))
     return {
         "t": [int(at.timestamp()) for at, _ in rows], "users": [u for _, u in rows],
-        "boundaries": [{"name": p.name, "users_min": p.users_min} for p in all_phases() if p.users_min > 0],
+        "boundaries": _boundaries_near(rows[-1][1] if rows else 0),
     }
+
+
+def _boundaries_near(users: int) -> list[dict]:
+    """The phase boundaries worth drawing: the ones at or below the users and the next one above."""
+    out = []
+    for p in all_phases():
+        if p.users_min <= 0:
+            continue
+        out.append({"name": p.name, "users_min": p.users_min})
+        if p.users_min > users:
+            break
+    return out
 
 
 def instances_chart(env, days: int = 7) -> dict:

@@ -12,6 +12,7 @@
     var ax = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
     return [Object.assign({}, ax), Object.assign({ size: 60 }, ax)];
   }
+  function yRange(u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.1 : 1]; }
   function constant(xs, v) { return xs.map(function () { return v; }); }
   function empty(el, text) {
     var p = document.createElement("p");
@@ -69,9 +70,12 @@
         el.replaceChildren();
         var opts = {
           width: Math.max(el.clientWidth, 280), height: 240, series: spec.series, axes: axes(),
-          scales: { x: { time: true } }, legend: { live: false }, cursor: { drag: { x: false, y: false } }
+          scales: { x: { time: true }, y: { range: yRange } },
+          legend: { live: false }, cursor: { drag: { x: false, y: false } }
         };
         var plot = new window.uPlot(opts, spec.data, el);
+        var xs = spec.data[0], pad = kind === "cost" ? 20 * 86400 : 3600;
+        if (xs[xs.length - 1] - xs[0] < pad) plot.setScale("x", { min: xs[0] - pad, max: xs[xs.length - 1] + pad });
         el.dataset.drawn = "1";
         window.addEventListener("resize", function () { plot.setSize({ width: Math.max(el.clientWidth, 280), height: 240 }); });
       })
