@@ -1,5 +1,6 @@
 """A responder starts the high error rate runbook from an incident and walks it in Chromium."""
 
+import os
 import re
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from runbooks.models import RunbookRun
 
 pytestmark = pytest.mark.browser
+SHOTS = os.environ.get("RUNBOOK_SCREENSHOTS", "")
 
 
 def _login(page, user):
@@ -64,10 +66,38 @@ def test_responder_walks_high_error_rate_from_an_incident(browser, live_server, 
     assert "Bad deployment: roll back" in page.locator("li[data-step=cause] [data-testid=summary-answer]").inner_text()
     page2.locator("li[data-step=rollback][data-state=current]").wait_for(timeout=8000)
     other.close()
+    if SHOTS:
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.emulate_media(color_scheme="dark")
+        page.screenshot(path=f"{SHOTS}/run-phone-dark.png", full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.emulate_media(color_scheme="light")
 
+    # The action is taken from inside the run: confirmed, carried out, its result shown in the step.
+    page.click("li[data-step=rollback] [data-testid=action-rollback]")
+    page.locator("li[data-step=recheck][data-state=current]").wait_for()
+    assert "Rollback to blue requested" in page.locator("li[data-step=rollback] .rb-evidence").text_content()
+    from portal.cloud import aws
+
+    assert aws.get_listener_weights(live_error_rate["environment"]) == {"blue": 100, "green": 0}
+    page.locator("li[data-step=recheck] [data-testid=reading]").wait_for()
+    page.click("li[data-step=recheck] [data-testid=mark-done]")
+    page.locator("[data-testid=run-finished]").wait_for()
+    assert page.locator("[data-testid=run-status]").inner_text() == "completed"
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/run-finished.png", full_page=True)
+    page.click("[data-testid=export]")
+    export = page.locator("body").inner_text()
+    assert "# Runbook run: High Error Rate" in export
+    assert "- Answer: **Bad deployment: roll back**" in export
+    assert "Result: Rollback to blue requested" in export
+    page.go_back()
+
+    page.goto(run.get_absolute_url())
     page.click("[data-testid=run-incident]")
     page.wait_for_url(f"**{incident.get_absolute_url()}")
     timeline = page.locator("#incident-timeline").inner_text()
     assert "Decide what is causing the errors: done → Bad deployment: roll back" in timeline
     assert "Check monitoring dashboard: done" in timeline
     assert live_error_rate["expect"] in timeline
+    assert "Runbook finished: High Error Rate" in timeline
