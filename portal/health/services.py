@@ -275,41 +275,54 @@ def claims_reap(*, now: datetime | None = None) -> int:
     return n
 
 
-def sandbox_status_base() -> str | None:
-    """The sandbox's fake status server, when the portal runs on the embedded sandbox and it is up."""
+def _sandbox_environment():
+    """The sandbox Environment when the portal runs on the embedded sandbox, else None."""
     from django.conf import settings
 
     if getattr(settings, "PRODUCTION", False) or settings.DEFAULT_ENVIRONMENT != "sandbox":
         return None
-    try:
-        from portal.cloud.models import SimulatorState
-    except ImportError:
-        return None
-    port = SimulatorState.objects.filter(environment__name="sandbox").values_list("status_port", flat=True).first()
-    return f"http://{settings.SANDBOX_HOST}:{port}" if port else None
+    from portal.cloud.models import Environment
 
-
-def sandbox_service_url(base: str, service: str, kind: str) -> str:
-    try:
-        from portal.cloud.sandbox import status_page_url  # the cloud layer's own naming, when it has one
-    except ImportError:
-        status_page_url = None
-    if status_page_url is not None:
-        return status_page_url(base, service, kind)
-    return f"{base}/{service}/api/v2/status.json" if kind == Check.Kind.STATUSPAGE else f"{base}/{service}/"
+    return Environment.objects.filter(name="sandbox").first()
 
 
 def _point_services_at_sandbox(checks: list[Check]) -> None:
-    """In the embedded sandbox the seed's services are read from the fake status server (in memory only)."""
+    """In the embedded sandbox the seed's services are read from its fake status server (in memory
+    only: the stored config keeps the public URL). Without that server they try the public URL and
+    report it unreachable in words."""
     services_ = [c for c in checks if c.group == Check.Group.EXTERNAL and (c.config or {}).get("service")]
     if not services_:
         return
-    base = sandbox_status_base()
-    if base is None:
+    env = _sandbox_environment()
+    if env is None:
+        return
+    try:
+        from portal.cloud.statuspages import status_page_url
+    except ImportError:
         return
     for c in services_:
-        c.config = {**c.config, "public_url": c.config.get("url", ""),
-                    "url": sandbox_service_url(base, c.config["service"], c.kind)}
+        url = status_page_url(env, c.config["service"])
+        if url:
+            c.config = {**c.config, "public_url": c.config.get("url", ""), "url": url}
+
+
+_ensured_at = 0.0
+
+
+def environments_ensure_checks(*, every_seconds: float = 60.0) -> int:
+    """Give every registered environment without checks its AWS and metric checks (the sandbox
+    registers itself after seed_defaults ran); at most once a minute a process."""
+    global _ensured_at
+    if time.monotonic() - _ensured_at < every_seconds:
+        return 0
+    _ensured_at = time.monotonic()
+    from portal.cloud.models import Environment
+
+    n = 0
+    for env in Environment.objects.exclude(health_checks__isnull=False):
+        health_checks_ensure_for_environment(environment=env, actor="system:health")
+        n += 1
+    return n
 
 
 def heartbeat(name: str, *, now: datetime | None = None, **detail) -> None:
@@ -324,6 +337,11 @@ def poll_once(*, wait: bool = False, now: datetime | None = None) -> dict:
     check never delays the next beat; wait=True (tests, commands) blocks until every run is stored.
     """
     now = now or timezone.now()
+    if not wait:
+        try:
+            environments_ensure_checks()
+        except Exception:
+            log.exception("could not create the checks of a new environment")
     reaped = claims_reap(now=now)
     claims = checks_claim_due(now=now, lookahead_seconds=0.0 if wait else LOOKAHEAD_SECONDS)
     checks = Check.objects.select_related("environment", "rule").in_bulk([c.check_id for c in claims])
