@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from deployments import selectors, services
 from deployments.models import Deployment, Rollback, ScaleAction
@@ -165,7 +165,7 @@ def create_deployment(request, payload: DeploymentIn):
     d = _call(services.deployment_create, environment=_env(payload.environment), version=payload.version,
               strategy=payload.strategy, launch_template_version=payload.launch_template_version,
               image_id=payload.image_id, notes=payload.notes, actor=token)
-    return 201, deployment_out(Deployment.objects.select_related("environment", "release", "strategy").get(pk=d.pk))
+    return Status(201, deployment_out(Deployment.objects.select_related("environment", "release", "strategy").get(pk=d.pk)))
 
 
 @router.get("/deployments/{deployment_id}", response=DeploymentOut)
@@ -205,7 +205,7 @@ def abort(request, deployment_id: str, payload: ReasonIn | None = None):
 def rollback(request, name: str, payload: ReasonIn | None = None):
     token = require_scope(request, "actions")
     rb = _call(services.environment_rollback, environment=_env(name), actor=token, reason=payload.reason if payload else "")
-    return 202, rollback_out(Rollback.objects.select_related("environment", "deployment").get(pk=rb.pk))
+    return Status(202, rollback_out(Rollback.objects.select_related("environment", "deployment").get(pk=rb.pk)))
 
 
 @router.get("/environments/{name}/rollback", response={200: RollbackOut, 404: dict}, summary="The latest rollback")
@@ -214,7 +214,7 @@ def rollback_status(request, name: str):
     rb = selectors.latest_rollback(_env(name))
     if rb is None:
         raise ApiError(404, "not_found", "no rollback yet")
-    return 200, rollback_out(rb)
+    return Status(200, rollback_out(rb))
 
 
 @router.post("/environments/{name}/scale", response={200: ScaleOut},
@@ -224,4 +224,4 @@ def scale(request, name: str, payload: ScaleIn):
     approver = token if token.grants("lead") else None
     action = _call(services.environment_scale, environment=_env(name), colour=payload.colour, desired=payload.desired,
                    actor=token, reason=payload.reason, approved_by=approver)
-    return 200, scale_out(action)
+    return Status(200, scale_out(action))

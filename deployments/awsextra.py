@@ -34,3 +34,17 @@ def set_launch_template(env, colour: str, *, version: str | None = None, image_i
     spec = group.get("LaunchTemplate") or {}
     return {"launch_template_id": spec.get("LaunchTemplateId", template_id), "version": spec.get("Version", version),
             "created_version": created, "image_id": image_id or None}
+
+
+def widen_group_bounds(env, colour: str, desired: int, group) -> dict | None:
+    """AWS refuses a desired capacity outside the group's MinSize..MaxSize: widen them first (the
+    portal's own bounds, the phase range and a lead's approval, were checked by the caller)."""
+    updates = {}
+    if desired > int(group.max_size):
+        updates["MaxSize"] = int(desired)
+    if desired < int(group.min_size):
+        updates["MinSize"] = int(desired)
+    if not updates:
+        return None
+    client(env, "autoscaling").update_auto_scaling_group(AutoScalingGroupName=env.asg_name(colour), **updates)
+    return updates

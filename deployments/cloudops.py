@@ -82,10 +82,16 @@ def capacity(env, colour: str) -> ColourCapacity:
 
 def set_capacity(env, colour: str, desired: int) -> dict:
     """Set the desired capacity and read it back: {"desired", "min_size", "max_size"}."""
+    from deployments import awsextra
+
+    widened = awsextra.widen_group_bounds(env, colour, int(desired), groups(env)[colour])
     _aws().set_desired_capacity(env, colour, int(desired))
     group = groups(env)[colour]
-    return {"desired": int(group.desired), "min_size": int(group.min_size), "max_size": int(group.max_size),
-            "in_service": int(group.in_service)}
+    out = {"desired": int(group.desired), "min_size": int(group.min_size), "max_size": int(group.max_size),
+           "in_service": int(group.in_service)}
+    if widened:
+        out["widened"] = widened
+    return out
 
 
 def set_launch_spec(env, colour: str, *, launch_template_version: str = "", image_id: str = "") -> dict:

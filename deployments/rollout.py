@@ -49,7 +49,7 @@ def deployment_advance(*, deployment_id: int, now=None) -> str:
         with transaction.atomic():
             dep = Deployment.objects.select_related("environment").get(pk=deployment_id)
             env = lock_environment(dep.environment)
-            dep = Deployment.objects.select_for_update().select_related("strategy", "release", "environment").get(pk=deployment_id)
+            dep = Deployment.objects.select_for_update(of=("self",)).select_related("strategy", "release", "environment").get(pk=deployment_id)
             dep.environment = env
             state = dep.state
             if state not in (S.PENDING, S.PREPARING, S.SMOKE, S.SHIFTING, S.HOLDING, S.WATCHING, S.SCALING_DOWN):

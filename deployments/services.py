@@ -198,7 +198,7 @@ def deployment_create(
 
 def _locked_deployment(deployment: Deployment) -> tuple[Environment, Deployment]:
     env = lock_environment(deployment.environment)
-    dep = Deployment.objects.select_for_update().select_related("strategy", "release").get(pk=deployment.pk)
+    dep = Deployment.objects.select_for_update(of=("self",)).select_related("strategy", "release").get(pk=deployment.pk)
     return env, dep
 
 
@@ -380,7 +380,7 @@ def rollback_advance(*, rollback_id: int, now=None) -> str:
     with transaction.atomic():
         rb = Rollback.objects.select_related("environment").get(pk=rollback_id)
         env = lock_environment(rb.environment)
-        rb = Rollback.objects.select_for_update().select_related("deployment").get(pk=rollback_id)
+        rb = Rollback.objects.select_for_update(of=("self",)).select_related("deployment").get(pk=rollback_id)
         if not rb.is_active:
             return rb.state
         Rollback.objects.filter(pk=rb.pk).update(polled_at=now)
