@@ -90,6 +90,7 @@ class RunbookRun(models.Model):
     claimed_step = models.CharField(max_length=80, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    abandon_reason = models.CharField(max_length=500, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

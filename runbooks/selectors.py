@@ -197,6 +197,8 @@ def run_export_markdown(run: RunbookRun) -> str:
     ]
     if run.finished_at:
         lines.append(f"- Finished: {run.finished_at.strftime(fmt)}")
+    if run.abandon_reason:
+        lines.append(f"- Abandoned because: {_md_escape(run.abandon_reason)}")
     if run.environment_id:
         lines.append(f"- Environment: {run.environment.name}")
     if run.incident_id:
@@ -227,6 +229,12 @@ def run_export_markdown(run: RunbookRun) -> str:
     if not_taken:
         lines += ["## Steps not taken", ""]
         for v in not_taken:
-            lines.append(f"- {v.step['title']} ({'still open' if v.state in ('current', 'ahead') else 'not on the path taken'})")
+            if v.state in ("current", "ahead"):
+                why = "still open"
+            elif run.status == "abandoned":
+                why = "not reached: the run was abandoned"
+            else:
+                why = "not on the path taken"
+            lines.append(f"- {v.step['title']} ({why})")
         lines.append("")
     return "\n".join(lines)

@@ -408,7 +408,8 @@ def run_abandon(*, run: RunbookRun, actor: Any, reason: str) -> RunbookRun:
             return run
         run.status = RunStatus.ABANDONED
         run.finished_at = timezone.now()
-        run.save(update_fields=["status", "finished_at", "updated_at"])
+        run.abandon_reason = reason[:500]
+        run.save(update_fields=["status", "finished_at", "abandon_reason", "updated_at"])
         audit_record(actor=actor, verb="runbook.run_abandon", target=run, after={"status": run.status}, extra={"reason": reason})
         _timeline(
             run,

@@ -301,3 +301,39 @@ def test_api_list_start_record_read(api_client, make_token, hre, fake_checks, fa
     assert r.json()["current_step"] == "recheck"
     assert r.json()["steps"][0]["outcome"]["by"].startswith("token:") or r.json()["steps"][0]["outcome"]["by"]
     assert api_client.get("/api/v1/runbooks/runs/00000000-0000-0000-0000-000000000000", token=read).status_code == 404
+
+
+def test_library_and_run_pages_do_not_grow_queries(client, viewer, hre, responder, fake_checks, django_assert_max_num_queries):
+    for _ in range(3):
+        run = services.run_start(runbook=hre, actor=responder)
+        services.step_record(run=run, step_id="dashboard", status="done", actor=responder)
+    client.force_login(viewer)
+    with django_assert_max_num_queries(12):
+        assert client.get("/runbooks/").status_code == 200
+    with django_assert_max_num_queries(14):
+        assert client.get("/runbooks/high-error-rate/").status_code == 200
+    with django_assert_max_num_queries(14):
+        assert client.get(run.get_absolute_url()).status_code == 200
+
+
+def test_library_shows_versions_and_last_used(client, viewer, hre, responder, fake_checks):
+    client.force_login(viewer)
+    body = client.get("/runbooks/").content.decode()
+    assert 'data-slug="high-error-rate"' in body and "never" in body
+    services.run_start(runbook=hre, actor=responder)
+    body = client.get("/runbooks/").content.decode()
+    row = body.split('data-slug="high-error-rate"')[1].split("</tr>")[0]
+    assert "v1" in row and "1 version" in row and "now" in row
+
+
+def test_export_download(client, viewer, hre, responder, fake_checks):
+    run = services.run_start(runbook=hre, actor=responder)
+    services.step_record(run=run, step_id="dashboard", status="done", note="saw it", actor=responder)
+    services.run_abandon(run=run, reason="false alarm", actor=responder)
+    client.force_login(viewer)
+    r = client.get(f"/runbooks/runs/{run.public_id}/export.md?download=1")
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/markdown")
+    assert r["Content-Disposition"].startswith('attachment; filename="runbook-high-error-rate-')
+    text = r.content.decode()
+    assert "- Status: **abandoned**" in text and "- Abandoned because: false alarm" in text and "- Note: saw it" in text
+    assert "- Review recent deployments (not reached: the run was abandoned)" in text
