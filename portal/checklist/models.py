@@ -54,6 +54,8 @@ class ChecklistItem(models.Model):
     # Set when a verification failed after the item was signed off: the sign-off is no longer backed by evidence.
     evidence_stale = models.BooleanField(default=False)
     evidence_stale_since = models.DateTimeField(null=True, blank=True)
+    # Set once when the sign-off's expiry passed and the leads were asked to re-attest.
+    expiry_flagged_at = models.DateTimeField(null=True, blank=True)
 
     seeded_hash = models.CharField(max_length=64, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

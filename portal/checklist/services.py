@@ -199,6 +199,7 @@ def item_mark_ready(*, item: ChecklistItem, actor, note: str = "") -> tuple[Chec
         item.attested_until = None
         item.evidence_stale = False
         item.evidence_stale_since = None
+        item.expiry_flagged_at = None
         item.save()
         if note:
             Evidence.objects.create(item=item, kind=Evidence.Kind.NOTE, text=note, added_by=_person(actor), added_by_label=_label(actor))
@@ -249,6 +250,7 @@ def item_sign_off(*, item: ChecklistItem, actor, note: str = "", expires_at: dat
             item.attested_until = min(expiries) if expiries else None
             item.evidence_stale = False
             item.evidence_stale_since = None
+            item.expiry_flagged_at = None
             item.save()
         audit_record(
             actor=actor, verb="checklist.sign_off", target=item, before=before, after=_state(item),
@@ -287,6 +289,7 @@ def item_revoke(*, item: ChecklistItem, actor, reason: str) -> tuple[ChecklistIt
         item.attested_until = None
         item.evidence_stale = False
         item.evidence_stale_since = None
+        item.expiry_flagged_at = None
         item.save()
         audit_record(actor=actor, verb="checklist.revoke", target=item, before=before, after=_state(item),
                      extra={"reason": reason, "signatures_revoked": revoked})
@@ -368,27 +371,55 @@ def verification_record(*, item: ChecklistItem, outcome: str, summary: str, evid
     return v
 
 
-def _notify_leads_regressed(item: ChecklistItem, v: ChecklistVerification) -> None:
+def items_flag_expired(*, now: datetime | None = None) -> list[ChecklistItem]:
+    """Once per expiry: mark signed-off items whose attestation passed, audit it and ask the leads to re-attest."""
+    now = now or timezone.now()
+    flagged = []
+    due = ChecklistItem.objects.filter(status=ItemStatus.SIGNED_OFF, attested_until__lte=now, expiry_flagged_at__isnull=True)
+    for pk in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            item = ChecklistItem.objects.select_for_update().get(pk=pk)
+            if item.status != ItemStatus.SIGNED_OFF or item.expiry_flagged_at or not item.expired:
+                continue  # another worker got there, or it was re-attested meanwhile
+            item.expiry_flagged_at = now
+            item.save(update_fields=["expiry_flagged_at", "updated_at"])
+            audit_record(actor="system:checklist", verb="checklist.expired", target=item,
+                         before={"attested_until": item.attested_until}, after={"expired": True})
+            _notify_leads(
+                item, kind="expired",
+                subject=f"[launch readiness] {item.title}: sign-off expired, re-attest",
+                body=(f"The sign-off of \"{item.title}\" expired on {item.attested_until:%Y-%m-%d %H:%M} UTC.\n"
+                      "It no longer counts toward launch readiness until it is prepared and signed again.\n"),
+            )
+            flagged.append(item)
+    return flagged
+
+
+def _notify_leads(item: ChecklistItem, *, kind: str, subject: str, body: str) -> ChecklistNotification:
     from django.conf import settings
 
     from portal.checklist.tasks import checklist_send_notification
 
     url = f"{settings.PORTAL_BASE_URL.rstrip('/')}{item.get_absolute_url()}"
-    note = ChecklistNotification.objects.create(
-        item=item, kind="regressed",
+    note = ChecklistNotification.objects.create(item=item, kind=kind, subject=subject, body=body + url + "\n",
+                                                recipients=lead_recipients())
+    audit_record(actor="system:checklist", verb="checklist.notify_leads", target=item,
+                 after={"notification": note.pk, "kind": kind, "recipients": note.recipients, "subject": note.subject})
+    transaction.on_commit(partial(checklist_send_notification.delay, note.pk))
+    return note
+
+
+def _notify_leads_regressed(item: ChecklistItem, v: ChecklistVerification) -> None:
+    _notify_leads(
+        item, kind="regressed",
         subject=f"[launch readiness] {item.title}: sign-off no longer backed by evidence",
         body=(
             f"The automated verification of \"{item.title}\" failed after the item was signed off.\n\n"
             f"What the cloud answered: {v.summary}\n"
             f"Environment: {v.environment_name or '-'}; checked at {v.ran_at:%Y-%m-%d %H:%M} UTC.\n\n"
-            f"The item no longer counts toward launch readiness until the check passes again or the item is re-attested.\n"
-            f"{url}\n"
+            "The item no longer counts toward launch readiness until the check passes again or the item is re-attested.\n"
         ),
-        recipients=lead_recipients(),
     )
-    audit_record(actor="system:checklist", verb="checklist.notify_leads", target=item,
-                 after={"notification": note.pk, "recipients": note.recipients, "subject": note.subject})
-    transaction.on_commit(partial(checklist_send_notification.delay, note.pk))
 
 
 def notification_deliver(*, notification_id: int) -> bool:

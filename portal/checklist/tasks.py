@@ -1,4 +1,4 @@
-"""Checklist tasks: scheduled verifications against the cloud, lead notifications."""
+"""Checklist tasks: scheduled verifications against the cloud, expiry flags, lead notifications."""
 
 from __future__ import annotations
 
@@ -11,21 +11,32 @@ log = logging.getLogger(__name__)
 
 @shared_task(bind=True, queue="polling", acks_late=True, soft_time_limit=110, time_limit=140)
 def checklist_verify(self, slug: str | None = None, environment_name: str | None = None, triggered_by: str = "system:checklist") -> dict:
-    """Run the automated verifications (one item or all) and store their results; safe to redeliver."""
+    """Run the automated verifications (one item or all) and store their results; safe to redeliver.
+
+    The scheduled run (all items) also flags sign-offs whose expiry passed, once each.
+    """
     from portal.checklist.models import ChecklistItem
+    from portal.checklist.services import items_flag_expired
     from portal.checklist.verify import VERIFIERS, verify_items
     from portal.cloud.models import Environment
 
+    out: dict = {}
+    if not slug:
+        expired = items_flag_expired()
+        if expired:
+            out["expired"] = [i.slug for i in expired]
     try:
         env = Environment.objects.get(name=environment_name) if environment_name else Environment.objects.get_default()
     except Environment.DoesNotExist:
         log.info("checklist: no environment %r to verify against", environment_name or "default")
-        return {"skipped": "no environment"}
+        out["skipped"] = "no environment"
+        return out
     items = ChecklistItem.objects.filter(slug__in=list(VERIFIERS))
     if slug:
         items = items.filter(slug=slug)
-    results = verify_items(items, env=env, triggered_by=triggered_by)
-    return {v.item.slug: v.outcome for v in results}
+    for v in verify_items(items, env=env, triggered_by=triggered_by):
+        out[v.item.slug] = v.outcome
+    return out
 
 
 @shared_task(bind=True, queue="default", acks_late=True, soft_time_limit=60, time_limit=90,

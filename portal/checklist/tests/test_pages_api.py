@@ -93,3 +93,17 @@ def test_api_verify_refuses_people_only_items(api_client, items, make_token):
     assert r.status_code == 422 and r.json()["error"] == "not_verifiable"
     r = api_client.post("/api/v1/checklist/backups/verify", {}, token=make_token("read"))
     assert r.status_code == 403
+
+
+def test_board_queries_do_not_grow_with_signatures(client, items, responder, lead, lead2, django_assert_max_num_queries):
+    from portal.checklist.services import item_sign_off
+
+    for slug in ("accounts", "dns", "ssl", "cdn"):
+        item_mark_ready(item=items[slug], actor=responder)
+        item_sign_off(item=items[slug], actor=lead)
+        item_sign_off(item=items[slug], actor=lead2)
+    client.force_login(lead)
+    with django_assert_max_num_queries(12):
+        assert client.get("/checklist/").status_code == 200
+    with django_assert_max_num_queries(12):
+        assert client.get("/checklist/panel/").status_code == 200

@@ -150,3 +150,26 @@ def test_viewer_cannot_add_evidence(item, viewer):
 def test_bad_link_is_refused(item, responder):
     with pytest.raises(ChecklistError):
         evidence_add(item=item, actor=responder, kind="link", url="javascript:alert(1)")
+
+
+def test_scheduled_run_flags_an_expired_sign_off_once_and_tells_the_leads(
+    item, responder, lead, lead2, django_capture_on_commit_callbacks
+):
+    from django.core import mail
+
+    from portal.checklist.models import ChecklistNotification
+    from portal.checklist.tasks import checklist_verify
+
+    lead.email = "lena@example.org"
+    lead.save(update_fields=["email"])
+    item_mark_ready(item=item, actor=responder)
+    item_sign_off(item=item, actor=lead, expires_at=timezone.now() + timedelta(days=1))
+    item_sign_off(item=item, actor=lead2)
+    assert checklist_verify().get("expired") is None
+    ChecklistItem.objects.filter(pk=item.pk).update(attested_until=timezone.now() - timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert checklist_verify()["expired"] == ["security-audit"]
+        assert checklist_verify().get("expired") is None  # once
+    assert ChecklistNotification.objects.get(kind="expired").delivered
+    assert len(mail.outbox) == 1 and "re-attest" in mail.outbox[0].subject
+    assert AuditEvent.objects.filter(verb="checklist.expired").count() == 1

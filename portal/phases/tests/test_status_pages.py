@@ -114,3 +114,28 @@ def test_lead_enters_users_bad_input_is_refused(client, lead):
     client.post("/phases/users/", {"users": "7,500", "note": "analytics"})
     s = UserCountSample.objects.get()
     assert s.users == 7500 and s.source == "manual" and s.entered_by == lead
+
+
+def test_users_are_sampled_from_the_metrics_source(aws_platform, monkeypatch):
+    from portal.cloud import metrics
+    from portal.phases.services import user_count_sample_from_metrics
+
+    class Fake:
+        def users(self):
+            return 5000
+
+    monkeypatch.setattr(metrics, "metrics_source", lambda env: Fake())
+    sample = user_count_sample_from_metrics()
+    assert sample.users == 5000 and sample.source == "cloudwatch" and sample.environment == aws_platform
+    from portal.phases.status import phase_status
+
+    st = phase_status(live=False)
+    assert st.users_phase.slug == "growth" and st.phase.slug == "foundation"
+
+    class Silent:
+        def users(self):
+            return None
+
+    monkeypatch.setattr(metrics, "metrics_source", lambda env: Silent())
+    assert user_count_sample_from_metrics() is None
+    assert UserCountSample.objects.count() == 1
