@@ -400,7 +400,7 @@ def bucket_sizes(env) -> dict[str, int]:
     buckets = dict(env.buckets or {})
     if not buckets:
         return {}
-    end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     start = end - dt.timedelta(days=3)
     queries = []
     keys = list(buckets)

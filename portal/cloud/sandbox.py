@@ -5,8 +5,8 @@ groups behind one weighted ALB listener, RDS, ElastiCache, S3, alarms, certifica
 Cost Explorer results). `register_environment()` saves the `sandbox` Environment row.
 
 moto's gaps are covered here, never in the portal's code: `install_moto_patches()` teaches
-moto's CloudWatch percentile statistics (p50/p95/p99 from the raw values, as CloudWatch does)
-and Cost Explorer's GetCostForecast. Both patches apply to the process that runs moto (the
+moto's CloudWatch percentile statistics (p50/p95/p99 from the raw values, as CloudWatch does),
+Cost Explorer's GetCostForecast, and AWS's min/max check on SetDesiredCapacity. Both patches apply to the process that runs moto (the
 sandbox command, or a test's mock_aws).
 """
 
@@ -64,7 +64,7 @@ def _percentile(values: list[float], pct: float) -> float | None:
 
 
 def install_moto_patches() -> None:
-    """Percentile statistics in moto's CloudWatch and GetCostForecast in its Cost Explorer."""
+    """Percentile statistics in moto's CloudWatch GetCostForecast in its Cost Explorer, and AWS's bounds check on SetDesiredCapacity."""
     global _patched
     if _patched:
         return
@@ -103,6 +103,26 @@ def install_moto_patches() -> None:
             {"TimePeriod": period, "MeanValue": total["Amount"]}]})
 
     CostExplorerResponse.get_cost_forecast = get_cost_forecast
+
+    from moto.autoscaling.exceptions import ValidationError as AsgValidationError
+    from moto.autoscaling.models import AutoScalingBackend
+
+    original_set_desired = AutoScalingBackend.set_desired_capacity
+
+    def set_desired_capacity(self, group_name, desired_capacity):
+        # AWS refuses a desired capacity outside the group's bounds; moto accepts anything.
+        group = self.autoscaling_groups.get(group_name)
+        if group is None:
+            raise AsgValidationError("AutoScalingGroup name not found - null")
+        if desired_capacity is not None and desired_capacity > group.max_size:
+            raise AsgValidationError(f"New SetDesiredCapacity value {desired_capacity} is above max value "
+                                     f"{group.max_size} for the AutoScalingGroup.")
+        if desired_capacity is not None and desired_capacity < group.min_size:
+            raise AsgValidationError(f"New SetDesiredCapacity value {desired_capacity} is below min value "
+                                     f"{group.min_size} for the AutoScalingGroup.")
+        return original_set_desired(self, group_name, desired_capacity)
+
+    AutoScalingBackend.set_desired_capacity = set_desired_capacity
     _patched = True
 
 

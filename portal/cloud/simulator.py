@@ -287,10 +287,11 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
     last_s3 = data.get("s3_at")
     if not last_s3 or now - dt.datetime.fromisoformat(last_s3) >= dt.timedelta(hours=1) or now < dt.datetime.fromisoformat(last_s3):
         estimates = _storage_estimates()
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)  # S3 storage metrics are daily, stamped 00:00 UTC
         for logical, bucket in (env.buckets or {}).items():
             size = int(estimates.get(logical, 10 * 1024**3) * users / USERS_AT_PLAN_RPS)
             s3.append(_datum("BucketSizeBytes", [{"Name": "BucketName", "Value": bucket},
-                                                 {"Name": "StorageType", "Value": "StandardStorage"}], now, size, "Bytes"))
+                                                 {"Name": "StorageType", "Value": "StandardStorage"}], midnight, size, "Bytes"))
         data["s3_at"] = now.isoformat()
 
     written = 0
