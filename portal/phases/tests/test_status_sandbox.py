@@ -47,3 +47,14 @@ def test_sampling_task_keeps_instances_and_cost(aws_platform):
     assert snap.total > 0 and "AWS Data Transfer" in snap.by_service
     phases_sample_users()
     assert CostSnapshot.objects.count() == 1  # one row a month, updated
+
+
+def test_api_phase_current_with_the_cloud(aws_platform, api_client, make_token):
+    r = api_client.get("/api/v1/phases/current", token=make_token("read"))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["environment"] == "sandbox"
+    assert body["instances"]["colours"]["blue"]["desired"] == body["phase"]["instances_min"]
+    assert body["cost"]["budget"] == 750.0 and body["cost"]["forecast_over_budget"] is True
+    assert {line["slug"] for line in body["cost"]["by_service"]} >= {"compute", "database", "bandwidth"}
+    assert [s["slug"] for s in body["storage"]] == ["photos", "videos", "documents"]

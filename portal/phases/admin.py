@@ -1,0 +1,28 @@
+from django.contrib import admin
+
+from portal.phases.models import GrowthPhase, PhaseFocusItem, UserCountSample
+
+
+class FocusInline(admin.TabularInline):
+    model = PhaseFocusItem
+    fields = ("position", "text", "done", "done_at")
+    readonly_fields = ("done", "done_at")
+    extra = 0
+
+
+@admin.register(GrowthPhase)
+class GrowthPhaseAdmin(admin.ModelAdmin):
+    """Operators edit the plan's phases here (seed_defaults keeps edited rows unless --reset); moving phase is on /phases/."""
+
+    list_display = ("number", "name", "users_min", "users_max", "instances_min", "instances_max", "monthly_cost")
+    exclude = ("seeded_hash",)
+    inlines = [FocusInline]
+
+
+@admin.register(UserCountSample)
+class UserCountSampleAdmin(admin.ModelAdmin):
+    list_display = ("at", "users", "source", "entered_by")
+    list_filter = ("source",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
