@@ -69,6 +69,7 @@ class StepView:
     action_danger: bool = False
     action_perm: str = ""
     action_describe: str = ""
+    seen: list[dict] = field(default_factory=list)  # for a decision: what the run's checks showed before it
 
 
 @dataclass
@@ -112,6 +113,13 @@ def run_state(run: RunbookRun) -> RunState:
         view = StepView(step=step, number=number, state=state, outcome=outcome)
         if outcome is not None and outcome.answer and step["kind"] == "decision":
             view.answer_label = next((a["label"] for a in step["answers"] if a["id"] == outcome.answer), outcome.answer)
+        if step["kind"] == "decision" and state == "current":
+            view.seen = [
+                {"title": v.step["title"], "status": v.outcome.evidence.get("status", ""), "words": v.outcome.evidence.get("words", ""),
+                 "note": v.outcome.note}
+                for v in views
+                if v.outcome is not None and (v.outcome.evidence.get("words") or v.outcome.note)
+            ]
         if step["kind"] == "action":
             spec = ACTIONS[step["action"]]
             view.action_label, view.action_danger, view.action_perm = spec.label, spec.danger, spec.perm

@@ -263,6 +263,12 @@ def test_responder_walks_a_run_through_the_pages(client, responder, hre, fake_ch
     services.step_record(run=run, step_id="deployments", status="done", actor=responder)
     r = client.get(f"/runbooks/runs/{run.public_id}/body/", {"stamp": stamp})
     assert r.status_code == 200 and b'data-state="current"' in r.content
+    services.step_record(run=run, step_id="external", status="done", note="Stripe status page green", actor=responder)
+    # At the decision, what the checks showed is on screen.
+    body = client.get(run.get_absolute_url()).content.decode()
+    seen = body.split('data-testid="seen-so-far"')[1].split("</div>")[0]
+    assert "Check monitoring dashboard" in seen and "error_rate_now_vs_hour_ago looks fine" in seen
+    assert "Stripe status page green" in seen
 
 
 # --- API -------------------------------------------------------------------------------------
@@ -337,3 +343,10 @@ def test_export_download(client, viewer, hre, responder, fake_checks):
     text = r.content.decode()
     assert "- Status: **abandoned**" in text and "- Abandoned because: false alarm" in text and "- Note: saw it" in text
     assert "- Review recent deployments (not reached: the run was abandoned)" in text
+
+
+def test_openapi_lists_the_runbook_routes(api_client, make_token, db):
+    paths = api_client.get("/api/v1/openapi.json", token=make_token("read")).json()["paths"]
+    for path in ("/api/v1/runbooks", "/api/v1/runbooks/{slug}/runs", "/api/v1/runbooks/runs/{run_id}",
+                 "/api/v1/runbooks/runs/{run_id}/steps/{step_id}"):
+        assert path in paths, path
