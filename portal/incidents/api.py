@@ -149,7 +149,10 @@ def alertmanager_webhook(request):
     source = Source.ALERTMANAGER
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
-    token = TokenAuth().authenticate(request, raw.strip()) if scheme.lower() == "bearer" else None
+    try:
+        token = TokenAuth().authenticate(request, raw.strip()) if scheme.lower() == "bearer" else None
+    except DatabaseError as exc:
+        raise ApiError(503, "unavailable", "the database is unavailable; retry") from exc
     if token is None:
         raise _reject(request, source, 401, "unauthorized", "missing or invalid bearer token")
     if not token.grants("alerts:write"):

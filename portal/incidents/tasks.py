@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import requests
 from celery import shared_task
 from django.db import DatabaseError
 from django.utils import timezone
@@ -21,8 +22,8 @@ SWEEP_AFTER = timedelta(seconds=30)
 def process_delivery(self, delivery_id: int) -> str:
     try:
         return services.delivery_process(delivery_id=delivery_id)
-    except DatabaseError as exc:
-        # Deadlock or a database hiccup: the delivery stays pending; retry, and the sweep is the backstop.
+    except (DatabaseError, requests.RequestException) as exc:
+        # Deadlock, a database hiccup or SNS's SubscribeURL not answering: the delivery stays pending; retry, and the sweep is the backstop.
         if self.request.retries >= self.max_retries:
             raise
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc

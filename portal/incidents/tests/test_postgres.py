@@ -95,3 +95,52 @@ def test_concurrent_internal_alerts(require_postgres):
         t.join(timeout=60)
     assert errors == []
     assert Incident.objects.count() == 1 and Alert.objects.count() == 1
+
+
+def test_ack_racing_the_escalation_never_pages_after_the_ack(require_postgres, responder):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal.incidents.models import Notification
+    from portal.incidents.seed import seed
+    from portal.plan.loader import load_plan
+
+    seed(load_plan(), reset=False)
+    for i in range(6):
+        inc = services.alert_ingest_internal(source="health", fingerprint=f"race{i}", name=f"Race{i}", severity="critical",
+                                             firing=True, summary="", labels={}).incident
+        Incident.objects.filter(pk=inc.pk).update(next_escalation_at=timezone.now() - timedelta(seconds=1))
+        barrier = threading.Barrier(2)
+        errors = []
+
+        def escalate(pk=inc.pk):
+            try:
+                barrier.wait(timeout=10)
+                services.incident_escalate(incident_id=pk)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+            finally:
+                connection.close()
+
+        def ack(obj=inc):
+            try:
+                barrier.wait(timeout=10)
+                services.incident_acknowledge(incident=obj, actor=responder)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=escalate), threading.Thread(target=ack)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        inc.refresh_from_db()
+        assert inc.status == "acknowledged"
+        for n in Notification.objects.filter(incident=inc, level=2):
+            assert n.status in ("cancelled", "sent")
+            if n.status == "sent":
+                assert n.sent_at <= inc.acknowledged_at

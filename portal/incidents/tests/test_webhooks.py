@@ -201,3 +201,32 @@ def test_sns_forged_signature_and_unknown_topic(api_client, db, sns_signer):
     assert TOPIC in str(alarm)
     assert api_client.post(SNS, alarm).status_code == 200
     assert Incident.objects.count() == 1
+
+
+def test_sns_unsubscribe_and_insufficient_data(api_client, db, sns_signer):
+    unsub = dict(load("sns/subscription-confirmation.json"), Type="UnsubscribeConfirmation", MessageId="u-1")
+    assert api_client.post(SNS, sns_signer.sign(unsub)).status_code == 200
+    assert AlertDelivery.objects.get(dedup_key="u-1").error == "unsubscribe noted"
+    alarm = load("sns/cloudwatch-alarm.json")
+    message = json.loads(alarm["Message"])
+    message["NewStateValue"] = "INSUFFICIENT_DATA"
+    insufficient = dict(alarm, Message=json.dumps(message), MessageId="i-1")
+    assert api_client.post(SNS, sns_signer.sign(insufficient)).status_code == 200
+    assert "INSUFFICIENT_DATA" in AlertDelivery.objects.get(dedup_key="i-1").error
+    assert Incident.objects.count() == 0
+    not_cloudwatch = dict(alarm, Message="hello", MessageId="n-1")
+    r = api_client.post(SNS, sns_signer.sign(not_cloudwatch))
+    assert r.status_code == 422 and r.json()["error"] == "not_cloudwatch"
+
+
+def test_auto_resolve_off_and_label_grouping(api_client, alerts_token, db):
+    from portal.incidents.models import AlertSourceConfig
+
+    AlertSourceConfig.objects.create(source="alertmanager", auto_resolve=False, grouping_labels=["service"])
+    post_am(api_client, load("alertmanager/firing-v0.25.json"), alerts_token)
+    inc = Incident.objects.get()
+    assert inc.grouping_key == "alertmanager:labels:service=portal"
+    post_am(api_client, load("alertmanager/resolved-v0.25.json"), alerts_token)
+    inc.refresh_from_db()
+    assert inc.status == "triggered" and inc.alerts.get().status == "resolved"
+    assert inc.timeline.filter(kind="alert_resolved").exists()
