@@ -14,6 +14,7 @@ urlpatterns = [
     path("runs/<uuid:public_id>/steps/<slug:step_id>/check/", views.step_check, name="step_check"),
     path("runs/<uuid:public_id>/steps/<slug:step_id>/action/", views.step_action, name="step_action"),
     path("runs/<uuid:public_id>/steps/<slug:step_id>/escalate/", views.step_escalate, name="step_escalate"),
+    path("incidents/<uuid:incident_id>/runs/", views.incident_runs, name="incident_runs"),
     path("<slug:slug>/", views.detail, name="detail"),
     path("<slug:slug>/start/", views.start, name="start"),
 ]

@@ -248,3 +248,14 @@ def run_export(request, public_id):
     if request.GET.get("download"):
         response["Content-Disposition"] = f'attachment; filename="runbook-{run.version.runbook.slug}-{run.public_id}.md"'
     return response
+
+
+@require_GET
+@perm_required(roles.VIEW)
+def incident_runs(request, incident_id):
+    """Fragment for the incident page: the runbook runs of this incident, with progress and links."""
+    incident = _incident(str(incident_id))
+    if incident is None:
+        raise Http404("no such incident")
+    runs = [selectors.run_state(r) for r in selectors.runs_for_incident(incident)]
+    return render(request, "runbooks/_incident_runs.html", {"incident": incident, "states": runs})

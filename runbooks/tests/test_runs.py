@@ -350,3 +350,15 @@ def test_openapi_lists_the_runbook_routes(api_client, make_token, db):
     for path in ("/api/v1/runbooks", "/api/v1/runbooks/{slug}/runs", "/api/v1/runbooks/runs/{run_id}",
                  "/api/v1/runbooks/runs/{run_id}/steps/{step_id}"):
         assert path in paths, path
+
+
+def test_incident_runs_fragment(client, viewer, hre, responder, fake_checks, make_incident):
+    incident = make_incident()
+    client.force_login(viewer)
+    url = f"/runbooks/incidents/{incident.public_id}/runs/"
+    assert b"No runbook run for this incident yet" in client.get(url).content
+    run = services.run_start(runbook=hre, incident=incident, actor=responder)
+    services.step_record(run=run, step_id="dashboard", status="done", actor=responder)
+    body = client.get(url).content.decode()
+    assert run.get_absolute_url() in body and "1 of about" in body and "now: Review recent deployments" in body
+    assert client.get("/runbooks/incidents/00000000-0000-0000-0000-000000000000/runs/").status_code == 404
