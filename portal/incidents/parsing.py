@@ -118,9 +118,11 @@ def parse_alertmanager(payload) -> list[AlertIn]:
         fingerprint = a.get("fingerprint") or hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
         name = labels.get("alertname", "") or "alert"
         summary = annotations.get("summary") or annotations.get("description") or common_annotations.get("summary", "")
+        # One title for the group: the common summary, or this alert's when Alertmanager sent it alone.
         title = group_labels.get("alertname") or name
-        if summary:
-            title = f"{title}: {summary}"
+        title_summary = common_annotations.get("summary") or (summary if len(alerts) == 1 else "")
+        if title_summary:
+            title = f"{title}: {title_summary}"
         out.append(
             AlertIn(
                 fingerprint=fingerprint[:200], name=name[:200], status=status, severity=severity_of(labels),
