@@ -298,6 +298,8 @@ class Notification(models.Model):
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="notifications")
     level = models.PositiveSmallIntegerField()
     round = models.PositiveSmallIntegerField(default=0)
+    # A page a person asked for (manual escalation) goes out even when the incident is acknowledged.
+    manual = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)

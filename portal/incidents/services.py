@@ -437,8 +437,11 @@ def _lock(incident: Incident) -> Incident:
     return Incident.objects.select_for_update().get(pk=incident.pk)
 
 
-def _cancel_pending_notifications(incident: Incident) -> None:
-    Notification.objects.filter(incident=incident, status=Notification.Status.PENDING).update(
+def _cancel_pending_notifications(incident: Incident, *, keep_manual: bool = False) -> None:
+    qs = Notification.objects.filter(incident=incident, status=Notification.Status.PENDING)
+    if keep_manual:
+        qs = qs.exclude(manual=True)
+    qs.update(
         status=Notification.Status.CANCELLED, error="incident acknowledged or resolved"
     )
 
@@ -456,7 +459,7 @@ def incident_acknowledge(*, incident: Incident, actor) -> Incident:
         inc.acknowledged_by = actor_label(actor)
         inc.next_escalation_at = None
         inc.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "next_escalation_at", "updated_at"])
-        _cancel_pending_notifications(inc)
+        _cancel_pending_notifications(inc, keep_manual=True)
         _timeline(inc, TimelineEntry.Kind.ACKNOWLEDGED, actor, "Acknowledged")
         audit_record(actor=actor, verb="incident.acknowledge", target=inc, before={"status": "triggered"}, after={"status": inc.status})
     return inc
@@ -583,49 +586,71 @@ class EscalationResult:
     notifications: tuple[int, ...] = ()
 
 
+def _page_next_level(inc: Incident, *, now, actor, manual: bool = False, reason: str = "") -> EscalationResult:
+    """Page the level after the last one paged (level 1 of the next round after the last level);
+    the caller holds the incident's row lock."""
+    from portal.incidents import tasks
+
+    policy = EscalationPolicy.objects.filter(severity=inc.severity).first()
+    levels = list(policy.levels.prefetch_related("channels").order_by("number")) if policy else []
+    if not levels:
+        inc.next_escalation_at = None
+        inc.save(update_fields=["next_escalation_at"])
+        return EscalationResult()
+    index, round_ = inc.escalation_level, inc.escalation_round  # index = levels already paged this round
+    if index >= len(levels):
+        if not policy.repeat and not manual:
+            inc.next_escalation_at = None
+            inc.save(update_fields=["next_escalation_at"])
+            return EscalationResult()
+        index, round_ = 0, round_ + 1
+    level = levels[index]
+    created = []
+    for channel in level.channels.all():
+        if not channel.enabled:
+            continue
+        n, made = Notification.objects.get_or_create(incident=inc, channel=channel, level=level.number, round=round_,
+                                                     defaults={"manual": manual})
+        if made:
+            created.append(n.pk)
+    inc.escalation_level, inc.escalation_round = index + 1, round_
+    if inc.status != Incident.Status.TRIGGERED:
+        inc.next_escalation_at = None
+    elif index + 1 < len(levels):
+        inc.next_escalation_at = now + timedelta(minutes=levels[index + 1].delay_minutes)
+    elif policy.repeat:
+        inc.next_escalation_at = now + timedelta(minutes=policy.repeat_after_minutes)
+    else:
+        inc.next_escalation_at = None
+    inc.save(update_fields=["escalation_level", "escalation_round", "next_escalation_at"])
+    names = ", ".join(c.name for c in level.channels.all() if c.enabled) or "no enabled channels"
+    text = f"Level {level.number} paged ({names})" + (f": {reason}" if reason else "")
+    _timeline(inc, TimelineEntry.Kind.ESCALATION, actor, text, {"level": level.number, "round": round_, "manual": manual})
+    for pk in created:
+        _enqueue(tasks.send_notification, pk)
+    return EscalationResult(level=level.number, notifications=tuple(created))
+
+
 def incident_escalate(*, incident_id: int, now=None) -> EscalationResult:
     """Page the next level when it is due. The incident row is locked, so an acknowledgement racing
     this either lands first (nothing is paged) or waits until the page is recorded."""
-    from portal.incidents import tasks
-
     now = now or timezone.now()
     with transaction.atomic():
         inc = Incident.objects.select_for_update().filter(pk=incident_id).first()
         if inc is None or inc.status != Incident.Status.TRIGGERED or inc.next_escalation_at is None or inc.next_escalation_at > now:
             return EscalationResult()
-        policy = EscalationPolicy.objects.filter(severity=inc.severity).first()
-        levels = list(policy.levels.prefetch_related("channels").order_by("number")) if policy else []
-        if not levels:
-            inc.next_escalation_at = None
-            inc.save(update_fields=["next_escalation_at"])
-            return EscalationResult()
-        index, round_ = inc.escalation_level, inc.escalation_round  # index = levels already paged this round
-        if index >= len(levels):
-            if not policy.repeat:
-                inc.next_escalation_at = None
-                inc.save(update_fields=["next_escalation_at"])
-                return EscalationResult()
-            index, round_ = 0, round_ + 1
-        level = levels[index]
-        created = []
-        for channel in level.channels.filter(enabled=True):
-            n, made = Notification.objects.get_or_create(incident=inc, channel=channel, level=level.number, round=round_)
-            if made:
-                created.append(n.pk)
-        inc.escalation_level, inc.escalation_round = index + 1, round_
-        if index + 1 < len(levels):
-            inc.next_escalation_at = now + timedelta(minutes=levels[index + 1].delay_minutes)
-        elif policy.repeat:
-            inc.next_escalation_at = now + timedelta(minutes=policy.repeat_after_minutes)
-        else:
-            inc.next_escalation_at = None
-        inc.save(update_fields=["escalation_level", "escalation_round", "next_escalation_at"])
-        names = ", ".join(c.name for c in level.channels.all()) or "no channels"
-        _timeline(inc, TimelineEntry.Kind.ESCALATION, "system:escalation", f"Level {level.number} paged ({names})",
-                  {"level": level.number, "round": round_})
-        for pk in created:
-            _enqueue(tasks.send_notification, pk)
-    return EscalationResult(level=level.number, notifications=tuple(created))
+        return _page_next_level(inc, now=now, actor="system:escalation")
+
+
+def incident_escalate_now(*, incident: Incident, actor, reason: str = "") -> EscalationResult:
+    """A person asks for the next level now (e.g. a runbook step): paged even when acknowledged."""
+    with transaction.atomic():
+        inc = _lock(incident)
+        if inc.status == Incident.Status.RESOLVED:
+            raise InvalidTransition("the incident is resolved")
+        result = _page_next_level(inc, now=timezone.now(), actor=actor, manual=True, reason=reason)
+        audit_record(actor=actor, verb="incident.escalate", target=inc, after={"level": result.level}, extra={"reason": reason})
+    return result
 
 
 def escalations_due(*, now=None) -> list[int]:
@@ -685,7 +710,7 @@ def notification_send(*, notification_id: int, final_attempt: bool = True) -> st
             return "skipped"
         inc = Incident.objects.select_for_update().get(pk=n.incident_id)
         n.incident = inc
-        if inc.status != Incident.Status.TRIGGERED:
+        if inc.status == Incident.Status.RESOLVED or (inc.status != Incident.Status.TRIGGERED and not n.manual):
             n.status = Notification.Status.CANCELLED
             n.error = f"incident {inc.status} before the page went out"
             n.save(update_fields=["status", "error"])
@@ -722,5 +747,5 @@ def notification_test_send(notification: Notification) -> None:  # pragma: no co
 __all__ = [
     "alert_ingest_internal", "incident_timeline_add", "incident_acknowledge", "incident_resolve", "incident_reopen",
     "incident_assign", "incident_note_add", "incident_postmortem_update", "incident_export_markdown",
-    "delivery_store", "delivery_reject", "delivery_process", "incident_escalate", "escalations_due", "notification_send",
+    "delivery_store", "delivery_reject", "delivery_process", "incident_escalate", "incident_escalate_now", "escalations_due", "notification_send",
 ]
