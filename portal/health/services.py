@@ -309,9 +309,9 @@ def _point_services_at_sandbox(checks: list[Check]) -> None:
 _ensured_at = 0.0
 
 
-def environments_ensure_checks(*, every_seconds: float = 60.0) -> int:
+def environments_ensure_checks(*, every_seconds: float = 15.0) -> int:
     """Give every registered environment without checks its AWS and metric checks (the sandbox
-    registers itself after seed_defaults ran); at most once a minute a process."""
+    registers itself after seed_defaults ran); at most every 15 s a process."""
     global _ensured_at
     if time.monotonic() - _ensured_at < every_seconds:
         return 0

@@ -5,8 +5,9 @@ allowed bad share of requests. Threshold SLOs (latency percentiles, job posting 
 time-based: the share of one-minute samples out of target may use at most the same 0.1 % the
 uptime objective allows (43 minutes in 30 days).
 
-Paging follows the SRE workbook's multiwindow burn-rate alerts: 14.4x over 1 hour (2 % of a 30-day
-budget gone in an hour) or 6x over 6 hours (5 % in 6 hours) raise a critical alert.
+Paging follows the SRE workbook's multiwindow burn-rate alerts: 14.4x over 1 hour and 5 minutes (2 %
+of a 30-day budget gone in an hour) or 6x over 6 hours and 30 minutes (5 % in 6 hours) raise a
+critical alert.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def slo_evaluate(*, slo: Slo, now: datetime | None = None, source=None) -> Slo:
         err_6h, _ = _value(source, slo.metric, 360)
         slo.burn_rate_1h = _burn(err_1h, allowed_pct)
         slo.burn_rate_6h = _burn(err_6h, allowed_pct)
+        # The workbook's short windows (1/12 of the long ones) stop a page once the burning ended.
+        short_5m, _ = _value(source, slo.metric, 5)
+        short_30m, _ = _value(source, slo.metric, 30)
+        slo._burn_short = (_burn(short_5m, allowed_pct), _burn(short_30m, allowed_pct))
         with transaction.atomic():
             if sample.total:
                 sample.met = compare(sample.value, slo.comparison, slo.target) if sample.value is not None else None
@@ -120,8 +125,11 @@ def slo_evaluate(*, slo: Slo, now: datetime | None = None, source=None) -> Slo:
 
 
 def _sync_burn_alert(slo: Slo) -> None:
-    fast = slo.burn_rate_1h is not None and slo.burn_rate_1h >= FAST_BURN
-    slow = slo.burn_rate_6h is not None and slo.burn_rate_6h >= SLOW_BURN
+    short_5m, short_30m = getattr(slo, "_burn_short", (None, None))
+    fast = (slo.burn_rate_1h is not None and slo.burn_rate_1h >= FAST_BURN
+            and (short_5m is None or short_5m >= FAST_BURN))
+    slow = (slo.burn_rate_6h is not None and slo.burn_rate_6h >= SLOW_BURN
+            and (short_30m is None or short_30m >= SLOW_BURN))
     want = fast or slow
     if want == slo.alert_raised:
         return
