@@ -28,9 +28,10 @@ def port_in_use(host: str, port: int) -> bool:
 
 def is_moto(endpoint_url: str) -> bool:
     try:
-        return requests.get(f"{endpoint_url}/moto-api/data.json", timeout=2).status_code == 200
+        resp = requests.get(f"{endpoint_url}/moto-api/", timeout=3)
     except requests.RequestException:
         return False
+    return resp.status_code == 200 and "moto" in resp.text.lower()
 
 
 def prune_metrics(older_than: dt.datetime) -> int:
