@@ -643,11 +643,14 @@ def incident_escalate(*, incident_id: int, now=None) -> EscalationResult:
 
 
 def incident_escalate_now(*, incident: Incident, actor, reason: str = "") -> EscalationResult:
-    """A person asks for the next level now (e.g. a runbook step): paged even when acknowledged."""
+    """A person asks for the next level now (e.g. a runbook step). Only a triggered incident pages:
+    an acknowledged one has an owner and its policy pages no one (level 0 comes back)."""
     with transaction.atomic():
         inc = _lock(incident)
         if inc.status == Incident.Status.RESOLVED:
             raise InvalidTransition("the incident is resolved")
+        if inc.status != Incident.Status.TRIGGERED:
+            return EscalationResult()
         result = _page_next_level(inc, now=timezone.now(), actor=actor, manual=True, reason=reason)
         audit_record(actor=actor, verb="incident.escalate", target=inc, after={"level": result.level}, extra={"reason": reason})
     return result

@@ -145,15 +145,15 @@ def test_failed_channel_is_recorded(seeded, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_manual_escalation_pages_even_when_acknowledged(seeded, responder):
-    inc = open_incident()
-    services.incident_acknowledge(incident=inc, actor=responder)
+def test_manual_escalation_pages_the_next_level_now(seeded, responder):
+    inc = open_incident()  # level 1 paged at once
     before = len(mail.outbox)
     result = services.incident_escalate_now(incident=inc, actor=responder, reason="need a DBA")
     assert result.level == 2 and mail.outbox[-1].to == ["leads@localhost"] and len(mail.outbox) == before + 1
     assert inc.timeline.filter(kind="escalation", text__contains="need a DBA").exists()
-    inc.refresh_from_db()
-    assert inc.next_escalation_at is None  # acknowledged: no automatic pages follow
+    services.incident_acknowledge(incident=inc, actor=responder)
+    assert services.incident_escalate_now(incident=inc, actor=responder).level == 0  # acknowledged: nobody paged
+    assert len(mail.outbox) == before + 1
     services.incident_resolve(incident=inc, actor=responder)
     with pytest.raises(services.InvalidTransition):
         services.incident_escalate_now(incident=inc, actor=responder)
