@@ -1,0 +1,150 @@
+"""Rollback latency on the sandbox.
+
+Warm: the old colour still runs (the usual case during a canary or its watch window). Measured from
+the POST /api/v1/environments/sandbox/rollback to the moment the bench, reading the load balancer
+listener itself, sees 100 % on the old colour. p50/p95 over N rollbacks (target p95 < 3 s).
+Cold: the old colour was scaled to 0; from the POST to traffic switched (it is scaled up and its
+targets must be healthy first).
+
+Everything is real except AWS: a moto server on a free 127.0.0.1 port with the platform built, a
+throwaway SQLite database, a Celery worker thread consuming the `actions` queue from an in-memory
+broker, and the API called through Django's WSGI handler.
+
+    .venv/bin/python bench/bench_rollback.py [--rollbacks 50] [--cold 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PORTAL_ENV", "test")
+os.environ["PORTAL_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-rollback-")
+os.environ["DATABASE_URL"] = ""
+os.environ["CELERY_BROKER_URL"] = "memory://"
+os.environ["CELERY_RESULT_BACKEND"] = "cache+memory://"
+os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AXES_ENABLED", "false")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rollbacks", type=int, default=50)
+    parser.add_argument("--cold", type=int, default=5)
+    parser.add_argument("--broker", default="memory://",
+                        help="memory:// (polled every 0.1 s like the embedded filesystem broker) or redis://127.0.0.1:6379/3")
+    args = parser.parse_args()
+
+    settings.ALLOWED_HOSTS = ["*"]
+    call_command("migrate", verbosity=0)
+
+    from celery.contrib.testing.worker import start_worker
+    from moto.server import ThreadedMotoServer
+
+    from deployments.models import Deployment, Release, Strategy
+    from deployments.seed import seed_strategies
+    from portal.accounts.services import api_token_create
+    from portal.celery import app
+    from portal.cloud import aws
+    from portal.cloud.sandbox import build_platform, install_moto_patches, register_environment
+    from portal.cloud.testing import free_port, plan_phase_bounds
+    from portal.plan.loader import SeedStats, load_plan
+
+    install_moto_patches()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    names = build_platform(endpoint_url=endpoint, phase=plan_phase_bounds())
+    env = register_environment(names, endpoint_url=endpoint)
+    seed_strategies(load_plan(), reset=False, stats=SeedStats())
+    strategy = Strategy.objects.get(slug="canary-quick")
+    _, token = api_token_create(name="bench-rollback", scope="actions")
+    http = Client()
+    headers = {"Authorization": f"Bearer {token}"}
+
+    app.conf.task_always_eager = False
+    app.conf.broker_url = args.broker
+    if args.broker.startswith("memory://"):
+        app.conf.broker_transport_options = {"polling_interval": 0.1}
+    else:
+        app.conf.broker_transport_options = {"socket_connect_timeout": 2, "visibility_timeout": 3600, "polling_interval": 0.1}
+    app.conf.result_backend = "cache+memory://"
+    settings.DEPLOYMENTS_ROLLBACK_POLL_SECONDS = 0.1
+    settings.DEPLOYMENTS_WEIGHT_READBACK_DELAY = 0.1
+
+    def prepare(live: str, old: str, n: int, *, cold: bool) -> Deployment:
+        aws.set_desired_capacity(env, live, 2)
+        aws.set_desired_capacity(env, old, 0 if cold else 2)
+        aws.set_listener_weights(env, {live: 100, old: 0})
+        release = Release.objects.create(environment=env, version=f"bench-{n}-{time.time_ns()}", launch_template_version="$Latest")
+        return Deployment.objects.create(environment=env, release=release, strategy=strategy, from_colour=old, to_colour=live,
+                                         state="completed", weights={live: 100, old: 0}, created_by_label="bench")
+
+    def one(n: int, live: str, old: str, *, cold: bool) -> float:
+        prepare(live, old, n, cold=cold)
+        t0 = time.perf_counter()
+        r = http.post("/api/v1/environments/sandbox/rollback", data={"reason": f"bench {n}"},
+                      content_type="application/json", headers=headers)
+        if r.status_code != 202:
+            raise SystemExit(f"rollback {n}: HTTP {r.status_code} {r.content[:300]!r}")
+        deadline = t0 + 60
+        while time.perf_counter() < deadline:
+            if aws.get_listener_weights(env).get(old) == 100:
+                elapsed = time.perf_counter() - t0
+                # Let the worker finish confirming before the next round starts.
+                while Deployment.objects.filter(state="rolling_back").exists() and time.perf_counter() < deadline:
+                    time.sleep(0.02)
+                return elapsed
+            time.sleep(0.01)
+        raise SystemExit(f"rollback {n}: listener never showed 100 % on {old}")
+
+    warm: list[float] = []
+    cold: list[float] = []
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
+        colours = ("green", "blue")
+        for i in range(args.rollbacks):
+            live, old = colours[i % 2], colours[(i + 1) % 2]
+            warm.append(one(i, live, old, cold=False))
+        for j in range(args.cold):
+            live, old = colours[j % 2], colours[(j + 1) % 2]
+            cold.append(one(1000 + j, live, old, cold=True))
+    server.stop()
+
+    print(f"broker {args.broker}; worker: one Celery worker thread on the actions queue; AWS: moto server at {endpoint}")
+    print(f"rollback latency, warm old colour ({len(warm)} rollbacks, POST -> listener read back 100 % on the old colour):")
+    print(f"  p50 {statistics.median(warm):.3f} s   p95 {percentile(warm, 95):.3f} s   "
+          f"min {min(warm):.3f} s   max {max(warm):.3f} s   (target p95 < 3 s: {'met' if percentile(warm, 95) < 3 else 'MISSED'})")
+    if cold:
+        print(f"rollback latency, cold old colour ({len(cold)} rollbacks from 0 instances, POST -> traffic switched):")
+        print(f"  p50 {statistics.median(cold):.3f} s   max {max(cold):.3f} s   each: {', '.join(f'{c:.3f}' for c in cold)}")
+        print("  (moto starts instances InService at once; on AWS add the instances' boot and health-check time)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
