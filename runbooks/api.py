@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from portal.api import ApiError, require_scope
 from runbooks import selectors, services
@@ -130,7 +130,7 @@ def start_run(request: HttpRequest, slug: str, payload: RunIn):
         run = services.run_start(runbook=runbook, incident=incident, environment=environment, actor=token)
     except services.RunbookError as exc:
         _raise(exc)
-    return 201, selectors.run_to_dict(run)
+    return Status(201, selectors.run_to_dict(run))
 
 
 @router.get("/{slug}")
