@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("live/", views.live, name="live"),
     path("panel/", views.panel, name="panel"),
+    path("banner/", views.banner, name="banner"),
     path("chart.json", views.chart_data, name="chart"),
     path("new/", views.create, name="create"),
     path("rollback/", views.rollback, name="rollback"),

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 from django.contrib import messages
+from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -115,6 +116,15 @@ def live(request):
 
 @perm_required(VIEW)
 @require_GET
+def banner(request):
+    """The automation banner every page loads (base.html): shown while any environment is paused or in dry run."""
+    envs = list(Environment.objects.filter(Q(automation_paused=True) | Q(dry_run=True)))
+    return render(request, "deployments/_banner.html", {
+        "paused": [e for e in envs if e.automation_paused], "dry_run": [e for e in envs if e.dry_run]})
+
+
+@perm_required(VIEW)
+@require_GET
 def panel(request):
     env = _environment(request)
     if env is None:
@@ -137,8 +147,6 @@ def _get_deployment(public_id) -> Deployment:
 @require_GET
 def detail(request, public_id):
     dep = _get_deployment(public_id)
-    from django.db.models import Q
-
     from portal.audit.models import AuditEvent
 
     audit = AuditEvent.objects.filter(

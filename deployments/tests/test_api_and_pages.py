@@ -162,3 +162,14 @@ def test_page_forms_create_scale_automation(aws_platform, strategies, fake_metri
     assert b'data-testid="automation-banner"' in r.content
     r = client.post("/deployments/automation/", {"environment": "sandbox", "paused": "0", "reason": ""}, follow=True)
     assert b"reason is required" in r.content
+
+
+def test_automation_banner_on_every_page(aws_platform, client, viewer, lead):
+    client.force_login(viewer)
+    assert 'hx-get="/deployments/banner/"' in client.get("/").content.decode()
+    assert b"automation-paused" not in client.get("/deployments/banner/").content
+    services.automation_set(environment=aws_platform, paused=True, actor=lead, reason="incident 42")
+    body = client.get("/deployments/banner/", headers={"HX-Request": "true"}).content.decode()
+    assert "Automation is paused on sandbox" in body and "incident 42" in body
+    audit = AuditEvent.objects.get(verb="environment.automation")
+    assert audit.after == {"automation_paused": True, "dry_run": False} and audit.extra["reason"] == "incident 42"
