@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -96,6 +97,10 @@ def phase_move(*, to_phase: GrowthPhase, actor, reason: str = "", from_number: i
             actor=actor, verb="phase.move", target=to_phase, before=before, after=_phase_dict(to_phase),
             extra={"reason": reason, "scale_bounds": [to_phase.instances_min, to_phase.instances_max]},
         )
+        # The groups' bounds are checked against the phase: re-check them for the new one.
+        from portal.checklist.tasks import checklist_verify
+
+        transaction.on_commit(partial(checklist_verify.delay, slug="auto-scaling", triggered_by="system:phases"))
     return state, True
 
 

@@ -58,3 +58,23 @@ def test_api_phase_current_with_the_cloud(aws_platform, api_client, make_token):
     assert body["cost"]["budget"] == 750.0 and body["cost"]["forecast_over_budget"] is True
     assert {line["slug"] for line in body["cost"]["by_service"]} >= {"compute", "database", "bandwidth"}
     assert [s["slug"] for s in body["storage"]] == ["photos", "videos", "documents"]
+
+
+def test_moving_the_phase_rechecks_the_auto_scaling_bounds(aws_platform, lead, django_capture_on_commit_callbacks):
+    from portal.checklist.models import ChecklistItem
+    from portal.checklist.seed import seed_items
+    from portal.cloud.clients import client
+    from portal.phases.models import GrowthPhase
+    from portal.phases.services import phase_move
+    from portal.plan.loader import SeedStats, load_plan
+
+    seed_items(load_plan(), reset=False, stats=SeedStats())
+    current_phase()
+    # groups that cannot hold the Growth phase's 8 instances
+    for name in (aws_platform.blue_asg, aws_platform.green_asg):
+        client(aws_platform, "autoscaling").update_auto_scaling_group(AutoScalingGroupName=name, MaxSize=4)
+    with django_capture_on_commit_callbacks(execute=True):
+        phase_move(to_phase=GrowthPhase.objects.get(slug="growth"), actor=lead)
+    item = ChecklistItem.objects.get(slug="auto-scaling")
+    assert item.verification_outcome == "failing"
+    assert "below the phase's 8" in item.verification_summary
