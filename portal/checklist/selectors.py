@@ -44,8 +44,12 @@ def blocker_reason(item: ChecklistItem) -> str:
     if item.status == ItemStatus.READY:
         p = signature_progress(item)
         if p["needs_other"]:
-            return "ready: needs a signature from someone other than the preparer"
-        return f"ready: {p['count']} of {p['required']} signatures"
+            reason = "ready: needs a signature from someone other than the preparer"
+        else:
+            reason = f"ready: {p['count']} of {p['required']} signatures"
+        if item.verifiable and item.verification_outcome == VerificationOutcome.FAILING:
+            reason += "; the cloud check fails"
+        return reason
     if item.evidence_stale:
         return "signed off, but the cloud no longer backs it: " + (item.verification_summary or "verification failing")
     if item.expired:
