@@ -386,10 +386,10 @@ def rollups_refresh(*, hours: int = 3, now: datetime | None = None) -> int:
 
 
 def retention_sweep(*, now: datetime | None = None, batch: int = 5000) -> dict:
-    """Raw results older than 7 days, rollups older than 400 days, SLO samples older than 35 days go."""
+    """Refresh the recent hourly rollups, then drop raw results older than 7 days, rollups older than
+    400 days and SLO samples older than 35 days (in batches, so no long lock)."""
     now = now or timezone.now()
-    rollups_refresh(hours=3, now=now)
-    deleted = {"results": 0, "rollups": 0, "slo_samples": 0}
+    deleted = {"results": 0, "rollups": 0, "slo_samples": 0, "rollup_hours": rollups_refresh(hours=3, now=now)}
     for key, model, field, days in (
         ("results", CheckResult, "created_at", RAW_RETENTION_DAYS),
         ("rollups", CheckRollup, "hour", ROLLUP_RETENTION_DAYS),

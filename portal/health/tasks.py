@@ -19,11 +19,9 @@ def health_poll(self) -> dict:
 
 @shared_task(bind=True, queue="polling", acks_late=True, soft_time_limit=300, time_limit=360)
 def health_rollup_and_retention(self) -> dict:
-    from portal.health.services import retention_sweep, rollups_refresh
+    from portal.health.services import retention_sweep
 
-    rolled = rollups_refresh(hours=3)
-    deleted = retention_sweep()
-    return {"rollups": rolled, **deleted}
+    return retention_sweep()
 
 
 @shared_task(bind=True, queue="polling", acks_late=False, max_retries=0, soft_time_limit=30, time_limit=45)

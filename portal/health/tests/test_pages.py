@@ -190,3 +190,13 @@ def test_api_check_detail_and_errors(api_client, make_token, seeded):
     assert api_client.post("/api/v1/health/checks/service-openai/run", token=make_token("actions")).status_code == 202
     slos = api_client.get("/api/v1/health/slos", token=token).json()
     assert {s["slug"] for s in slos} >= {"uptime", "api-p95"}
+
+
+def test_admin_edits_checks_and_rules(client, seeded, django_user_model):
+    su = django_user_model.objects.create_superuser("root-health", "r@example.com", "root-password-1")
+    client.force_login(su)
+    assert client.get("/admin/health/check/").status_code == 200
+    check = Check.objects.get(slug="service-openai")
+    assert client.get(f"/admin/health/check/{check.pk}/change/").status_code == 200
+    assert client.get("/admin/health/thresholdrule/").status_code == 200
+    assert client.get("/admin/health/slo/").status_code == 200
