@@ -23,6 +23,7 @@ from deployments.services import (
     _scale_apply,
     environment_rollback,
     event_add,
+    fmt_weights,
     lock_environment,
     raise_alert,
     set_state,
@@ -162,7 +163,7 @@ def _shifting(dep: Deployment, env, now, after_commit) -> bool:
         seen, tries = cloudops.apply_weights(env, asked)
     except cloudops.WeightsNotApplied as exc:
         event_add(environment=env, deployment=dep, kind="error", at=now,
-                  message=f"Step {nxt + 1}: the listener did not take {asked}: {exc}", data={"asked": asked, "seen": exc.seen})
+                  message=f"Step {nxt + 1}: the listener did not take {fmt_weights(asked)}: it shows {fmt_weights(exc.seen)} {exc.error}", data={"asked": asked, "seen": exc.seen})
         return _analysis_failed(dep, env, now, after_commit, f"weight change to {weight} % did not apply", {"asked": asked, "seen": exc.seen})
     dep.step_index = nxt
     dep.weights = seen
@@ -170,7 +171,7 @@ def _shifting(dep: Deployment, env, now, after_commit) -> bool:
     if weight == 100:
         dep.switched_at = now
     event_add(environment=env, deployment=dep, kind="weights", at=now,
-              message=f"Step {nxt + 1} of {len(steps)}: {weight} % on {dep.to_colour}; listener read back {seen} "
+              message=f"Step {nxt + 1} of {len(steps)}: {weight} % on {dep.to_colour}; listener read back {fmt_weights(seen)} "
                       f"after {tries} tr{'y' if tries == 1 else 'ies'}", data={"step": nxt, "asked": asked, "weights": seen, "tries": tries})
     set_state(dep, S.HOLDING, now=now, message=f"Holding {weight} % for {hold} s", data={"hold_seconds": hold},
               fields=("step_index", "weights", "wake_at", "switched_at"))

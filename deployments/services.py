@@ -120,6 +120,10 @@ def event_add(*, environment, kind: str, message: str, deployment=None, rollback
     )
 
 
+def fmt_weights(weights: dict | None) -> str:
+    return " / ".join(f"{c} {w} %" for c, w in (weights or {}).items()) or "–"
+
+
 def live_colour(weights: dict[str, int]) -> str:
     return "blue" if int(weights.get("blue", 0)) >= int(weights.get("green", 0)) else "green"
 
@@ -166,7 +170,7 @@ def deployment_create(
                 raise AlreadyInProgress(f"a rollback to {running.to_colour} is running on {env.name}", rollback=running)
             weights = cloudops.read_weights(env)
             if sorted(weights.values()) != [0, 100]:
-                raise InvalidState(f"traffic is split ({weights}); roll back or finish the split before a new deployment")
+                raise InvalidState(f"traffic is split ({fmt_weights(weights)}); roll back or finish the split before a new deployment")
             source = live_colour(weights)
             release = Release.objects.filter(environment=env, version=version).first()
             if release is None:
@@ -459,7 +463,7 @@ def _rollback_switch(env: Environment, rb: Rollback, now) -> None:
         seen, tries = cloudops.apply_weights(env, asked)
     except cloudops.WeightsNotApplied as exc:
         event_add(environment=env, deployment=rb.deployment, rollback=rb, kind="error", at=_now(),
-                  message=f"Listener did not take the weights: {exc}", data={"asked": asked, "seen": exc.seen})
+                  message=f"Listener did not take {fmt_weights(asked)}: it shows {fmt_weights(exc.seen)} after {exc.attempts} tries {exc.error}", data={"asked": asked, "seen": exc.seen})
         if (now - rb.requested_at).total_seconds() > float(conf.get("ROLLBACK_CAPACITY_TIMEOUT_SECONDS")):
             _rollback_fail(env, rb, now, f"the listener never showed {asked}: {exc}")
         return
@@ -472,14 +476,14 @@ def _rollback_switch(env: Environment, rb: Rollback, now) -> None:
     if confirm != asked:
         rb.save(update_fields=["switched_at", "weights_after"])
         event_add(environment=env, deployment=rb.deployment, rollback=rb, kind="error", at=at,
-                  message=f"Listener read back {confirm} right after showing {seen}; switching again", data={"asked": asked})
+                  message=f"Listener read back {fmt_weights(confirm)} right after showing {fmt_weights(seen)}; switching again", data={"asked": asked})
         return
     rb.confirmed_at = _now()
     rb.finished_at = rb.confirmed_at
     rb.state = RollbackState.COMPLETED
     rb.save(update_fields=["switched_at", "weights_after", "confirmed_at", "finished_at", "state"])
     event_add(environment=env, deployment=rb.deployment, rollback=rb, kind="weights", at=at,
-              message=f"Weights read back {seen} after {tries} tr{'y' if tries == 1 else 'ies'}; confirmed with {healthy} healthy {rb.to_colour} targets",
+              message=f"Weights read back {fmt_weights(seen)} after {tries} tr{'y' if tries == 1 else 'ies'}; confirmed with {healthy} healthy {rb.to_colour} targets",
               data={"weights": seen, "tries": tries, "healthy": healthy,
                     "seconds_to_switch": rb.seconds("switched_at")})
     dep = rb.deployment

@@ -51,11 +51,16 @@
     var unit = el.getAttribute("data-unit");
     var data = align(body.series || {}, metric);
     var width = Math.max(280, el.clientWidth || 600);
+    // The time axis spans the data and the weight-change marks, so every mark is visible.
+    var xs = data[0].concat((body.marks || []).map(function (m) { return m.t; }));
+    var xmin = Math.min.apply(null, xs.length ? xs : [Date.now() / 1000 - 600]);
+    var xmax = Math.max.apply(null, xs.length ? xs : [Date.now() / 1000]);
+    if (xmax - xmin < 60) { xmin -= 30; xmax += 30; }
     var opts = {
       width: width, height: 220,
       title: metric === "error_rate" ? "Error rate (%)" : "P95 latency (s)",
       plugins: [markPlugin(body.marks || [])],
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: function () { return [xmin, xmax]; } } },
       series: [
         {},
         { label: "blue " + unit, stroke: COLOURS.blue, width: 2, spanGaps: false },
