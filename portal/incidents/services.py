@@ -707,11 +707,15 @@ def _deliver(notification: Notification) -> None:
 def notification_send(*, notification_id: int, final_attempt: bool = True) -> str:
     """Send one page, holding the incident's row lock so an acknowledgement cannot slip in between
     the status check and the send. Raises NotificationError (for the task to retry) unless final."""
+    incident_id = Notification.objects.filter(pk=notification_id).values_list("incident_id", flat=True).first()
+    if incident_id is None:
+        return "skipped"
     with transaction.atomic():
-        n = Notification.objects.select_for_update().select_related("channel").filter(pk=notification_id).first()
+        # Incident first, then the notification: the order acknowledge and escalate use (no deadlock).
+        inc = Incident.objects.select_for_update().get(pk=incident_id)
+        n = Notification.objects.select_for_update(of=("self",)).select_related("channel").filter(pk=notification_id).first()
         if n is None or n.status in (Notification.Status.SENT, Notification.Status.CANCELLED, Notification.Status.FAILED):
             return "skipped"
-        inc = Incident.objects.select_for_update().get(pk=n.incident_id)
         n.incident = inc
         if inc.status == Incident.Status.RESOLVED or (inc.status != Incident.Status.TRIGGERED and not n.manual):
             n.status = Notification.Status.CANCELLED
