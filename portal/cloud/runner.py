@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from portal.cloud.errors import CloudError
@@ -124,6 +124,8 @@ class Sandbox:
             next_at += self.interval
             self.stop_event.wait(max(0.0, next_at - time.monotonic()))
         close_old_connections()
+        if threading.current_thread() is not threading.main_thread():
+            connection.close()
         return done
 
     def stop(self) -> None:

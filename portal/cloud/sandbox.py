@@ -63,6 +63,10 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return ordered[min(rank, len(ordered) - 1)]
 
 
+def _plan_monthly_cost() -> float:
+    return float(sum(float(i["monthly"]) for i in (load_plan().get("costs") or {}).get("items", [])))
+
+
 def install_moto_patches() -> None:
     """Percentile statistics in moto's CloudWatch GetCostForecast in its Cost Explorer, and AWS's bounds check on SetDesiredCapacity."""
     global _patched
@@ -92,7 +96,7 @@ def install_moto_patches() -> None:
         period = params.get("TimePeriod") or {}
         start = dt.date.fromisoformat(period["Start"])
         end = dt.date.fromisoformat(period["End"])
-        monthly = _SANDBOX_COSTS.get(self.current_account, {}).get("monthly", 0.0)
+        monthly = _SANDBOX_COSTS.get(self.current_account, {}).get("monthly") or _plan_monthly_cost()
         amount = 0.0
         day = start
         while day < end:
@@ -430,7 +434,7 @@ def build_platform(session_or_clients: Any = None, *, endpoint_url: str | None =
 
     # Cost Explorer: the plan's monthly table, month to date
     today = today or dt.datetime.now(dt.UTC).date()
-    monthly = float(sum(float(i["monthly"]) for i in (plan.get("costs") or {}).get("items", [])))
+    monthly = float(sum(float(i["monthly"]) for i in (plan.get("costs") or {}).get("items", []))) or _plan_monthly_cost()
     account = make("sts").get_caller_identity()["Account"]
     _SANDBOX_COSTS[account] = {"monthly": monthly}
     seed_costs(cost_results(plan, today), endpoint_url=endpoint_url)

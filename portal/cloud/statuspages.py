@@ -11,7 +11,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 
@@ -37,11 +37,10 @@ def status_page_url(env, slug: str) -> str | None:
 def _outages(env_name: str) -> dict:
     from portal.cloud.models import SimulatorState
 
-    close_old_connections()
     try:
         return SimulatorState.objects.filter(environment__name=env_name).values_list("outages", flat=True).first() or {}
     finally:
-        close_old_connections()
+        connection.close()  # a request thread of its own: never leave its connection open
 
 
 def make_handler(env_name: str):

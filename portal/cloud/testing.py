@@ -3,15 +3,20 @@
 - `aws_platform`: moto in process (`mock_aws`), the platform built, the `sandbox` Environment
   saved (empty endpoint_url: calls go to the in-process mock). Returns the Environment;
   `env.platform` holds the names and ARNs.
-- `sandbox_server`: one moto server per test session on a free 127.0.0.1 port with the platform
-  built (never 4566). `sandbox_env`: the Environment pointing at it, saved for the test, with
+- `sandbox_server`: one moto server per test session, in its own process, on a free 127.0.0.1
+  port with the platform built (never 4566). `sandbox_env`: the Environment pointing at it, saved for the test, with
   the listener back at blue 100 / green 0 and the groups back at their starting sizes.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -71,24 +76,42 @@ def aws_platform(db):
     reset_cache()
 
 
+def _wait_for_port(port: int, proc, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the moto server process exited with {proc.returncode}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the moto server did not listen on 127.0.0.1:{port} within {seconds:.0f}s")
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
-    from moto.server import ThreadedMotoServer
+    """A moto server in its own process (mock_aws in other tests resets moto's in-process state)."""
+    from portal.cloud.sandbox import build_platform
 
-    from portal.cloud.sandbox import build_platform, install_moto_patches
-
-    install_moto_patches()
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings_test")}
+    proc = subprocess.Popen([sys.executable, "-m", "portal.cloud.moto_process", "--port", str(port)],  # noqa: S603
+                            env=env, cwd=str(Path(__file__).resolve().parent.parent.parent),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        info = SandboxServer(host="127.0.0.1", port=port, server=server)
+        _wait_for_port(port, proc)
+        info = SandboxServer(host="127.0.0.1", port=port, server=proc)
         phase = plan_phase_bounds()
         info.names = build_platform(endpoint_url=info.endpoint_url, phase=phase)
         info.names["initial_blue"] = phase["instances_min"]
         yield info
     finally:
-        server.stop()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture
