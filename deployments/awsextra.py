@@ -20,7 +20,9 @@ def set_launch_template(env, colour: str, *, version: str | None = None, image_i
     if not name:
         raise CloudError("NotConfigured", "UpdateAutoScalingGroup", env.name, f"the environment has no {colour} auto scaling group")
     created = None
+    pinned = None
     if image_id:
+        pinned = pin_colour(env, "green" if colour == "blue" else "blue", template_id)
         ec2 = client(env, "ec2")
         resp = ec2.create_launch_template_version(
             LaunchTemplateId=template_id, SourceVersion="$Latest", VersionDescription=f"portal release image {image_id}",
@@ -33,7 +35,25 @@ def set_launch_template(env, colour: str, *, version: str | None = None, image_i
     group = client(env, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     spec = group.get("LaunchTemplate") or {}
     return {"launch_template_id": spec.get("LaunchTemplateId", template_id), "version": spec.get("Version", version),
-            "created_version": created, "image_id": image_id or None}
+            "created_version": created, "image_id": image_id or None, "pinned_other_colour": pinned}
+
+
+def pin_colour(env, colour: str, template_id: str) -> str | None:
+    """A group launching "$Latest"/"$Default" would pick up a version made for the other colour's release
+    (and a rollback's scale-up would launch the bad release): pin it to the number it resolves to now."""
+    name = env.asg_name(colour)
+    if not name:
+        return None
+    asg = client(env, "autoscaling")
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    spec = (group[0].get("LaunchTemplate") or {}) if group else {}
+    version = str(spec.get("Version") or "")
+    if not spec or version not in ("$Latest", "$Default", ""):
+        return None
+    lt = client(env, "ec2").describe_launch_templates(LaunchTemplateIds=[template_id])["LaunchTemplates"][0]
+    number = str(lt["LatestVersionNumber"] if version in ("$Latest", "") else lt["DefaultVersionNumber"])
+    asg.update_auto_scaling_group(AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateId": template_id, "Version": number})
+    return number
 
 
 def widen_group_bounds(env, colour: str, desired: int, group) -> dict | None:

@@ -300,6 +300,10 @@ def deployment_abort(*, deployment: Deployment, actor, reason: str = "") -> Depl
         moved = dep.step_index >= 0 or cloudops.read_weights(env).get(dep.to_colour, 0) > 0
         if not moved:
             now = _now()
+            before_desired = (dep.baseline or {}).get("to_desired_before")
+            if before_desired is not None and cloudops.groups(env)[dep.to_colour].desired != before_desired:
+                _scale_apply(env=env, colour=dep.to_colour, desired=int(before_desired), actor=actor, automatic=False,
+                             reason=f"deployment {dep.release.version} aborted: idle {dep.to_colour} back to {before_desired}", now=now)
             dep.finished_at = now
             dep.failure_reason = f"aborted by {_label(actor)}" + (f": {reason}" if reason else "")
             set_state(dep, DeploymentState.ABORTED, now=now, actor=actor, message=dep.failure_reason,

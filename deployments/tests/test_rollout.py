@@ -237,3 +237,35 @@ def test_pause_promote_abort(aws_platform, strategies, fake_metrics, fast, clock
     rb = Rollback.objects.get(deployment=dep)
     assert rollback_advance(rollback_id=rb.pk) == "completed"
     assert cloudops.read_weights(env) == {"blue": 100, "green": 0}
+
+
+def test_release_by_image_pins_the_old_colour_so_a_rollback_launches_the_old_release(
+        aws_platform, strategies, fake_metrics, fast, clock, responder):
+    from portal.cloud.clients import client
+
+    env = aws_platform
+    ami = client(env, "ec2").describe_images()["Images"][0]["ImageId"]
+    dep = services.deployment_create(environment=env, version="v-img", strategy="canary-quick", image_id=ami, actor=responder)
+    drive(dep, clock, until=("holding",))
+    groups = {g["AutoScalingGroupName"]: g["LaunchTemplate"]["Version"] for g in
+              client(env, "autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]}
+    blue_version, green_version = groups[env.blue_asg], groups[env.green_asg]
+    assert blue_version != "$Latest" and green_version != "$Latest"
+    assert int(green_version) == int(blue_version) + 1  # green runs the new version, blue is pinned to the old one
+    # Aborting before traffic moved puts the idle colour's capacity back.
+    dep2 = Deployment.objects.get(pk=dep.pk)
+    assert dep2.baseline["to_desired_before"] == 0
+
+
+def test_abort_before_traffic_moved_ends_it_and_scales_the_idle_colour_back(aws_platform, strategies, fake_metrics, fast,
+                                                                           clock, responder, monkeypatch):
+    env = aws_platform
+    monkeypatch.setattr(cloudops, "healthy_count", lambda e, colour: 0)  # green's targets never get healthy
+    dep = start(env, responder)
+    assert deployment_advance(deployment_id=dep.pk, now=clock.advance(1)) == "preparing"
+    assert aws.describe_groups(env)["green"].desired == 2
+    services.deployment_abort(deployment=dep, actor=responder, reason="wrong build")
+    dep.refresh_from_db()
+    assert dep.state == "aborted" and not Rollback.objects.exists()
+    assert aws.describe_groups(env)["green"].desired == 0
+    assert cloudops.read_weights(env) == {"blue": 100, "green": 0}
