@@ -27,6 +27,10 @@ def seed_strategies(plan: dict, *, reset: bool, stats: SeedStats) -> None:
             "hold_seconds": holds,
             "watch_seconds": int(row.get("watch_seconds", 600)),
         }
+        # A conclusive analysis needs roughly a request per 3 s of the shortest hold (3 to 100 requests):
+        # the sandbox's 10-second holds see little traffic at 5 %, a 10-minute hold sees plenty.
+        shortest = min([h for h in holds if h > 0] or [600])
+        values["min_requests"] = max(3, min(100, shortest // 3))
         for key in ("error_margin_pct", "latency_margin_pct", "min_requests", "analysis_minutes", "prepare_timeout_seconds"):
             if key in row:
                 values[key] = row[key]
