@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -129,6 +130,8 @@ def _run_context(request, run, error: str = ""):
         "can_respond": user.has_perm(roles.RESPOND) and run.status == RunStatus.RUNNING,
         "can_approve": user.has_perm(roles.APPROVE),
         "error": error,
+        # How often the run page asks whether another responder recorded a step.
+        "poll_seconds": getattr(settings, "RUNBOOK_POLL_SECONDS", 3),
     }
 
 
