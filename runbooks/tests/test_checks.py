@@ -178,3 +178,50 @@ def test_high_error_rate_on_green_leads_to_a_rollback_that_rolls_back(
     assert recheck.evidence["data"]["per_colour"]["blue"] < 1
     run.refresh_from_db()
     assert run.status == "completed"
+
+
+def _walk_to(run, actor, steps, answer_step, answer):
+    from runbooks import services
+
+    for step in steps:
+        services.step_record(run=run, step_id=step, status="done", actor=actor)
+    services.step_record(run=run, step_id=answer_step, status="done", answer=answer, actor=actor)
+
+
+def test_capacity_branch_scales_the_live_colour_within_the_phase(aws_platform, responder, library, django_capture_on_commit_callbacks):
+    from portal.cloud import aws
+    from runbooks import services
+
+    env = aws_platform
+    _traffic(env)
+    run = services.run_start(runbook=Runbook.objects.get(slug="high-error-rate"), environment=env, actor=responder)
+    _walk_to(run, responder, ("dashboard", "deployments", "external"), "cause", "capacity")
+    before = aws.describe_groups(env)["blue"].desired
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = services.step_action_take(run=run, step_id="scale", actor=responder)
+    assert outcome.status == "done", outcome.evidence
+    after = aws.describe_groups(env)["blue"].desired
+    assert after > before and outcome.evidence["to"] == after
+    assert outcome.evidence["words"] == f"Scaled blue from {before} to {after} instances."
+
+
+def test_failover_branch_pauses_automation_then_a_lead_fails_over(aws_platform, responder, lead, library):
+    from portal.audit.models import AuditEvent
+    from runbooks import services
+
+    env = aws_platform
+    run = services.run_start(runbook=Runbook.objects.get(slug="database-issues"), environment=env, actor=responder)
+    _walk_to(run, responder, ("connections", "slow-queries", "locks", "backups"), "failover-needed", "yes-failover")
+    paused = services.step_action_take(run=run, step_id="pause-automation", actor=responder)
+    assert paused.status == "done"
+    env.refresh_from_db()
+    assert env.automation_paused and "database-issues" in env.automation_paused_reason
+    # The deployments service refuses a responder (leads only), and says so in the step.
+    from runbooks.actions import ACTIONS
+
+    assert ACTIONS["rds_failover"].perm == "accounts.approve"
+    outcome = services.step_action_take(run=run, step_id="failover", actor=lead)
+    assert outcome.status == "done", outcome.evidence
+    assert AuditEvent.objects.filter(verb="environment.rds_failover", actor=lead).count() == 1
+    run.refresh_from_db()
+    assert run.status == "completed"

@@ -221,6 +221,7 @@ def test_failover_needs_a_lead(client, responder, lead, library, fake_checks, mo
     for step in ("connections", "slow-queries", "locks", "backups"):
         services.step_record(run=run, step_id=step, status="done", actor=responder)
     services.step_record(run=run, step_id="failover-needed", status="done", answer="yes-failover", actor=responder)
+    services.step_record(run=run, step_id="pause-automation", status="skipped", note="automation already paused", actor=responder)
     client.force_login(responder)
     assert b"Only a lead can take this action" in client.get(run.get_absolute_url()).content
     assert client.post(f"/runbooks/runs/{run.public_id}/steps/failover/action/").status_code == 403
