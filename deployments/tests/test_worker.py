@@ -1,4 +1,4 @@
-"""The rollout through a real Celery worker (a thread consuming an in-memory broker), driven by the beat task."""
+"""The rollout through a real Celery worker (a thread on the embedded filesystem broker, as `make run`), driven by the beat task."""
 
 from __future__ import annotations
 
@@ -19,25 +19,19 @@ def test_canary_through_a_worker_and_the_driver(transactional_db, aws_platform, 
 
     Strategy.objects.create(slug="canary-test", name="Canary (test)", kind="canary", weights=[5, 25, 50, 100],
                             hold_seconds=[1, 1, 1, 1], watch_seconds=1, min_requests=10)
-    old = (app.conf.broker_url, app.conf.result_backend, app.conf.broker_transport_options)
-    app.conf.broker_url, app.conf.result_backend = "memory://", "cache+memory://"
-    app.conf.broker_transport_options = {"polling_interval": 0.05}
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-            dep = services.deployment_create(environment=aws_platform, version="v2", strategy="canary-test",
-                                             launch_template_version="$Latest", actor=responder)
-            seen = []
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                tasks.deployments_drive.delay()  # what beat does every 2 s
-                time.sleep(0.3)
-                d = Deployment.objects.get(pk=dep.pk)
-                w = cloudops.read_weights(aws_platform)["green"]
-                if not seen or seen[-1] != w:
-                    seen.append(w)
-                if d.state in ("completed", "failed", "rolled_back", "paused"):
-                    break
-    finally:
-        app.conf.broker_url, app.conf.result_backend, app.conf.broker_transport_options = old
+    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
+        dep = services.deployment_create(environment=aws_platform, version="v2", strategy="canary-test",
+                                         launch_template_version="$Latest", actor=responder)
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tasks.deployments_drive.delay()  # what beat does every 2 s
+            time.sleep(0.3)
+            d = Deployment.objects.get(pk=dep.pk)
+            w = cloudops.read_weights(aws_platform)["green"]
+            if not seen or seen[-1] != w:
+                seen.append(w)
+            if d.state in ("completed", "failed", "rolled_back", "paused"):
+                break
     assert Deployment.objects.get(pk=dep.pk).state == "completed"
     assert [w for w in seen if w] == [5, 25, 50, 100]
