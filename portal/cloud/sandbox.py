@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +128,32 @@ def install_moto_patches() -> None:
         return original_set_desired(self, group_name, desired_capacity)
 
     AutoScalingBackend.set_desired_capacity = set_desired_capacity
+
+    # moto scans every stored datapoint once per period of every query; with an hour of simulated
+    # metrics a 60-point series takes seconds. Narrow the scan to the queried metric names.
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    scope = threading.local()
+    original_all = CloudWatchBackend.get_all_metrics
+    original_gmd = CloudWatchBackend.get_metric_data
+
+    def get_all_metrics(self):
+        data = original_all(self)
+        names = getattr(scope, "names", None)
+        return [m for m in data if m.name in names] if names else data
+
+    def get_metric_data(self, queries, start_time, end_time, scan_by="TimestampAscending"):
+        names = None
+        if all("MetricStat" in q or "Expression" not in q for q in queries):  # math may reference anything
+            names = {q["MetricStat"]["Metric"]["MetricName"] for q in queries if "MetricStat" in q}
+        scope.names = names
+        try:
+            return original_gmd(self, queries, start_time, end_time, scan_by)
+        finally:
+            scope.names = None
+
+    CloudWatchBackend.get_all_metrics = get_all_metrics
+    CloudWatchBackend.get_metric_data = get_metric_data
     _patched = True
 
 

@@ -300,11 +300,57 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
                               ("AWS/S3", s3)):
         written += put_metrics(env, namespace, datums)
 
+    last_alarms = data.get("alarms_at")
+    if not last_alarms or abs((now - dt.datetime.fromisoformat(last_alarms)).total_seconds()) >= ALARM_EVERY_SECONDS:
+        try:
+            data["alarm_states"] = evaluate_alarms(env, now=now)
+        except Exception:  # noqa: BLE001 - alarm evaluation must never stop the metrics
+            log.exception("sandbox alarm evaluation failed")
+        data["alarms_at"] = now.isoformat()
     data.update(users=users, last={"requests": requests, "errors": errors, "rps": round(rps, 2)})
     SimulatorState.objects.filter(pk=state.pk).update(data=data, ticks=state.ticks + 1, last_tick_at=now)
     return TickReport(at=now, weights=weights, requests=requests, errors=errors, p95=p95, cpu=cpu, db_connections=db_conn,
                       cache_hit_ratio=round(100.0 * hits / cache_ops, 2), users=int(users), rps=round(total / interval, 2),
                       datums=written, drills=[f"{d.kind}{'/' + d.colour if d.colour else ''}" for d in drills])
+
+
+ALARM_EVERY_SECONDS = 30
+_COMPARE = {"gt": lambda v, t: v > t, "gte": lambda v, t: v >= t, "lt": lambda v, t: v < t, "lte": lambda v, t: v <= t}
+
+
+def evaluate_alarms(env: Environment, *, now: dt.datetime) -> dict[str, str]:
+    """moto never evaluates alarms: do what CloudWatch would for the sandbox's threshold alarms.
+
+    Each `ftw-<threshold slug>` alarm goes to ALARM when the last minute's value breaches the
+    plan's threshold and back to OK when it no longer does (no data: left as it is).
+    """
+    from portal.cloud.metrics import CloudWatchSource
+
+    thresholds = {t["slug"]: t for level in (load_plan().get("thresholds") or {}).values() for t in level or []}
+    source = CloudWatchSource(env, clock=lambda: now)
+    values: dict[str, float | None] = {}
+    states = {}
+    cw = aws.client(env, "cloudwatch")
+    for alarm in aws.list_alarms(env):
+        t = thresholds.get(alarm.name.removeprefix("ftw-"))
+        if t is None:
+            continue
+        metric = t["metric"]
+        if metric not in values:
+            values[metric] = source.value(metric, None, 1)
+        value = values[metric]
+        if value is None:
+            states[alarm.name] = alarm.state
+            continue
+        breach = _COMPARE.get(t.get("comparison", "gt"), _COMPARE["gt"])(value, float(t["value"]))
+        want = "ALARM" if breach else "OK"
+        states[alarm.name] = want
+        if want != alarm.state:
+            cw.set_alarm_state(AlarmName=alarm.name, StateValue=want, StateReason=(
+                f"Threshold Crossed: {metric} was {value:.2f} ({t.get('comparison', 'gt')} {t['value']}) "
+                "in the last minute (sandbox simulator)" if breach else
+                f"Threshold no longer crossed: {metric} was {value:.2f} in the last minute (sandbox simulator)"))
+    return states
 
 
 def _plan_rps() -> float:

@@ -13,6 +13,11 @@ from portal.cloud.services import drill_start, drill_stop
 from portal.cloud.simulator import tick
 
 
+def _slot(n):
+    """A time region of its own for each test (the session's sandbox server is shared): n hours back."""
+    return timezone.now().replace(microsecond=0) - dt.timedelta(hours=n)
+
+
 def _tg_requests(env, colour, start, end):
     q = [{"Id": "r", "MetricStat": {"Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount", "Dimensions": [
         {"Name": "TargetGroup", "Value": env.tg_dimension(colour)}, {"Name": "LoadBalancer", "Value": env.alb_dimension}]},
@@ -31,7 +36,7 @@ def _tg_5xx(env, colour, start, end):
 def test_request_counts_follow_listener_weights_within_two_ticks(sandbox_env):
     env = sandbox_env
     aws.set_desired_capacity(env, "green", 2)
-    t0 = timezone.now().replace(microsecond=0) + dt.timedelta(seconds=30)  # clear of other tests' ticks
+    t0 = _slot(1)
     rng = random.Random(1)
     first = tick(env, now=t0, rng=rng)
     assert first.requests["blue"] > 0 and first.requests["green"] == 0
@@ -50,7 +55,7 @@ def test_request_counts_follow_listener_weights_within_two_ticks(sandbox_env):
 def test_traffic_only_reaches_colours_with_instances(sandbox_env):
     env = sandbox_env
     aws.set_listener_weights(env, {"blue": 50, "green": 50})  # green has no instances yet
-    report = tick(env, now=timezone.now() + dt.timedelta(seconds=40), rng=random.Random(2))
+    report = tick(env, now=_slot(2), rng=random.Random(2))
     assert report.requests["green"] == 0 and report.requests["blue"] > 0
 
 
@@ -59,7 +64,7 @@ def test_error_rate_drill_on_green_shows_in_greens_5xx_only(sandbox_env, admin_u
     aws.set_desired_capacity(env, "green", 2)
     aws.set_listener_weights(env, {"blue": 50, "green": 50})
     drill = drill_start(environment=env, kind="error-rate", colour="green", level=30, minutes=5, seed=11, actor=admin_user)
-    t0 = timezone.now().replace(microsecond=0) + dt.timedelta(seconds=60)
+    t0 = _slot(3)
     rng = random.Random(3)
     reports = [tick(env, now=t0 + dt.timedelta(seconds=5 * i), rng=rng) for i in range(6)]
     end = t0 + dt.timedelta(seconds=31)
@@ -81,7 +86,7 @@ def test_error_rate_drill_on_green_shows_in_greens_5xx_only(sandbox_env, admin_u
 
 def test_same_seed_same_numbers(sandbox_env):
     env = sandbox_env
-    at = timezone.now().replace(microsecond=0) + dt.timedelta(seconds=90)
+    at = _slot(4)
     runs = []
     for _ in range(2):
         SimulatorState.objects.filter(environment=env).update(data={})
@@ -89,3 +94,29 @@ def test_same_seed_same_numbers(sandbox_env):
     a, b = runs
     assert (a.requests, a.errors, a.p95, a.cpu, a.db_connections, a.cache_hit_ratio, a.users) == \
         (b.requests, b.errors, b.p95, b.cpu, b.db_connections, b.cache_hit_ratio, b.users)
+
+
+def test_alarms_follow_the_metrics(sandbox_env, admin_user):
+    from portal.cloud.simulator import evaluate_alarms
+
+    env = sandbox_env
+    t0 = _slot(5)
+    rng = random.Random(5)
+    for i in range(3):
+        tick(env, now=t0 + dt.timedelta(seconds=5 * i), rng=rng)
+    states = evaluate_alarms(env, now=t0 + dt.timedelta(seconds=11))
+    assert states["ftw-error-rate-critical"] == "OK" and states["ftw-cpu-critical"] == "OK"
+    drill_start(environment=env, kind="error-rate", colour="blue", level=50, minutes=5, seed=1, actor=admin_user)
+    t1 = t0 + dt.timedelta(seconds=120)
+    for i in range(3):
+        tick(env, now=t1 + dt.timedelta(seconds=5 * i), rng=rng)
+    states = evaluate_alarms(env, now=t1 + dt.timedelta(seconds=11))
+    assert states["ftw-error-rate-critical"] == "ALARM" and states["ftw-error-rate-warning"] == "ALARM"
+    assert states["ftw-p95-critical"] == "OK"
+    by_name = {a.name: a for a in aws.list_alarms(env)}
+    assert by_name["ftw-error-rate-critical"].state == "ALARM" and "sandbox simulator" in by_name["ftw-error-rate-critical"].reason
+    drill_stop(all=True, environment=env, actor=admin_user)
+    t2 = t1 + dt.timedelta(seconds=120)
+    for i in range(3):
+        tick(env, now=t2 + dt.timedelta(seconds=5 * i), rng=rng)
+    assert evaluate_alarms(env, now=t2 + dt.timedelta(seconds=11))["ftw-error-rate-critical"] == "OK"
