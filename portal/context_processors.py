@@ -17,7 +17,6 @@ def portal(request):
             ("/deployments/", "Deployments"),
             ("/runbooks/", "Runbooks"),
             ("/health/", "Health"),
-            ("/environments/", "Environments"),
             ("/checklist/", "Checklist"),
             ("/phases/", "Phases"),
             ("/audit/", "Audit"),
