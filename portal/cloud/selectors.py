@@ -46,11 +46,12 @@ def recent_drills(limit: int = 20):
 
 @dataclass
 class Live:
-    """What changes by the second: groups, target health, weights."""
+    """What changes by the second: groups, target health, weights, the last minutes' metrics."""
 
     groups: Section
     weights: Section
     targets: dict[str, Section] = field(default_factory=dict)
+    metrics: Section = field(default_factory=Section)
 
     def colours(self) -> list[dict]:
         rows = []
@@ -60,10 +61,22 @@ class Live:
             t = self.targets.get(c)
             health = {th.id: th for th in (t.value or [])} if t and t.ok else {}
             g = groups.get(c)
-            rows.append({"colour": c, "group": g, "weight": weights.get(c), "targets": t,
+            m = (self.metrics.value or {}).get(c, {}) if self.metrics.ok else {}
+            rows.append({"colour": c, "group": g, "weight": weights.get(c), "targets": t, "metrics": m,
                          "healthy": sum(1 for th in health.values() if th.state == "healthy") if t and t.ok else None,
                          "instances": [{"i": i, "target": health.get(i.id)} for i in (g.instances if g else [])]})
         return rows
+
+
+METRIC_MINUTES = 5
+
+
+def colour_metrics(env: Environment, minutes: int = METRIC_MINUTES) -> dict[str, dict[str, float | None]]:
+    from portal.cloud.metrics import metrics_source
+
+    src = metrics_source(env)
+    return {c: {"requests": src.request_count(c, minutes), "error_rate": src.error_rate(c, minutes),
+                "p95": src.p95_latency(c, minutes), "cpu": src.cpu(c, minutes)} for c in COLOURS}
 
 
 def live_state(env: Environment) -> Live:
@@ -71,6 +84,7 @@ def live_state(env: Environment) -> Live:
     if live.groups.ok:
         for c in COLOURS:
             live.targets[c] = _read(aws.describe_target_health, env, c)
+    live.metrics = _read(colour_metrics, env)
     return live
 
 

@@ -23,6 +23,25 @@ def test_list_and_detail_show_groups_listener_db_cache(client, viewer, aws_platf
     assert body.count("InService") == 2
     live = client.get("/environments/sandbox/live/")
     assert live.status_code == 200 and b"hx-trigger=\"every 10s\"" in live.content
+    assert 'data-testid="error-rate-blue"><span class="muted">no traffic' in body  # no simulator tick yet
+
+
+def test_detail_shows_metrics_moving(client, viewer, aws_platform):
+    import random
+
+    from django.utils import timezone
+
+    from portal.cloud.simulator import tick
+
+    tick(aws_platform, now=timezone.now(), rng=random.Random(3))
+    client.force_login(viewer)
+    body = client.get("/environments/sandbox/live/").content.decode()
+    import re
+
+    blue_requests = re.search(r'data-testid="requests-blue">([\d,]+)<', body)
+    assert blue_requests and int(blue_requests.group(1).replace(",", "")) > 0
+    assert 'data-testid="error-rate-green"><span class="muted">no traffic' in body
+    assert "% of traffic" in body
 
 
 def test_aws_errors_show_in_words_not_an_error_page(client, viewer, aws_platform):
