@@ -237,7 +237,7 @@ class CloudWatchSource(MetricsSource):
             if metric == "requests_per_second":
                 v = by_time[t].get("req", 0.0) / period
             if v is not None:
-                out.append((t, _round(v)))
+                out.append((t, round(float(v), 4)))
         return out
 
 
@@ -319,7 +319,7 @@ class PrometheusSource(MetricsSource):
         for ts, raw in result[0].get("values", []):
             v = self._num(raw)
             if v is not None:
-                out.append((dt.datetime.fromtimestamp(float(ts), tz=dt.UTC), _round(v)))
+                out.append((dt.datetime.fromtimestamp(float(ts), tz=dt.UTC), round(v, 4)))
         return out
 
 

@@ -17,7 +17,7 @@ class Colour(models.TextChoices):
 
 class EnvironmentQuerySet(models.QuerySet):
     def get_default(self) -> Environment:
-        return self.get(name=settings.DEFAULT_ENVIRONMENT)
+        return self.get(name=settings.DEFAULT_ENVIRONMENT)  # type: ignore[return-value]
 
 
 class Environment(models.Model):

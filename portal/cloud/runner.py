@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from django.db import close_old_connections, connection
@@ -55,10 +56,10 @@ class Sandbox:
     interval: float = 5.0
     seed: int | None = None
     env_name: str = "sandbox"
-    out: object = None  # a writer with .write(str)
-    server: object = None
-    status_server: object = None
-    env: object = None
+    out: Any = None  # a writer with .write(str)
+    server: Any = None
+    status_server: Any = None
+    env: Any = None
     names: dict = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event)
 

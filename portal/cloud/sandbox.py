@@ -90,7 +90,7 @@ def install_moto_patches() -> None:
                 values.append(float(datum.sum) / max(float(datum.sample_count), 1.0))
         return _percentile(values, float(m.group(1)))
 
-    Statistics.get_statistics_for_type = get_statistics_for_type
+    Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign,attr-defined]
 
     def get_cost_forecast(self) -> str:
         params = json.loads(self.body or "{}")
@@ -107,7 +107,7 @@ def install_moto_patches() -> None:
         return json.dumps({"Total": total, "ForecastResultsByTime": [
             {"TimePeriod": period, "MeanValue": total["Amount"]}]})
 
-    CostExplorerResponse.get_cost_forecast = get_cost_forecast
+    CostExplorerResponse.get_cost_forecast = get_cost_forecast  # type: ignore[method-assign,attr-defined]
 
     from moto.autoscaling.exceptions import ValidationError as AsgValidationError
     from moto.autoscaling.models import AutoScalingBackend
@@ -127,7 +127,7 @@ def install_moto_patches() -> None:
                                      f"{group.min_size} for the AutoScalingGroup.")
         return original_set_desired(self, group_name, desired_capacity)
 
-    AutoScalingBackend.set_desired_capacity = set_desired_capacity
+    AutoScalingBackend.set_desired_capacity = set_desired_capacity  # type: ignore[method-assign,attr-defined]
 
     # moto scans every stored datapoint once per period of every query; with an hour of simulated
     # metrics a 60-point series takes seconds. Narrow the scan to the queried metric names.
@@ -152,8 +152,8 @@ def install_moto_patches() -> None:
         finally:
             scope.names = None
 
-    CloudWatchBackend.get_all_metrics = get_all_metrics
-    CloudWatchBackend.get_metric_data = get_metric_data
+    CloudWatchBackend.get_all_metrics = get_all_metrics  # type: ignore[method-assign,attr-defined]
+    CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign,attr-defined]
     _patched = True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -87,7 +88,7 @@ def drill_start(*, environment: Environment, kind: str, colour: str | None = Non
         audit_record(actor=actor, verb="drill.start", target=drill, after=_snapshot(drill),
                      extra={"environment": environment.name})
     if kind in ("unhealthy-instance", "service-outage"):
-        transaction.on_commit(lambda: _sync_quietly(environment))
+        transaction.on_commit(partial(_sync_quietly, environment))
     return drill
 
 
@@ -114,7 +115,7 @@ def drill_stop(*, drill: Drill | None = None, environment: Environment | None = 
             stopped.append(d)
             envs.add(d.environment)
     for env in envs:
-        transaction.on_commit(lambda env=env: _sync_quietly(env))
+        transaction.on_commit(partial(_sync_quietly, env))
     return stopped
 
 

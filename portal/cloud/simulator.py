@@ -83,7 +83,8 @@ def _colours_of(drill: Drill) -> tuple[str, ...]:
 def collect_effects(drills: list[Drill]) -> Effects:
     fx = Effects()
     for d in drills:
-        level = d.level if d.level is not None else DEFAULT_LEVELS.get(d.kind)
+        raw_level = d.level if d.level is not None else DEFAULT_LEVELS.get(d.kind)
+        level = float(raw_level) if raw_level is not None else 0.0
         if d.kind == Drill.Kind.ERROR_RATE:
             for c in _colours_of(d):
                 fx.error_pct[c] = max(fx.error_pct.get(c, 0.0), float(level))
@@ -180,7 +181,7 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
     """Write one interval of metrics for `env` (the sandbox). Returns what was written."""
     now = now or timezone.now()
     rng = rng or random.Random(seed)
-    interval = float(interval or getattr(settings, "SANDBOX_INTERVAL_SECONDS", 5.0))
+    interval = float(interval or settings.SANDBOX_INTERVAL_SECONDS or 5.0)
     drills = active_drills(env, now)
     fx = collect_effects(drills)
     weights = aws.get_listener_weights(env)
