@@ -71,6 +71,20 @@ class EnvironmentForm(forms.ModelForm):
         return {k: self.cleaned_data[k] for k in ENV_EDITABLE if k in self.cleaned_data}
 
 
+class NewEnvironmentForm(EnvironmentForm):
+    name = forms.SlugField(max_length=50, help_text="production, staging, ... (used in URLs and the API)")
+
+    field_order = ["name"]
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if name in ("new", "drills"):
+            raise forms.ValidationError(f"{name} is taken by a page of the portal; choose another name.")
+        if Environment.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"An environment named {name} exists already.")
+        return name
+
+
 class DrillForm(forms.Form):
     environment = forms.ModelChoiceField(queryset=Environment.objects.filter(credentials_mode=Environment.CredentialsMode.STATIC),
                                          to_field_name="name", empty_label=None)

@@ -141,6 +141,23 @@ ENV_EDITABLE = ("description", "region", "credentials_mode", "profile", "role_ar
                 "prometheus_queries", "is_production", "dry_run")
 
 
+def environment_create(*, name: str, changes: dict, actor: Any, external_id: str | None = None) -> Environment:
+    """A new environment (a real account is entered by an admin; the sandbox registers itself)."""
+    unknown = set(changes) - set(ENV_EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        if Environment.objects.filter(name=name).exists():
+            raise ValueError(f"an environment named {name!r} exists already")
+        env = Environment(name=name, **changes)
+        if external_id:
+            env.external_id = external_id
+        env.save()
+        audit_record(actor=actor, verb="environment.create", target=env, after={"name": name, **changes},
+                     extra={"external_id": "set" if external_id else "none"})
+    return env
+
+
 def environment_update(*, environment: Environment, changes: dict, actor: Any, external_id: str | None = None,
                        clear_external_id: bool = False) -> Environment:
     """Change an environment's settings. The external id is write-only: never echoed, audited as changed/unchanged."""

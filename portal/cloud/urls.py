@@ -5,6 +5,7 @@ from portal.cloud import views
 app_name = "cloud"
 urlpatterns = [
     path("", views.environment_list, name="list"),
+    path("new/", views.environment_new, name="new"),
     path("drills/", views.drills, name="drills"),
     path("drills/start/", views.drill_start_view, name="drill_start"),
     path("drills/stop-all/", views.drills_stop_all, name="drills_stop_all"),

@@ -8,10 +8,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from portal.accounts.permissions import perm_required
 from portal.accounts.roles import ADMINISTER, VIEW
-from portal.cloud.forms import DrillForm, EnvironmentForm
+from portal.cloud.forms import DrillForm, EnvironmentForm, NewEnvironmentForm
 from portal.cloud.models import Drill, Environment
 from portal.cloud.selectors import active_drills, environment_detail, live_state, recent_drills
-from portal.cloud.services import DrillError, drill_start, drill_stop, environment_update
+from portal.cloud.services import DrillError, drill_start, drill_stop, environment_create, environment_update
 
 
 @require_GET
@@ -53,6 +53,23 @@ def environment_edit(request, name: str):
         messages.success(request, f"Saved the {env.name} environment.")
         return redirect(env.get_absolute_url())
     return render(request, "cloud/edit.html", {"env": env, "form": form, "has_external_id": bool(env.external_id)},
+                  status=400 if form.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@perm_required(ADMINISTER)
+def environment_new(request):
+    form = NewEnvironmentForm(request.POST or None, instance=Environment())
+    if request.method == "POST" and form.is_valid():
+        try:
+            env = environment_create(name=form.cleaned_data["name"], changes=form.changes(), actor=request.user,
+                                     external_id=form.cleaned_data.get("external_id") or None)
+        except ValueError as exc:
+            form.add_error("name", str(exc))
+        else:
+            messages.success(request, f"Added the {env.name} environment.")
+            return redirect(env.get_absolute_url())
+    return render(request, "cloud/edit.html", {"env": None, "form": form, "has_external_id": False},
                   status=400 if form.errors else 200)
 
 

@@ -147,3 +147,25 @@ def test_api_environment(api_client, make_token, aws_platform):
     assert err.status_code == 503 and err.json()["error"] == "cloud_error" and "missing-group" in err.json()["detail"]
     listing = api_client.get("/api/v1/environments", token=token).json()
     assert [e["name"] for e in listing["environments"]] == ["sandbox"]
+
+
+def test_admin_adds_a_real_environment(client, admin_user, viewer, db):
+    client.force_login(viewer)
+    assert client.get("/environments/new/").status_code == 403
+    client.force_login(admin_user)
+    assert client.get("/environments/new/").status_code == 200
+    data = {"name": "production", "region": "eu-west-1", "credentials_mode": "role",
+            "role_arn": "arn:aws:iam::123456789012:role/ops-portal", "external_id": "prod-ext",
+            "platform_namespace": "FairTradeWorker/Platform", "metrics_source": "prometheus",
+            "prometheus_url": "http://prometheus.internal:9090", "buckets": "{}", "prometheus_queries": "{}",
+            "is_production": "on"}
+    resp = client.post("/environments/new/", data)
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    env = Environment.objects.get(name="production")
+    assert env.is_production and env.external_id == "prod-ext" and env.credentials_mode == "role"
+    event = AuditEvent.objects.get(verb="environment.create")
+    assert "prod-ext" not in str(event.after) and event.extra["external_id"] == "set"
+    again = client.post("/environments/new/", data)
+    assert again.status_code == 400 and b"exists already" in again.content
+    static_prod = client.post("/environments/new/", {**data, "name": "prod2", "credentials_mode": "static"})
+    assert static_prod.status_code == 400 and b"never for production" in static_prod.content
