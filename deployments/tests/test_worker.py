@@ -1,4 +1,8 @@
-"""The rollout through a real Celery worker (a thread on the embedded filesystem broker, as `make run`), driven by the beat task."""
+"""The rollout through a real Celery worker (a thread on an in-memory broker), driven by the beat task.
+
+(Not the embedded filesystem broker: kombu's filesystem transport can hand a consumer a message file
+before its writer has filled it, which kills the worker with a JSONDecodeError under this test's load.)
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,23 @@ def test_canary_through_a_worker_and_the_driver(transactional_db, aws_platform, 
 
     Strategy.objects.create(slug="canary-test", name="Canary (test)", kind="canary", weights=[5, 25, 50, 100],
                             hold_seconds=[1, 1, 1, 1], watch_seconds=1, min_requests=10)
+    old = (app.conf.broker_url, app.conf.result_backend, app.conf.broker_transport_options)
+
+    def use(broker, backend, options):
+        app.conf.broker_url, app.conf.result_backend, app.conf.broker_transport_options = broker, backend, options
+        app._pool = None  # connections made for the previous broker
+        app.amqp._producer_pool = None
+
+    use("memory://", "cache+memory://", {"polling_interval": 0.05})
+    try:
+        _run(app, start_worker, aws_platform, responder)
+    finally:
+        use(*old)
+
+
+def _run(app, start_worker, env, responder):
     with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-        dep = services.deployment_create(environment=aws_platform, version="v2", strategy="canary-test",
+        dep = services.deployment_create(environment=env, version="v2", strategy="canary-test",
                                          launch_template_version="$Latest", actor=responder)
         seen = []
         deadline = time.monotonic() + 60
@@ -28,7 +47,7 @@ def test_canary_through_a_worker_and_the_driver(transactional_db, aws_platform, 
             tasks.deployments_drive.delay()  # what beat does every 2 s
             time.sleep(0.3)
             d = Deployment.objects.get(pk=dep.pk)
-            w = cloudops.read_weights(aws_platform)["green"]
+            w = cloudops.read_weights(env)["green"]
             if not seen or seen[-1] != w:
                 seen.append(w)
             if d.state in ("completed", "failed", "rolled_back", "paused"):
