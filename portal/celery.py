@@ -7,7 +7,10 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
+from portal import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+broker.install()  # filesystem:// uses atomic writes (see portal/broker.py)
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
