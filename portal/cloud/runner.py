@@ -35,14 +35,21 @@ def is_moto(endpoint_url: str) -> bool:
     return resp.status_code == 200 and "moto" in resp.text.lower()
 
 
+def _aware(ts: dt.datetime) -> dt.datetime:
+    # moto keeps timestamps as they were sent: naive or aware depending on the caller.
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
+
+
 def prune_metrics(older_than: dt.datetime) -> int:
     """moto keeps every datapoint in memory; drop the old ones (this process runs the server)."""
     from moto.cloudwatch.models import cloudwatch_backends
 
+    older_than = _aware(older_than)
+
     dropped = 0
     for _account, regions in list(cloudwatch_backends.items()):
         for _region, backend in list(regions.items()):
-            kept = [m for m in backend.metric_data if m.timestamp >= older_than]
+            kept = [m for m in backend.metric_data if _aware(m.timestamp) >= older_than]
             dropped += len(backend.metric_data) - len(kept)
             backend.metric_data = kept
     return dropped
