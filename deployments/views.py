@@ -20,6 +20,7 @@ from deployments import cloudops, selectors, services
 from deployments.bounds import phase_bounds
 from deployments.models import Deployment, ScaleAction, Strategy
 from portal.accounts.permissions import forbidden, perm_required
+from portal.accounts.reauth import needs_reauth, reauth_response
 from portal.accounts.roles import APPROVE, RESPOND, VIEW
 from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Environment
@@ -228,6 +229,8 @@ def rollback(request):
     env = _environment(request)
     if env is None:
         raise Http404("no environment")
+    if needs_reauth(request, env):
+        return reauth_response(request, f"roll back {env.name}", back=f"/deployments/?environment={env.name}")
     rb, resp = _run(request, env, services.environment_rollback, "", environment=env, actor=request.user,
                     reason=request.POST.get("reason", ""))
     if resp is not None:
@@ -286,6 +289,8 @@ def scale(request):
                             environment=env, colour=request.POST.get("colour", ""), desired=int(desired),
                             reason=request.POST.get("reason", "") or "requested by a responder", actor=request.user)
         return resp or _back(env, "#approvals")
+    if int(desired) > phase_bounds().instances_max and needs_reauth(request, env):
+        return reauth_response(request, f"scale {env.name} beyond the phase maximum", back=f"/deployments/?environment={env.name}")
     action, resp = _run(request, env, services.environment_scale, "", "#scale", environment=env,
                         colour=request.POST.get("colour", ""), desired=int(desired), actor=request.user,
                         reason=request.POST.get("reason", ""), approved_by=approver)
@@ -305,6 +310,9 @@ def approve_scale(request, public_id):
     action = ScaleAction.objects.select_related("environment").filter(public_id=public_id).first()
     if action is None:
         raise Http404
+    if needs_reauth(request, action.environment):
+        return reauth_response(request, f"approve scaling {action.environment.name} beyond the phase maximum",
+                               back=f"/deployments/?environment={action.environment.name}")
     _, resp = _run(request, action.environment, services.scale_approve,
                    f"Approved: {action.colour} to {action.to_desired}.", "#approvals", action=action, actor=request.user)
     return resp or _back(action.environment, "#approvals")
@@ -328,6 +336,8 @@ def rds_failover(request):
     if not request.user.has_perm(APPROVE):
         return forbidden(request, "Only a lead can fail the database over.")
     env = _environment(request)
+    if needs_reauth(request, env):
+        return reauth_response(request, f"fail the {env.name} database over", back=f"/deployments/?environment={env.name}")
     _, resp = _run(request, env, services.rds_failover, "Failover to the standby requested.", "", environment=env,
                    actor=request.user, reason=request.POST.get("reason", ""))
     return resp or _back(env)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics_view, name="metrics"),
     path("accounts/login/", account_views.PortalLoginView.as_view(), name="login"),
+    path("accounts/reauth/", account_views.reauth, name="reauth"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", include("portal.audit.urls")),
     path("api/v1/", api.urls),

@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
+        from portal.accounts import reauth  # noqa: F401  (connects the login-time receiver)
         from portal.accounts.roles import ensure_roles
 
         # Groups and their permissions must exist after every migrate (fresh DBs, test DBs).

@@ -1,4 +1,12 @@
+from django.contrib import messages
 from django.contrib.auth.views import LoginView
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from portal.accounts.permissions import perm_required
+from portal.accounts.reauth import mark_confirmed
+from portal.accounts.roles import VIEW
+from portal.audit.services import audit_record
 
 
 class PortalLoginView(LoginView):
@@ -9,3 +17,22 @@ class PortalLoginView(LoginView):
         ctx = super().get_context_data(**kwargs)
         ctx["expired"] = self.request.GET.get("expired") == "1"
         return ctx
+
+
+@perm_required(VIEW)
+def reauth(request):
+    """Confirm the password before a dangerous production action; then back to where it was asked."""
+    nxt = request.POST.get("next") or request.GET.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        nxt = "/"
+    what = (request.POST.get("what") or request.GET.get("what") or "this action")[:120]
+    error = ""
+    if request.method == "POST":
+        if request.user.check_password(request.POST.get("password", "")):
+            mark_confirmed(request)
+            audit_record(actor=request.user, verb="user.reauth", target=request.user, extra={"for": what})
+            messages.success(request, f"Password confirmed: you can now {what}.")
+            return redirect(nxt)
+        audit_record(actor=request.user, verb="user.reauth", target=request.user, extra={"for": what}, result="denied")
+        error = "That password is not right."
+    return render(request, "registration/reauth.html", {"next": nxt, "what": what, "error": error}, status=400 if error else 200)
