@@ -19,6 +19,7 @@ def portal(request):
             ("/health/", "Health"),
             ("/checklist/", "Checklist"),
             ("/phases/", "Phases"),
+            ("/environments/", "Environments"),
             ("/audit/", "Audit"),
         ],
     }

@@ -89,6 +89,6 @@ def recent_deployments_for(incident: Incident) -> list:
     except ImportError:
         return []
     try:
-        return list(recent_deployments(incident.environment, within_minutes=60))
+        return list(recent_deployments(incident.environment, within_minutes=60, at=incident.opened_at))
     except Exception:  # noqa: BLE001 - context must never break the incident page
         return []
