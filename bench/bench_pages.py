@@ -413,6 +413,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=45)
     ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--exclude", action="append", default=[], metavar="URL",
+                    help="leave a page out of the load loop (repeatable), e.g. to see the others without it")
     args = ap.parse_args()
 
     closed_port = free_port()  # nothing listens there: AWS calls are refused at once
@@ -469,7 +471,7 @@ def main() -> int:
         if dash.status_code != 200:
             raise RuntimeError(f"dashboard answered {dash.status_code}")
         panels = panel_urls(dash.text)
-        pages = ["/", *panels, "/incidents/", "/health/", "/deployments/"]
+        pages = [u for u in ["/", *panels, "/incidents/", "/health/", "/deployments/"] if u not in args.exclude]
         # Warm every worker (imports, template compilation) before measuring.
         for _ in range(6):
             for url in pages:
