@@ -449,3 +449,48 @@ def test_api_operation_matrix(op, api_client, make_token):
                 failures.append(f"{op} with token {scope} and an empty body -> {empty.status_code}, "
                                 f"{changed} audit row(s): expected {allowed_codes} and no change")
     assert not failures, "\n".join(failures)
+
+
+# ------------------------------------------------------------------------------------------------
+# Second-level checks the dummy-object matrix cannot reach: a runbook's RDS failover step needs the
+# lead role (page) and the lead scope (API), although the step endpoints need only respond/actions.
+
+
+@pytest.mark.django_db
+def test_runbook_failover_step_needs_lead_on_page_and_api(client, users_by_role, api_client, make_token, monkeypatch):
+    import dataclasses
+
+    from runbooks import actions, services
+    from runbooks.loader import sync_library
+    from runbooks.models import Runbook, StepOutcome
+
+    called = []
+    monkeypatch.setitem(actions.ACTIONS, "rds_failover", dataclasses.replace(
+        actions.ACTIONS["rds_failover"], func=lambda **kw: called.append(1) or {"words": "failover requested"}))
+    assert sync_library().ok
+    responder = users_by_role["responder"]
+    run = services.run_start(runbook=Runbook.objects.get(slug="database-issues"), actor=responder)
+    for step in ("connections", "slow-queries", "locks", "backups"):
+        services.step_record(run=run, step_id=step, status="done", actor=responder)
+    services.step_record(run=run, step_id="failover-needed", status="done", answer="yes-failover", actor=responder)
+    services.step_record(run=run, step_id="pause-automation", status="skipped", note="already paused", actor=responder)
+    outcomes = StepOutcome.objects.count()
+
+    page = f"/runbooks/runs/{run.public_id}/steps/failover/action/"
+    api = f"/api/v1/runbooks/runs/{run.public_id}/steps/failover"
+    for role in ("viewer", "responder"):
+        client.force_login(users_by_role[role])
+        before = AuditEvent.objects.count()
+        assert client.post(page).status_code == 403, role
+        assert AuditEvent.objects.count() == before
+    for scope in ("read", "actions"):
+        token = make_token(scope)  # creating a token is itself audited: count after it
+        before = AuditEvent.objects.count()
+        r = api_client.post(api, {"status": "done"}, token=token)
+        assert r.status_code == 403 and r.json()["error"] == "forbidden", (scope, r.content)
+        assert AuditEvent.objects.count() == before
+    assert not called and StepOutcome.objects.count() == outcomes
+
+    r = api_client.post(api, {"status": "done"}, token=make_token("lead"))
+    assert r.status_code not in (401, 403), r.content
+    assert called == [1]
