@@ -81,9 +81,21 @@ def sparkline_svg_points(results: list[dict], *, width: int = 120, height: int =
     return {"points": " ".join(pts), "fails": fails, "width": width, "height": height}
 
 
-def grid_rows(*, environment=None) -> list[dict]:
-    """Every check with status, last result, uptime 24 h / 30 days and a sparkline: a fixed number of queries."""
-    checks = list(Check.objects.select_related("environment", "rule").order_by("group", "environment__name", "name"))
+def grid_checks():
+    """Checks in grid order: failing first, then by group, environment and name."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    return (
+        Check.objects.select_related("environment", "rule")
+        .annotate(failing_first=Case(When(status="failing", then=Value(0)), default=Value(1), output_field=IntegerField()))
+        .order_by("failing_first", "group", "environment__name", "name")
+    )
+
+
+def grid_rows(*, environment=None, checks=None) -> list[dict]:
+    """Checks (default: all) with status, last result, uptime 24 h / 30 days and a sparkline: a fixed number of queries."""
+    if checks is None:
+        checks = list(Check.objects.select_related("environment", "rule").order_by("group", "environment__name", "name"))
     if environment is not None:
         checks = [c for c in checks if c.environment_id in (None, environment.pk)]
     ids = [c.pk for c in checks]

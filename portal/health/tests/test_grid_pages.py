@@ -1,0 +1,15 @@
+from portal.health.models import Check
+
+
+def test_grid_pages_with_failing_checks_first(client, viewer):
+    for i in range(130):
+        Check.objects.create(slug=f"c-{i:03d}", name=f"Check {i:03d}", kind="http", group="external",
+                             config={"url": "http://127.0.0.1:1/"}, status="failing" if i == 129 else "ok")
+    client.force_login(viewer)
+    first = client.get("/health/").content.decode()
+    assert first.count('data-check="') == 100
+    assert 'data-check="c-129"' in first  # the failing one leads page 1 though it sorts last by name
+    assert "of 130" in first
+    second = client.get("/health/?page=2").content.decode()
+    assert second.count('data-check="') == 30
+    assert 'data-check="c-129"' not in second
