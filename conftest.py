@@ -125,6 +125,15 @@ def page(browser, live_server):
 
 
 @pytest.fixture(autouse=True)
+def _clear_cache():
+    """Pages cache AWS reads for a few seconds; no test sees another test's cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery(request):
     """Tasks run in-process unless a test asks for a real worker (marker `real_broker`)."""
     from portal.celery import app

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -50,8 +51,24 @@ def _back(env: Environment | None, anchor: str = ""):
     return redirect(url + anchor)
 
 
+CLOUD_STATE_TTL = 2.0  # seconds: the live region polls every 2 s; many viewers share one AWS read
+
+
 def _cloud_state(env: Environment) -> dict:
-    """Groups and weights for the page; an AWS failure is shown in words, never a 500."""
+    """Groups and weights for the page, read at most once per CLOUD_STATE_TTL per process.
+
+    An unreachable AWS costs seconds of retries; without this every viewer and every panel
+    refresh would pay them. An AWS failure is shown in words, never a 500."""
+    key = f"deployments:cloud_state:{env.pk}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    out = _read_cloud_state(env)
+    cache.set(key, out, CLOUD_STATE_TTL)
+    return out
+
+
+def _read_cloud_state(env: Environment) -> dict:
     out: dict = {"error": ""}
     try:
         out["weights"] = cloudops.read_weights(env)
@@ -207,6 +224,8 @@ def chart_data(request):
 
 
 def _run(request, env, fn, ok: str, anchor: str = "", **kwargs):
+    if env is not None:
+        cache.delete(f"deployments:cloud_state:{env.pk}")  # the page after an action reads AWS afresh
     try:
         result = fn(**kwargs)
     except services.AlreadyInProgress as exc:
