@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from deployments import conf
 from deployments.models import Strategy
-from portal.plan.loader import SeedStats, upsert_seeded
+from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 PERIODIC = [
     # (name, task, knob with the interval in seconds, queue); the watchdog sits on `default` so a dead
@@ -38,20 +38,8 @@ def seed_strategies(plan: dict, *, reset: bool, stats: SeedStats) -> None:
 
 
 def register_beat(stats: SeedStats) -> None:
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
     for name, task, knob, queue in PERIODIC:
-        every, _ = IntervalSchedule.objects.get_or_create(every=int(conf.get(knob)), period=IntervalSchedule.SECONDS)
-        row, created = PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": every, "queue": queue, "enabled": True})
-        if created:
-            stats.created += 1
-        elif row.task != task or row.queue != queue:
-            row.task, row.queue = task, queue
-            row.save(update_fields=["task", "queue"])
-            stats.updated += 1
-        else:
-            stats.unchanged += 1
+        periodic_task_ensure(name=name, task=task, every_seconds=int(conf.get(knob)), queue=queue, stats=stats)
 
 
 def seed(plan: dict, *, reset: bool) -> SeedStats:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portal.checklist.models import ChecklistItem
-from portal.plan.loader import SeedStats, upsert_seeded
+from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 VERIFY_TASK = "portal.checklist.tasks.checklist_verify"
 VERIFY_EVERY_SECONDS = 900
@@ -22,17 +22,8 @@ def seed_items(plan: dict, *, reset: bool, stats: SeedStats) -> None:
 
 
 def register_beat(stats: SeedStats) -> None:
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    every, _ = IntervalSchedule.objects.get_or_create(every=VERIFY_EVERY_SECONDS, period=IntervalSchedule.SECONDS)
-    _, created = PeriodicTask.objects.get_or_create(
-        name="checklist: automated verifications",
-        defaults={"task": VERIFY_TASK, "interval": every, "queue": "polling"},
-    )
-    if created:
-        stats.created += 1
-    else:
-        stats.unchanged += 1
+    periodic_task_ensure(name="checklist: automated verifications", task=VERIFY_TASK,
+                         every_seconds=VERIFY_EVERY_SECONDS, queue="polling", stats=stats)
 
 
 def seed(plan: dict, *, reset: bool) -> SeedStats:

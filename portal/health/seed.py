@@ -4,7 +4,7 @@ creates the sandbox environment's AWS and metric checks when that environment ex
 from __future__ import annotations
 
 from portal.health.models import Check, Slo, ThresholdRule
-from portal.plan.loader import SeedStats, upsert_seeded
+from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 DEFAULT_WINDOW_MINUTES = 5
 
@@ -69,21 +69,8 @@ def seed_services(plan: dict, *, reset: bool, stats: SeedStats) -> None:
 
 
 def register_beat(stats: SeedStats) -> None:
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
     for name, task, every, expires in BEAT_ROWS:
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
-        row, created = PeriodicTask.objects.get_or_create(
-            name=name, defaults={"task": task, "interval": interval, "queue": "polling", "expire_seconds": expires},
-        )
-        if created:
-            stats.created += 1
-        elif row.task != task:
-            row.task = task
-            row.save(update_fields=["task"])
-            stats.updated += 1
-        else:
-            stats.unchanged += 1
+        periodic_task_ensure(name=name, task=task, every_seconds=every, queue="polling", stats=stats, expire_seconds=expires)
 
 
 def seed_environment_checks(stats: SeedStats) -> None:

@@ -13,7 +13,7 @@ from portal.incidents.models import (
     RunbookMapping,
     Source,
 )
-from portal.plan.loader import SeedStats, upsert_seeded
+from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 # Alert-name patterns per troubleshooting runbook; lower priority is tried first (database before errors).
 RUNBOOK_PATTERNS = {
@@ -67,15 +67,8 @@ def seed_escalation(*, reset: bool, stats: SeedStats) -> None:
 
 
 def register_beat(stats: SeedStats) -> None:
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
     for name, task, seconds in PERIODIC:
-        every, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
-        _, created = PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": every, "queue": "default"})
-        if created:
-            stats.created += 1
-        else:
-            stats.unchanged += 1
+        periodic_task_ensure(name=name, task=task, every_seconds=seconds, queue="default", stats=stats)
 
 
 def seed(plan: dict, *, reset: bool) -> SeedStats:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from portal.phases.models import GrowthPhase, PhaseFocusItem
-from portal.plan.loader import SeedStats, upsert_seeded
+from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 SAMPLE_TASK = "portal.phases.tasks.phases_sample_users"
 SAMPLE_EVERY_SECONDS = 300
@@ -33,17 +33,8 @@ def seed_phases(plan: dict, *, reset: bool, stats: SeedStats) -> None:
 
 
 def register_beat(stats: SeedStats) -> None:
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    every, _ = IntervalSchedule.objects.get_or_create(every=SAMPLE_EVERY_SECONDS, period=IntervalSchedule.SECONDS)
-    task, created = PeriodicTask.objects.get_or_create(
-        name="phases: sample the user count",
-        defaults={"task": SAMPLE_TASK, "interval": every, "queue": "polling"},
-    )
-    if created:
-        stats.created += 1
-    else:
-        stats.unchanged += 1
+    periodic_task_ensure(name="phases: sample the user count", task=SAMPLE_TASK,
+                         every_seconds=SAMPLE_EVERY_SECONDS, queue="polling", stats=stats)
 
 
 def seed(plan: dict, *, reset: bool) -> SeedStats:

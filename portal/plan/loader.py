@@ -108,3 +108,23 @@ def seed_all(*, reset: bool = False) -> SeedStats:
 
 def facts(section: str) -> list[dict[str, Any]]:
     return [f.data for f in PlanFact.objects.filter(section=section)]
+
+
+def periodic_task_ensure(*, name: str, task: str, every_seconds: int, queue: str, stats: SeedStats,
+                         expire_seconds: int | None = None) -> None:
+    """Register a beat schedule row once; a later seed fixes its task and queue but keeps an
+    operator's interval and enabled flag (editable in the admin)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    interval, _ = IntervalSchedule.objects.get_or_create(every=int(every_seconds), period=IntervalSchedule.SECONDS)
+    row, created = PeriodicTask.objects.get_or_create(
+        name=name, defaults={"task": task, "interval": interval, "queue": queue, "expire_seconds": expire_seconds},
+    )
+    if created:
+        stats.created += 1
+    elif row.task != task or row.queue != queue:
+        row.task, row.queue = task, queue
+        row.save(update_fields=["task", "queue"])
+        stats.updated += 1
+    else:
+        stats.unchanged += 1
