@@ -13,10 +13,21 @@ from portal.health.models import Check, CheckResult, CheckRollup, Heartbeat, Slo
 SPARK_POINTS = 30
 
 
-def service_statuses() -> list[dict]:
-    """The external services (status pages, HTTP checks) with their status and the reason in words."""
+def service_statuses(*, limit: int | None = None) -> list[dict]:
+    """The external services (status pages, HTTP checks) with their status and the reason in words.
+
+    With `limit`, failing ones come first so a short list never hides an outage."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    qs = Check.objects.filter(group=Check.Group.EXTERNAL)
+    if limit is not None:
+        qs = qs.annotate(
+            failing_first=Case(When(status="failing", then=Value(0)), default=Value(1), output_field=IntegerField())
+        ).order_by("failing_first", "name")[:limit]
+    else:
+        qs = qs.order_by("name")
     out = []
-    for c in Check.objects.filter(group=Check.Group.EXTERNAL).order_by("name"):
+    for c in qs:
         out.append(
             {
                 "slug": c.slug,

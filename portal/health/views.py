@@ -13,6 +13,7 @@ from portal.health import selectors, services
 from portal.health.models import Check, Severity, ThresholdRule
 
 GRID_PAGE_SIZE = 100
+PANEL_SERVICES = 10  # the dashboard panel lists this many external services, failing first
 
 
 def _grid_context(request) -> dict:
@@ -124,10 +125,12 @@ def threshold_update(request, slug: str):
 @require_GET
 @perm_required(VIEW)
 def panel(request):
+    services = selectors.service_statuses(limit=PANEL_SERVICES)
     return render(request, "health/panel.html", {
         "counts": selectors.status_counts(),
         "failing": selectors.failing_checks(limit=8),
-        "services": selectors.service_statuses(),
+        "services": services,
+        "services_more": Check.objects.filter(group=Check.Group.EXTERNAL).count() - len(services),
         "watchdog": selectors.heartbeats().get("watchdog"),
     })
 
