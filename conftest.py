@@ -225,3 +225,12 @@ def api_client(client):
             return {"Authorization": f"Bearer {token}"} if token else {}
 
     return Api(client)
+
+
+def browser_login(page, user) -> None:
+    """Log `user` in through the real login form and wait for the dashboard."""
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", user.raw_password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("h1:has-text('On-call dashboard')")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import browser_login
 from deployments import cloudops, services
 from deployments.models import Rollback
 from deployments.tests.conftest import drive
@@ -12,12 +13,7 @@ from portal.audit.models import AuditEvent
 pytestmark = pytest.mark.browser
 
 
-def _login(page, user):
-    page.goto("/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", user.raw_password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("h1:has-text('On-call dashboard')")
+_login = browser_login
 
 
 def test_responder_rolls_back_a_canary_with_one_click(transactional_db, page, aws_platform, strategies, fake_metrics, fast,

@@ -1,17 +1,13 @@
 import pytest
 
+from conftest import browser_login
 from portal.checklist.models import ChecklistItem, ItemStatus
 from portal.checklist.services import item_mark_ready, item_sign_off, verification_record
 
 pytestmark = pytest.mark.browser
 
 
-def _login(page, user):
-    page.goto("/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", user.raw_password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("h1:has-text('On-call dashboard')")
+_login = browser_login
 
 
 def test_lead_reads_the_evidence_signs_off_and_readiness_changes(page, items, responder, lead, lead2):

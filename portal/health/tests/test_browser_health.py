@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from conftest import browser_login
 from portal.health import services
 from portal.health.models import Check
 from portal.health.runners import Outcome
@@ -14,12 +15,7 @@ from portal.plan.loader import load_plan
 pytestmark = pytest.mark.browser
 
 
-def _login(page, user):
-    page.goto("/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", user.raw_password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("h1:has-text('On-call dashboard')")
+_login = browser_login
 
 
 def test_responder_sees_the_grid_and_runs_a_check(page, responder):
