@@ -52,6 +52,18 @@ def _guarded_getaddrinfo(host, *args, **kwargs):
     return _real_getaddrinfo(host, *args, **kwargs)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--faults", action="store_true",
+                     help="collect tests/faults: they stop and start this machine's PostgreSQL and Redis (scripts/test.sh runs them in CI)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    # The fault tests stop PostgreSQL under every other test's feet: they run in a session of their own.
+    if collection_path.name == "faults" and collection_path.parent.name == "tests" and not config.getoption("--faults"):
+        return True
+    return None
+
+
 def pytest_configure(config):
     # The guard is installed for the whole run, before any test or fixture opens a socket.
     socket.socket.connect = _guarded_connect
