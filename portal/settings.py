@@ -229,7 +229,7 @@ CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150)
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "portal.beat:PortalScheduler"
 
 # The local AWS sandbox (moto's server) and the environment the portal talks to by default.
 SANDBOX_HOST = env_str("SANDBOX_HOST", "127.0.0.1")

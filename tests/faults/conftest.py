@@ -15,7 +15,6 @@ from conftest import need
 from tests.faults.stack import Postgres, Redis, Stack
 
 
-
 @pytest.fixture
 def pg():
     server = Postgres()

@@ -201,10 +201,10 @@ class Stack:
         wait_for(lambda: "ready." in self.log(key), timeout=60, what=f"Celery worker {key} to be ready")
         return proc
 
-    def start_beat(self) -> None:
-        self._spawn("beat", [str(BIN / "celery"), "-A", "portal", "beat", "--scheduler",
-                             "django_celery_beat.schedulers:DatabaseScheduler", "-l", "INFO",
-                             "--schedule", str(self.workdir / "beat-schedule")])
+    def start_beat(self, key: str = "beat") -> None:
+        self._spawn(key, [str(BIN / "celery"), "-A", "portal", "beat", "--scheduler",
+                             "portal.beat:PortalScheduler", "-l", "INFO",
+                             "--schedule", str(self.workdir / f"{key}-schedule")])
 
     def start_sandbox(self, port: int, interval: float = 1.0) -> str:
         self._spawn("sandbox", [PY, "manage.py", "sandbox", "--port", str(port), "--status-port", "0", "--seed", "7",
