@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import F, Max, Sum, Window
+from django.db.models import Count, F, Max, Q, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -44,16 +44,36 @@ def service_statuses(*, limit: int | None = None) -> list[dict]:
     return out
 
 
-def uptime_by_check(*, hours: int, now=None) -> dict[int, float | None]:
-    """Percent of ok results per check over the last `hours` hours, from the hourly rollups."""
+def _uptime_since(hours: int, now=None):
     now = now or timezone.now()
-    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+
+
+def _percent(ok, n) -> float | None:
+    return (100.0 * ok / n) if n else None
+
+
+def uptime_by_check(*, hours: int, now=None, check_ids: list[int] | None = None) -> dict[int, float | None]:
+    """Percent of ok results per check over the last `hours` hours, from the hourly rollups.
+
+    With `check_ids`, only those checks (a page of the grid or one check's page) are summed."""
+    qs = CheckRollup.objects.filter(hour__gte=_uptime_since(hours, now))
+    if check_ids is not None:
+        qs = qs.filter(check_obj_id__in=check_ids)
+    rows = qs.values("check_obj_id").annotate(n=Sum("count"), ok=Sum("ok_count")).order_by()
+    return {r["check_obj_id"]: _percent(r["ok"], r["n"]) for r in rows}
+
+
+def uptime_24h_30d(check_ids: list[int], *, now=None) -> dict[int, tuple[float | None, float | None]]:
+    """(uptime 24 h, uptime 30 days) per check, both windows summed in one pass over the rollups."""
+    day = Q(hour__gte=_uptime_since(24, now))
     rows = (
-        CheckRollup.objects.filter(hour__gte=since)
+        CheckRollup.objects.filter(check_obj_id__in=check_ids, hour__gte=_uptime_since(24 * 30, now))
         .values("check_obj_id")
-        .annotate(n=Sum("count"), ok=Sum("ok_count"))
+        .annotate(n30=Sum("count"), ok30=Sum("ok_count"), n24=Sum("count", filter=day), ok24=Sum("ok_count", filter=day))
+        .order_by()
     )
-    return {r["check_obj_id"]: (100.0 * r["ok"] / r["n"]) if r["n"] else None for r in rows}
+    return {r["check_obj_id"]: (_percent(r["ok24"], r["n24"]), _percent(r["ok30"], r["n30"])) for r in rows}
 
 
 def recent_results(check_ids: list[int], *, points: int = SPARK_POINTS, within_hours: int = 24) -> dict[int, list[dict]]:
@@ -110,16 +130,16 @@ def grid_rows(*, environment=None, checks=None) -> list[dict]:
     if environment is not None:
         checks = [c for c in checks if c.environment_id in (None, environment.pk)]
     ids = [c.pk for c in checks]
-    up24 = uptime_by_check(hours=24)
-    up30 = uptime_by_check(hours=24 * 30)
-    recent = recent_results(ids)
+    uptime = uptime_24h_30d(ids) if ids else {}
+    recent = recent_results(ids) if ids else {}
     rows = []
     for c in checks:
+        up24, up30 = uptime.get(c.pk, (None, None))
         rows.append(
             {
                 "check": c,
-                "uptime_24h": up24.get(c.pk),
-                "uptime_30d": up30.get(c.pk),
+                "uptime_24h": up24,
+                "uptime_30d": up30,
                 "spark": sparkline_svg_points(recent.get(c.pk, [])),
             }
         )
@@ -127,12 +147,11 @@ def grid_rows(*, environment=None, checks=None) -> list[dict]:
 
 
 def status_counts() -> dict[str, int]:
+    """Checks per status (disabled ones counted apart), counted by the database."""
     counts = {"ok": 0, "failing": 0, "unknown": 0, "disabled": 0}
-    for c in Check.objects.only("status", "enabled"):
-        if not c.enabled:
-            counts["disabled"] += 1
-        else:
-            counts[c.status] += 1
+    for row in Check.objects.values("enabled", "status").annotate(n=Count("id")).order_by():
+        key = row["status"] if row["enabled"] else "disabled"
+        counts[key] = counts.get(key, 0) + row["n"]
     return counts
 
 

@@ -53,12 +53,13 @@ def check_detail(request, slug: str):
     check = get_object_or_404(Check.objects.select_related("environment", "rule"), slug=slug)
     results = list(selectors.check_history(check, limit=200))
     spark_rows = [{"ok": r.ok, "latency_ms": r.latency_ms, "created_at": r.created_at} for r in reversed(results[:60])]
+    uptime_24h, uptime_30d = selectors.uptime_24h_30d([check.pk]).get(check.pk, (None, None))
     ctx = {
         "check": check,
         "results": results,
         "rollups": list(selectors.check_rollups(check, days=30)[:24 * 30]),
-        "uptime_24h": selectors.uptime_by_check(hours=24).get(check.pk),
-        "uptime_30d": selectors.uptime_by_check(hours=24 * 30).get(check.pk),
+        "uptime_24h": uptime_24h,
+        "uptime_30d": uptime_30d,
         "spark": selectors.sparkline_svg_points(spark_rows, width=600, height=60),
         "can_respond": request.user.has_perm(RESPOND),
     }
