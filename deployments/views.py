@@ -6,6 +6,7 @@ confirm first (data-confirm) and the live regions poll with htmx.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ from deployments.models import Deployment, ScaleAction, Strategy
 from portal.accounts.permissions import forbidden, perm_required
 from portal.accounts.reauth import needs_reauth, reauth_response
 from portal.accounts.roles import APPROVE, RESPOND, VIEW
+from portal.cloud.clients import page_reads
 from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Environment
 
@@ -51,33 +53,51 @@ def _back(env: Environment | None, anchor: str = ""):
     return redirect(url + anchor)
 
 
-CLOUD_STATE_TTL = 2.0  # seconds: the live region polls every 2 s; many viewers share one AWS read
+CLOUD_STATE_FRESH = 2.0  # seconds: the live region polls every 2 s while something runs
+CLOUD_STATE_KEEP = 60  # seconds an older reading may be shown while one request reads AWS again
+CLOUD_STATE_LOCK = 10  # seconds: longer than a page read can take (one attempt, short timeouts)
+
+
+def _cloud_state_key(env: Environment) -> str:
+    return f"deployments:cloud_state:{env.pk}"
 
 
 def _cloud_state(env: Environment) -> dict:
-    """Groups and weights for the page, read at most once per CLOUD_STATE_TTL per process.
+    """Groups and weights for the page, read from AWS at most once per CLOUD_STATE_FRESH per cache.
 
-    An unreachable AWS costs seconds of retries; without this every viewer and every panel
-    refresh would pay them. An AWS failure is shown in words, never a 500."""
-    key = f"deployments:cloud_state:{env.pk}"
+    Many viewers share one reading: when it is older than CLOUD_STATE_FRESH, the first request to
+    notice takes a lock and reads AWS again while the others show the previous reading (with its
+    age) instead of all reading at once. Only a page with no reading at all waits for AWS. An AWS
+    failure is shown in words, never a 500."""
+    key = _cloud_state_key(env)
+    now = time.time()
     cached = cache.get(key)
     if cached is not None:
-        return cached
-    out = _read_cloud_state(env)
-    cache.set(key, out, CLOUD_STATE_TTL)
+        cached["age"] = max(0.0, now - cached["read_at"])
+        if cached["age"] < CLOUD_STATE_FRESH or not cache.add(f"{key}:lock", 1, CLOUD_STATE_LOCK):
+            return cached
+    try:
+        out = _read_cloud_state(env)
+        out["read_at"] = time.time()
+        cache.set(key, out, CLOUD_STATE_KEEP)
+    finally:
+        if cached is not None:
+            cache.delete(f"{key}:lock")
+    out["age"] = 0.0
     return out
 
 
 def _read_cloud_state(env: Environment) -> dict:
     out: dict = {"error": ""}
     try:
-        out["weights"] = cloudops.read_weights(env)
-        groups = cloudops.groups(env)
-        out["groups"] = [
-            {"colour": c, "desired": groups[c].desired, "in_service": groups[c].in_service,
-             "healthy": cloudops.healthy_count(env, c), "weight": out["weights"].get(c, 0)}
-            for c in COLOURS if c in groups
-        ]
+        with page_reads():
+            out["weights"] = cloudops.read_weights(env)
+            groups = cloudops.groups(env)
+            out["groups"] = [
+                {"colour": c, "desired": groups[c].desired, "in_service": groups[c].in_service,
+                 "healthy": cloudops.healthy_count(env, c), "weight": out["weights"].get(c, 0)}
+                for c in COLOURS if c in groups
+            ]
     except CloudError as exc:
         out["error"] = exc.words
     except Exception as exc:  # noqa: BLE001 - a page must render even when AWS is unreachable
@@ -225,7 +245,7 @@ def chart_data(request):
 
 def _run(request, env, fn, ok: str, anchor: str = "", **kwargs):
     if env is not None:
-        cache.delete(f"deployments:cloud_state:{env.pk}")  # the page after an action reads AWS afresh
+        cache.delete(_cloud_state_key(env))  # the page after an action reads AWS afresh
     try:
         result = fn(**kwargs)
     except services.AlreadyInProgress as exc:

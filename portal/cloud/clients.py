@@ -9,7 +9,10 @@ turns AWS's errors into `CloudError` naming the operation and the environment.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -42,7 +45,33 @@ _sessions: dict[tuple, boto3.Session] = {}
 _clients: dict[tuple, Any] = {}
 
 
-def client_config() -> Config:
+# Set by `page_reads()`: reads made to draw a page try once, with short timeouts.
+_page_reads: contextvars.ContextVar[bool] = contextvars.ContextVar("aws_page_reads", default=False)
+
+
+@contextlib.contextmanager
+def page_reads() -> Iterator[None]:
+    """AWS reads inside this block are made for a page a person is waiting on: one attempt and short
+    timeouts (AWS_PAGE_CONNECT_TIMEOUT, AWS_PAGE_READ_TIMEOUT) instead of retries with backoff.
+
+    Retries suit the workers, where a late answer is still useful; a page shows "AWS could not be
+    read" at once and its next poll reads again. An unreachable endpoint otherwise held the request
+    for the retries' back-off sleeps (about half a second to several seconds)."""
+    token = _page_reads.set(True)
+    try:
+        yield
+    finally:
+        _page_reads.reset(token)
+
+
+def client_config(*, page: bool = False) -> Config:
+    if page:
+        return Config(
+            connect_timeout=float(getattr(settings, "AWS_PAGE_CONNECT_TIMEOUT", 1)),
+            read_timeout=float(getattr(settings, "AWS_PAGE_READ_TIMEOUT", 3)),
+            retries={"mode": "standard", "total_max_attempts": 1},
+            user_agent_extra=USER_AGENT,
+        )
     return Config(
         connect_timeout=float(getattr(settings, "AWS_CONNECT_TIMEOUT", 3)),
         read_timeout=float(getattr(settings, "AWS_READ_TIMEOUT", 15)),
@@ -118,8 +147,10 @@ def raw_client(env, service: str):
     """A plain boto3 client (errors not translated). Prefer `client()`.
 
     Clients are thread-safe and cached; sessions are not, so creation happens under the lock.
+    Inside `page_reads()` a second client per service is used, one that does not retry.
     """
-    key = (_cache_key(env), service)
+    page = _page_reads.get()
+    key = (_cache_key(env), service, page)
     found = _clients.get(key)
     if found is not None:
         return found
@@ -127,7 +158,7 @@ def raw_client(env, service: str):
     with _lock:
         found = _clients.get(key)
         if found is None:
-            found = _clients[key] = s.client(service, config=client_config(), endpoint_url=env.endpoint_url or None)
+            found = _clients[key] = s.client(service, config=client_config(page=page), endpoint_url=env.endpoint_url or None)
         return found
 
 
