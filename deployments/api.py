@@ -9,7 +9,7 @@ from ninja import Router, Schema, Status
 
 from deployments import selectors, services
 from deployments.models import Deployment, Rollback, ScaleAction
-from portal.api import ApiError, require_scope
+from portal.api import ApiError, ScopedTokenAuth, require_scope
 from portal.cloud.errors import CloudError
 from portal.cloud.models import Environment
 
@@ -159,7 +159,8 @@ def list_deployments(request, environment: str = "", limit: int = 20):
     return [deployment_out(d) for d in qs[: max(1, min(limit, 200))]]
 
 
-@router.post("/deployments", response={201: DeploymentOut}, summary="Start a rollout of a release to the idle colour")
+@router.post("/deployments", response={201: DeploymentOut}, summary="Start a rollout of a release to the idle colour",
+             auth=ScopedTokenAuth("actions"))
 def create_deployment(request, payload: DeploymentIn):
     token = require_scope(request, "actions")
     d = _call(services.deployment_create, environment=_env(payload.environment), version=payload.version,
@@ -218,7 +219,8 @@ def rollback_status(request, name: str):
 
 
 @router.post("/environments/{name}/scale", response={200: ScaleOut},
-             summary="Set a colour's desired capacity (beyond the phase maximum needs a lead-scope token)")
+             summary="Set a colour's desired capacity (beyond the phase maximum needs a lead-scope token)",
+             auth=ScopedTokenAuth("actions"))
 def scale(request, name: str, payload: ScaleIn):
     token = require_scope(request, "actions")
     approver = token if token.grants("lead") else None

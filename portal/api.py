@@ -44,6 +44,21 @@ class TokenAuth(HttpBearer):
         return api_token
 
 
+class ScopedTokenAuth(TokenAuth):
+    """A token that must also grant `scope`, checked before the body is parsed: a caller without
+    the scope gets 403 whatever it sends, never a 422 that describes the body it may not use."""
+
+    def __init__(self, scope: str):
+        super().__init__()
+        self.scope = scope
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        api_token = super().authenticate(request, token)
+        if api_token is not None and not api_token.grants(self.scope):
+            raise ApiError(403, "forbidden", f"this token's scope ({api_token.scope}) does not allow {self.scope!r}")
+        return api_token
+
+
 def require_scope(request: HttpRequest, scope: str) -> ApiToken:
     token = getattr(request, "auth", None)
     if not isinstance(token, ApiToken):

@@ -349,16 +349,6 @@ API_BODIES: dict[str, dict] = {
     "POST /api/v1/environments/{name}/scale": {"colour": "blue", "desired": 1, "reason": "authz matrix"},
 }
 
-# Operations whose body schema is checked before the scope: with an empty body a token without the
-# scope gets 422 (the schema's complaint), not 403. Harmless (nothing runs), but it tells a caller
-# without the scope what the body looks like. With a valid body they answer 403 (checked above).
-BODY_BEFORE_SCOPE = {
-    "POST /api/v1/checklist/{slug}/revoke",
-    "POST /api/v1/deployments",
-    "POST /api/v1/environments/{name}/scale",
-    "POST /api/v1/incidents/{incident_id}/notes",
-}
-
 PATH_DUMMIES = {"slug": "sandbox", "name": "sandbox", "step_id": "x"}
 
 
@@ -439,12 +429,11 @@ def test_api_operation_matrix(op, api_client, make_token):
         if (scope in ("none", "invalid") or (needed not in GRANTS.get(scope, set()))) and changed:
             failures.append(f"{where}: a refused call wrote {changed} audit row(s)")
         if op in API_BODIES and scope in GRANTS and scope != "none" and needed not in GRANTS[scope]:
-            # Ninja validates the body before the endpoint checks the scope, so an empty body may
-            # answer 422 instead of 403 (noted in BODY_BEFORE_SCOPE); it must still change nothing.
+            # The scope is checked before the body: an empty body still gets 403, and changes nothing.
             before = AuditEvent.objects.count()
             empty = api_client.post(url, {}, token=raw)
             changed = AuditEvent.objects.count() - before
-            allowed_codes = (403, 422) if op in BODY_BEFORE_SCOPE else (403,)
+            allowed_codes = (403,)
             if empty.status_code not in allowed_codes or changed:
                 failures.append(f"{op} with token {scope} and an empty body -> {empty.status_code}, "
                                 f"{changed} audit row(s): expected {allowed_codes} and no change")

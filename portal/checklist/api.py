@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ninja import Router, Schema
 
-from portal.api import ApiError, require_scope
+from portal.api import ApiError, ScopedTokenAuth, require_scope
 from portal.checklist.models import ChecklistItem
 from portal.checklist.selectors import items_for_board, readiness, signature_progress
 from portal.checklist.services import (
@@ -76,7 +76,7 @@ def get_item(request, slug: str):
     return item_json(_item(slug))
 
 
-@router.post("/{slug}/sign-off", summary="Sign off an item ready for sign-off (leads)")
+@router.post("/{slug}/sign-off", summary="Sign off an item ready for sign-off (leads)", auth=ScopedTokenAuth("lead"))
 def sign_off(request, slug: str, payload: SignOffIn):
     token = require_scope(request, "lead")
     item = _item(slug)
@@ -90,7 +90,7 @@ def sign_off(request, slug: str, payload: SignOffIn):
             "item": item_json(item)}
 
 
-@router.post("/{slug}/revoke", summary="Revoke an item's sign-off, with a reason (leads)")
+@router.post("/{slug}/revoke", summary="Revoke an item's sign-off, with a reason (leads)", auth=ScopedTokenAuth("lead"))
 def revoke(request, slug: str, payload: RevokeIn):
     token = require_scope(request, "lead")
     item = _item(slug)

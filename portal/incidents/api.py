@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.http.request import RawPostDataException
 from ninja import Router, Schema
 
-from portal.api import ApiError, TokenAuth, require_scope
+from portal.api import ApiError, ScopedTokenAuth, TokenAuth, require_scope
 from portal.incidents import services, sns
 from portal.incidents.models import Incident, Source
 from portal.incidents.parsing import PayloadError, decode_json, parse_alertmanager, parse_cloudwatch_message
@@ -278,7 +278,7 @@ def resolve(request, incident_id: str, payload: ResolveIn | None = None):
 
 
 @router.post("/incidents/{incident_id}/notes", response={201: TimelineOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut},
-             tags=["incidents"], summary="Add a Markdown note to the timeline")
+             tags=["incidents"], summary="Add a Markdown note to the timeline", auth=ScopedTokenAuth("actions"))
 def add_note(request, incident_id: str, payload: NoteIn):
     token = require_scope(request, "actions")
     inc = _get(incident_id)
