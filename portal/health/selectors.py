@@ -112,12 +112,19 @@ def sparkline_svg_points(results: list[dict], *, width: int = 120, height: int =
     return {"points": " ".join(pts), "fails": fails, "width": width, "height": height}
 
 
+# What a grid row shows (templates/health/_grid.html): loading only these keeps the sort of every
+# check narrow and skips building the environment and rule of each row in full.
+GRID_FIELDS = ("slug", "name", "group", "status", "enabled", "last_result_at", "last_reason", "last_latency_ms",
+               "environment__name")
+
+
 def grid_checks():
     """Checks in grid order: failing first, then by group, environment and name."""
     from django.db.models import Case, IntegerField, Value, When
 
     return (
-        Check.objects.select_related("environment", "rule")
+        Check.objects.select_related("environment")
+        .only(*GRID_FIELDS)
         .annotate(failing_first=Case(When(status="failing", then=Value(0)), default=Value(1), output_field=IntegerField()))
         .order_by("failing_first", "group", "environment__name", "name")
     )
