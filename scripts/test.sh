@@ -25,7 +25,7 @@ if [ "$#" -eq 0 ]; then
   if [ -n "${CI:-}" ] || [ -n "${PORTAL_FAULT_TESTS:-}" ]; then
     echo
     echo "== fault tests: PostgreSQL and Redis stopped for real, workers SIGKILLed (tests/faults)"
-    run_pytest --faults tests/faults
+    run_pytest --faults tests/faults -s  # -s: each test prints what it measured
     frc=$?
     [ "$rc" -eq 0 ] && rc=$frc
   else

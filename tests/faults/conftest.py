@@ -15,6 +15,13 @@ from conftest import need
 from tests.faults.stack import Postgres, Redis, Stack
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
 def pg():
     server = Postgres()
@@ -44,8 +51,10 @@ def make_stack(request, tmp_path, pg, redis_server):
         return stack
 
     yield make
+    report = getattr(request.node, "report_call", None)
     for stack in stacks:
         pg.start()
         redis_server.start()
-        print(stack.log_tails())  # shown by pytest when the test failed
+        if report is None or report.failed:
+            print(stack.log_tails())  # what each process said, to tell why
         stack.close()
