@@ -61,6 +61,7 @@ def test_dashboard_by_role(client, users_by_role, role, expected):
     r = client.get("/")
     assert r.status_code == expected
     assert b"On-call dashboard" in r.content
+    assert f'<span class="role badge">{role}</span>'.encode() in r.content  # the top bar names the role
     for label in (b"Incidents", b"Deployments", b"Runbooks", b"Health", b"Checklist", b"Phases", b"Audit"):
         assert label in r.content
 
