@@ -29,8 +29,18 @@ from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Environment
 
 
-def _environment(request) -> Environment | None:
+def _environment(request, environments: list[Environment] | None = None) -> Environment | None:
+    """The environment the request names, else the default one, else the first; 404 for an unknown name.
+
+    `environments`: every environment, when the caller has already loaded them."""
     name = request.GET.get("environment") or request.POST.get("environment") or ""
+    if environments is not None:
+        by_name = {e.name: e for e in environments}
+        if name:
+            if name not in by_name:
+                raise Http404("no such environment")
+            return by_name[name]
+        return by_name.get(_default_name()) or (environments[0] if environments else None)
     qs = Environment.objects.all()
     if name:
         env = qs.filter(name=name).first()
@@ -105,9 +115,13 @@ def _read_cloud_state(env: Environment) -> dict:
     return out
 
 
-def _live_context(request, env: Environment) -> dict:
+def _live_context(request, env: Environment, history: list[Deployment] | None = None) -> dict:
+    """`history`: the environment's newest deployments when the caller has them (the first is the latest)."""
     dep = selectors.active_deployment(env)
-    latest = dep or selectors.latest_deployment(env)
+    if dep is not None or history is None:
+        latest = dep or selectors.latest_deployment(env)
+    else:
+        latest = history[0] if history else None
     rollback = selectors.latest_rollback(env)
     cloud = _cloud_state(env)
     return {
@@ -124,14 +138,17 @@ def _live_context(request, env: Environment) -> dict:
 @perm_required(VIEW)
 @require_GET
 def index(request):
-    env = _environment(request)
+    # The environments are a handful: one query for the selector and the one shown.
+    environments = list(Environment.objects.all())
+    env = _environment(request, environments)
     if env is None:
         return render(request, "deployments/index.html", {"env": None})
-    ctx = _live_context(request, env)
+    history = selectors.history(env)
+    ctx = _live_context(request, env, history)
     bounds = phase_bounds()
     ctx.update({
-        "environments": Environment.objects.all(),
-        "history": selectors.history(env),
+        "environments": environments,
+        "history": history,
         "strategies": Strategy.objects.all(),
         "bounds": bounds,
         "approvals": selectors.pending_scale_approvals(env),
