@@ -173,3 +173,41 @@ def test_automation_banner_on_every_page(aws_platform, client, viewer, lead):
     assert "Automation is paused on sandbox" in body and "incident 42" in body
     audit = AuditEvent.objects.get(verb="environment.automation")
     assert audit.after == {"automation_paused": True, "dry_run": False} and audit.extra["reason"] == "incident 42"
+
+
+def test_viewers_share_one_aws_reading_and_see_its_age_while_it_is_read_again(aws_platform, client, viewer, monkeypatch):
+    import time
+
+    from django.core.cache import cache
+
+    from deployments import views
+
+    env = aws_platform
+    key = views._cloud_state_key(env)
+    cache.delete(key)
+    reads = []
+
+    def read(e):
+        reads.append(time.time())
+        return {"error": "", "weights": {"blue": 100, "green": 0},
+                "groups": [{"colour": "blue", "desired": 2, "in_service": 2, "healthy": len(reads), "weight": 100}]}
+
+    monkeypatch.setattr(views, "_read_cloud_state", read)
+    client.force_login(viewer)
+    assert client.get("/deployments/").status_code == 200
+    client.get("/deployments/panel/", headers={"HX-Request": "true"})
+    assert len(reads) == 1  # a fresh reading serves every page and panel
+
+    reading = cache.get(key)
+    reading["read_at"] -= 30
+    cache.set(key, reading, 60)
+    cache.add(f"{key}:lock", 1, 10)  # another request is reading AWS right now
+    body = client.get("/deployments/").content.decode()
+    assert len(reads) == 1
+    assert 'data-testid="cloud-age">As AWS answered 30 s ago' in body
+    assert 'data-testid="weight-blue">100 %' in body
+
+    cache.delete(f"{key}:lock")  # that request is gone: the next page reads again and the age goes
+    body = client.get("/deployments/").content.decode()
+    assert len(reads) == 2 and 'data-testid="cloud-age"' not in body
+    cache.delete(key)

@@ -73,6 +73,17 @@ def test_throttling_that_never_ends_becomes_a_cloud_error(fake_aws_env, httpserv
     assert "throttling" in info.value.words
 
 
+def test_page_reads_try_once_and_the_workers_still_retry(fake_aws_env, httpserver, no_backoff):
+    httpserver.expect_request("/", method="POST").respond_with_response(Response(THROTTLED, 400, content_type="text/xml"))
+    with clients.page_reads(), pytest.raises(CloudError) as info:
+        aws.describe_groups(fake_aws_env)
+    assert info.value.code == "Throttling"
+    assert len(_asg_calls(httpserver)) == 1 and no_backoff == []  # a page says so at once, no back-off sleeps
+    with pytest.raises(CloudError):
+        aws.describe_groups(fake_aws_env)  # outside the block: the worker's client, 5 attempts
+    assert len(_asg_calls(httpserver)) == 1 + 5
+
+
 def test_access_denied_is_not_retried_and_names_the_operation(fake_aws_env, httpserver, no_backoff):
     httpserver.expect_request("/", method="POST").respond_with_response(Response(DENIED, 403, content_type="text/xml"))
     with pytest.raises(CloudError) as info:
