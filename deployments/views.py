@@ -83,7 +83,7 @@ def _cloud_state(env: Environment) -> dict:
     now = time.time()
     cached = cache.get(key)
     if cached is not None:
-        cached["age"] = max(0.0, now - cached["read_at"])
+        cached["age"] = max(0.0, now - cached.get("read_at", 0.0))
         if cached["age"] < CLOUD_STATE_FRESH or not cache.add(f"{key}:lock", 1, CLOUD_STATE_LOCK):
             return cached
     try:

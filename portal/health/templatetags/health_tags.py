@@ -21,7 +21,10 @@ def sparkline(spark: dict, big: bool = False):
     label = "latency of the recent runs" + (f", {len(fails)} failed" if fails else "")
     if spark["points"]:
         radius = "3" if big else "1.8"
-        circles = "".join(f'<circle class="fail" cx="{float(f["x"]):g}" cy="{float(f["y"]):g}" r="{radius}"/>' for f in fails)
+        circles = "".join(
+            f'<circle class="fail" cx="{float(f["x"]):g}" cy="{float(f["y"]):g}" r="{radius}"/>'
+            for f in fails
+        )
         body = f'<polyline points="{escape(spark["points"])}"/>{circles}'
     else:
         body = f'<line class="empty" x1="0" y1="{height - 2:g}" x2="{width:g}" y2="{height - 2:g}"/>'
@@ -62,7 +65,9 @@ def grid_row(row: dict):
     time. Text is escaped; the figures are numbers formatted here."""
     check = row["check"]
     slug = escape(check.slug)
-    env = f' <span class="small muted">{escape(check.environment.name)}</span>' if check.environment_id else ""
+    env = (
+        f' <span class="small muted">{escape(check.environment.name)}</span>' if check.environment_id else ""
+    )
     if check.last_result_at:
         last = f'{escape(check.last_reason)} <span class="small muted">· {escape(naturaltime(check.last_result_at))}</span>'
     else:
