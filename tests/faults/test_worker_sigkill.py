@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -55,16 +54,16 @@ def test_worker_sigkilled_during_an_alert_storm_loses_nothing_and_duplicates_not
         def busy():
             done = stack.sql("SELECT count(*) FROM incidents_alertdelivery WHERE status = 'processed'")
             waiting = stack.sql("SELECT count(*) FROM incidents_alertdelivery WHERE status = 'pending'")
-            return done >= 15 and waiting >= 5 and (done, waiting)
+            return done >= 10 and waiting >= 2 and (done, waiting)
         killed_at["processed"], killed_at["pending"] = wait_for(busy, timeout=120, every=0.05, what="the worker to be busy")
         stack.sigkill("worker-a")
 
     killer = threading.Thread(target=kill_mid_storm)
     killer.start()
+    # A storm: six senders at once, as fast as the portal answers, so work piles up in front of the worker.
     with ThreadPoolExecutor(max_workers=6) as pool:
         for body in sends:
             pool.submit(post, body)
-            time.sleep(0.1)
     killer.join(timeout=150)
     assert not killer.is_alive() and killed_at, "the worker was never caught busy"
     assert not stack.alive("worker-a")
