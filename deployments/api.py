@@ -181,28 +181,28 @@ def _control(request, deployment_id: str, payload: ReasonIn | None, fn):
     return deployment_out(Deployment.objects.select_related("environment", "release", "strategy").get(pk=d.pk))
 
 
-@router.post("/deployments/{deployment_id}/pause", response=DeploymentOut)
+@router.post("/deployments/{deployment_id}/pause", response=DeploymentOut, auth=ScopedTokenAuth("actions"))
 def pause(request, deployment_id: str, payload: ReasonIn | None = None):
     return _control(request, deployment_id, payload, services.deployment_pause)
 
 
-@router.post("/deployments/{deployment_id}/resume", response=DeploymentOut)
+@router.post("/deployments/{deployment_id}/resume", response=DeploymentOut, auth=ScopedTokenAuth("actions"))
 def resume(request, deployment_id: str, payload: ReasonIn | None = None):
     return _control(request, deployment_id, payload, services.deployment_resume)
 
 
-@router.post("/deployments/{deployment_id}/promote", response=DeploymentOut)
+@router.post("/deployments/{deployment_id}/promote", response=DeploymentOut, auth=ScopedTokenAuth("actions"))
 def promote(request, deployment_id: str, payload: ReasonIn | None = None):
     return _control(request, deployment_id, payload, services.deployment_promote)
 
 
-@router.post("/deployments/{deployment_id}/abort", response=DeploymentOut)
+@router.post("/deployments/{deployment_id}/abort", response=DeploymentOut, auth=ScopedTokenAuth("actions"))
 def abort(request, deployment_id: str, payload: ReasonIn | None = None):
     return _control(request, deployment_id, payload, services.deployment_abort)
 
 
 @router.post("/environments/{name}/rollback", response={202: RollbackOut},
-             summary="One-click rollback (409 when one is already running)")
+             summary="One-click rollback (409 when one is already running)", auth=ScopedTokenAuth("actions"))
 def rollback(request, name: str, payload: ReasonIn | None = None):
     token = require_scope(request, "actions")
     rb = _call(services.environment_rollback, environment=_env(name), actor=token, reason=payload.reason if payload else "")

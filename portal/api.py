@@ -46,7 +46,8 @@ class TokenAuth(HttpBearer):
 
 class ScopedTokenAuth(TokenAuth):
     """A token that must also grant `scope`, checked before the body is parsed: a caller without
-    the scope gets 403 whatever it sends, never a 422 that describes the body it may not use."""
+    the scope gets 403 whatever it sends, never a 422 that describes the body it may not use.
+    Every POST operation names its scope this way (the webhooks check theirs before reading the body)."""
 
     def __init__(self, scope: str):
         super().__init__()

@@ -7,7 +7,7 @@ import uuid
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
-from portal.api import ApiError, require_scope
+from portal.api import ApiError, ScopedTokenAuth, require_scope
 from runbooks import selectors, services
 from runbooks.actions import ACTIONS
 from runbooks.models import OutcomeStatus
@@ -68,7 +68,7 @@ def get_run(request: HttpRequest, run_id: uuid.UUID):
     return selectors.run_to_dict(_run(run_id))
 
 
-@router.post("/runs/{run_id}/steps/{step_id}")
+@router.post("/runs/{run_id}/steps/{step_id}", auth=ScopedTokenAuth("actions"))
 def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: StepIn):
     """Record an outcome. For an action step, status "done" takes the action (its scope: `actions`,
     `lead` for RDS failover); for an escalate step, "done" escalates. Returns the run."""
@@ -107,7 +107,7 @@ def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: 
     return body
 
 
-@router.post("/{slug}/runs", response={201: dict})
+@router.post("/{slug}/runs", response={201: dict}, auth=ScopedTokenAuth("actions"))
 def start_run(request: HttpRequest, slug: str, payload: RunIn):
     token = require_scope(request, "actions")
     runbook = selectors.runbook_get(slug)

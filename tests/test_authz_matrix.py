@@ -428,15 +428,15 @@ def test_api_operation_matrix(op, api_client, make_token):
             failures.append(f"{where}: a {scope} token should be allowed (needs {needed})")
         if (scope in ("none", "invalid") or (needed not in GRANTS.get(scope, set()))) and changed:
             failures.append(f"{where}: a refused call wrote {changed} audit row(s)")
-        if op in API_BODIES and scope in GRANTS and scope != "none" and needed not in GRANTS[scope]:
-            # The scope is checked before the body: an empty body still gets 403, and changes nothing.
-            before = AuditEvent.objects.count()
-            empty = api_client.post(url, {}, token=raw)
-            changed = AuditEvent.objects.count() - before
-            allowed_codes = (403,)
-            if empty.status_code not in allowed_codes or changed:
-                failures.append(f"{op} with token {scope} and an empty body -> {empty.status_code}, "
-                                f"{changed} audit row(s): expected {allowed_codes} and no change")
+        if method == "POST" and scope in GRANTS and scope != "none" and needed not in GRANTS[scope]:
+            # The scope is checked before the body: an empty or malformed body still gets 403, and changes nothing.
+            for bad in ("{}", "[]", "not json"):
+                before = AuditEvent.objects.count()
+                refused = api_client.post(url, token=raw, raw=bad)
+                changed = AuditEvent.objects.count() - before
+                if refused.status_code != 403 or changed:
+                    failures.append(f"{op} with token {scope} and body {bad!r} -> {refused.status_code}, "
+                                    f"{changed} audit row(s): expected 403 and no change")
     assert not failures, "\n".join(failures)
 
 

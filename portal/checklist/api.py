@@ -101,7 +101,7 @@ def revoke(request, slug: str, payload: RevokeIn):
     return {"changed": changed, "item": item_json(_item(slug))}
 
 
-@router.post("/{slug}/verify", summary="Run an item's automated verification now")
+@router.post("/{slug}/verify", summary="Run an item's automated verification now", auth=ScopedTokenAuth("actions"))
 def verify(request, slug: str, payload: VerifyIn | None = None):
     token = require_scope(request, "actions")
     item = _item(slug)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ninja import Router, Schema
 
-from portal.api import ApiError, require_scope
+from portal.api import ApiError, ScopedTokenAuth, require_scope
 from portal.health import selectors, services
 from portal.health.models import Check, CheckResult
 
@@ -136,7 +136,8 @@ def get_check(request, slug: str, results: int = 50):
     return out
 
 
-@router.post("/checks/{slug}/run", response={202: CheckOut, 404: ErrorOut}, summary="Run a check on the next poll")
+@router.post("/checks/{slug}/run", response={202: CheckOut, 404: ErrorOut}, summary="Run a check on the next poll",
+             auth=ScopedTokenAuth("actions"))
 def run_check_now(request, slug: str):
     token = require_scope(request, "actions")
     c = Check.objects.select_related("environment").filter(slug=slug).first()

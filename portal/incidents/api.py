@@ -259,7 +259,7 @@ def get_incident(request, incident_id: str):
 
 
 @router.post("/incidents/{incident_id}/acknowledge", response={200: IncidentOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut},
-             tags=["incidents"], summary="Acknowledge (stops escalation); acknowledging twice is a no-op")
+             tags=["incidents"], summary="Acknowledge (stops escalation); acknowledging twice is a no-op", auth=ScopedTokenAuth("actions"))
 def acknowledge(request, incident_id: str):
     token = require_scope(request, "actions")
     try:
@@ -270,7 +270,7 @@ def acknowledge(request, incident_id: str):
 
 
 @router.post("/incidents/{incident_id}/resolve", response={200: IncidentOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
-             tags=["incidents"], summary="Resolve; resolving twice is a no-op")
+             tags=["incidents"], summary="Resolve; resolving twice is a no-op", auth=ScopedTokenAuth("actions"))
 def resolve(request, incident_id: str, payload: ResolveIn | None = None):
     token = require_scope(request, "actions")
     inc = services.incident_resolve(incident=_get(incident_id), actor=token, reason=(payload.reason if payload else "")[:500])
