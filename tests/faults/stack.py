@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,15 +24,11 @@ from pathlib import Path
 import psycopg
 import requests
 
+from portal.cloud.testing import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 PY = str(BIN / "python")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, *, timeout: float, what: str, every: float = 0.2):
@@ -172,6 +167,18 @@ class Stack:
 
     def api_token(self, scope: str) -> str:
         return self.manage("create_api_token", "--name", f"faults-{scope}", "--scope", scope).strip().splitlines()[-1]
+
+    def start_alert_intake(self) -> requests.Session:
+        """Web, a worker and beat with only the outbox sweep scheduled; returns a session that sends
+        webhooks as Alertmanager does (bearer token of scope alerts:write)."""
+        self.only_periodic("portal.incidents.tasks.sweep_deliveries")
+        token = self.api_token("alerts:write")
+        self.start_web()
+        self.start_worker()
+        self.start_beat()
+        hook = requests.Session()
+        hook.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        return hook
 
     def only_periodic(self, *tasks: str) -> None:
         """Keep the beat entries this test is about; the others would call out to services nobody runs here."""

@@ -21,13 +21,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
 def test_webhooks_answer_5xx_while_postgres_is_down_and_the_portal_recovers_without_a_restart(make_stack, pg):
     stack = make_stack()
-    stack.only_periodic("portal.incidents.tasks.sweep_deliveries")
-    token = stack.api_token("alerts:write")
-    stack.start_web()
-    stack.start_worker()
-    stack.start_beat()
-    hook = requests.Session()
-    hook.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    hook = stack.start_alert_intake()
     alertmanager = stack.base + "/api/v1/alerts/alertmanager"
 
     r = hook.post(alertmanager, json=alertmanager_body("BeforeDbOutage", ["pgo-before-0"]), timeout=30)

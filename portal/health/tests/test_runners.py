@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 from werkzeug import Response
 
+from portal.cloud.testing import free_port
 from portal.health.models import Check
 from portal.health.runners import run_check
 
@@ -24,14 +24,6 @@ def status_check(url, **config):
     timeout = config.pop("timeout", 2)
     return Check(slug="s", name="s", kind=Check.Kind.STATUSPAGE, group=Check.Group.EXTERNAL,
                  config={"url": url, **config}, timeout_seconds=timeout)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def slow(seconds, body="ok"):

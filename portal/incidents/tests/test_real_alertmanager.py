@@ -2,29 +2,21 @@
 appears with its runbook, and resolves when the alert resolves."""
 
 import datetime as dt
-import os
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 import requests
 
+from conftest import need
+from portal.cloud.testing import free_port
 from portal.incidents.models import AlertDelivery, Incident
 from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(predicate, timeout=40.0, step=0.3):
@@ -39,10 +31,7 @@ def wait_for(predicate, timeout=40.0, step=0.3):
 
 @pytest.fixture
 def alertmanager(live_server, make_token, tmp_path):
-    if BINARY is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus-alertmanager is not installed")
-        pytest.skip("needs Debian's prometheus-alertmanager")
+    need(BINARY is not None, "needs Debian's prometheus-alertmanager")
     token = make_token("alerts:write")
     port = free_port()
     config = tmp_path / "alertmanager.yml"
