@@ -32,22 +32,16 @@ from portal.cloud.models import COLOURS, Environment
 def _environment(request, environments: list[Environment] | None = None) -> Environment | None:
     """The environment the request names, else the default one, else the first; 404 for an unknown name.
 
-    `environments`: every environment, when the caller has already loaded them."""
+    `environments`: every environment, when the caller has already loaded them (they are a handful)."""
+    if environments is None:
+        environments = list(Environment.objects.all())
     name = request.GET.get("environment") or request.POST.get("environment") or ""
-    if environments is not None:
-        by_name = {e.name: e for e in environments}
-        if name:
-            if name not in by_name:
-                raise Http404("no such environment")
-            return by_name[name]
-        return by_name.get(_default_name()) or (environments[0] if environments else None)
-    qs = Environment.objects.all()
+    by_name = {e.name: e for e in environments}
     if name:
-        env = qs.filter(name=name).first()
-        if env is None:
+        if name not in by_name:
             raise Http404("no such environment")
-        return env
-    return qs.filter(name=_default_name()).first() or qs.first()
+        return by_name[name]
+    return by_name.get(_default_name()) or (environments[0] if environments else None)
 
 
 def _default_name() -> str:
