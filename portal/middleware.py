@@ -34,10 +34,28 @@ class RequestIdMiddleware:
         return response
 
 
+BACKGROUND_HEADER = "X-Portal-Background"
+
+
+def is_background(request) -> bool:
+    """A refresh the page made by itself (htmx polling, a chart reloading), not something a person did.
+
+    portal.js marks those requests; anything unmarked counts as the person's, so a missing mark
+    can only keep a session alive longer, never end it early.
+    """
+    return request.headers.get(BACKGROUND_HEADER) == "1"
+
+
 class SessionLifetimeMiddleware:
-    """Ends a session 12 hours after login whatever the activity (idle expiry is the cookie age)."""
+    """Ends a session after SESSION_IDLE_SECONDS without a person's request, and 12 hours after login.
+
+    Background refreshes neither count as activity nor write the session: a dashboard left open
+    polls its panels every few seconds, and saving the session on each of those kept an unattended
+    screen logged in forever and made every panel request a database write.
+    """
 
     KEY = "portal_login_at"
+    SEEN_KEY = "portal_seen_at"
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -45,14 +63,24 @@ class SessionLifetimeMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            started = request.session.get(self.KEY)
+            session = request.session
             now = time.time()
+            started = session.get(self.KEY)
+            seen = session.get(self.SEEN_KEY)
+            if started is not None and now - float(started) > settings.SESSION_ABSOLUTE_SECONDS:
+                return self._expired(request)
+            if seen is not None and now - float(seen) > settings.SESSION_IDLE_SECONDS:
+                return self._expired(request)
             if started is None:
-                request.session[self.KEY] = now
-            elif now - float(started) > settings.SESSION_ABSOLUTE_SECONDS:
-                logout(request)
-                return redirect(f"{settings.LOGIN_URL}?next={request.path}&expired=1")
+                session[self.KEY] = now
+            if not is_background(request):
+                session[self.SEEN_KEY] = now
         return self.get_response(request)
+
+    @staticmethod
+    def _expired(request):
+        logout(request)
+        return redirect(f"{settings.LOGIN_URL}?next={request.path}&expired=1")
 
 
 class SecurityHeadersMiddleware:

@@ -134,10 +134,12 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# Sessions end after 30 idle minutes (the cookie is refreshed on every request) and
-# after 12 hours at most whatever the activity (SessionLifetimeMiddleware).
-SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
-SESSION_SAVE_EVERY_REQUEST = True
+# Sessions end after 30 minutes without a person's request and after 12 hours at most whatever the
+# activity (SessionLifetimeMiddleware). Background refreshes (htmx polling) do not count and do not
+# write the session: only a person's request saves it, which also renews the cookie.
+SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_COOKIE_AGE = SESSION_IDLE_SECONDS
+SESSION_SAVE_EVERY_REQUEST = False
 SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -78,7 +78,7 @@
     if (!els.length || !window.uPlot) return;
     var url = els[0].getAttribute("data-chart-url");
     var status = document.getElementById("chart-status");
-    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json", "X-Portal-Background": "1" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (body) {
         els.forEach(function (el) { render(el, body); });

@@ -60,7 +60,7 @@
   function draw(el) {
     var kind = el.getAttribute("data-chart"), url = el.getAttribute("data-url");
     if (!builders[kind] || !url) return;
-    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json", "X-Portal-Background": "1" } })
       .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, body: j }; }); })
       .then(function (res) {
         if (!res.ok) { empty(el, (res.body && res.body.detail) || "Chart unavailable."); return; }

@@ -6,8 +6,12 @@
     return meta ? meta.getAttribute("content") : "";
   }
   // Every htmx request carries the CSRF token; Django checks it on every POST.
+  // A request no person caused (a poll, a load trigger, an event htmx raised itself) is marked as
+  // background: it does not count as activity for the idle timeout and does not write the session.
   document.addEventListener("htmx:configRequest", function (evt) {
     evt.detail.headers["X-CSRFToken"] = csrfToken();
+    var cause = evt.detail.triggeringEvent;
+    if (!(cause && cause.isTrusted)) evt.detail.headers["X-Portal-Background"] = "1";
   });
   // Plain forms with data-confirm ask before submitting and disable their buttons while in flight,
   // so a double click sends one request.
