@@ -1,14 +1,14 @@
 """The one wrapper the health checks use to reach HTTP(S) endpoints and status pages.
 
 Every failure comes back as a FetchResult with `error` in words (never an exception), and the
-whole exchange (connect, headers, body) is bounded by one deadline.
+whole exchange (connect, headers, body) is bounded by one deadline. Requests go through
+portal.outbound: the resolved address is checked and pinned, and redirects are re-checked hop by hop.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,21 +16,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from portal import outbound
+
 MAX_BODY_BYTES = 512 * 1024
 USER_AGENT = "FairTradeWorker-OpsPortal-health/1"
-
-# One session a thread: connection reuse for status pages polled every minute.
-_session_local = threading.local()
-
-
-def _session() -> requests.Session:
-    s = getattr(_session_local, "session", None)
-    if s is None:
-        s = requests.Session()
-        s.headers["User-Agent"] = USER_AGENT
-        s.trust_env = False
-        _session_local.session = s
-    return s
 
 
 @dataclass
@@ -54,6 +43,8 @@ def _host(url: str) -> str:
 
 def describe_error(exc: BaseException, url: str, timeout: float) -> str:
     host = _host(url)
+    if isinstance(exc, outbound.OutboundRefused):
+        return f"refused to connect to {exc.host}: {exc.reason} (this environment's checks may reach only public addresses)"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return f"no connection to {host} within {timeout:g} s"
     if isinstance(exc, requests.exceptions.ReadTimeout | TimeoutError | socket.timeout):
@@ -77,20 +68,23 @@ def describe_error(exc: BaseException, url: str, timeout: float) -> str:
             return f"{host} closed the connection without answering"
         return f"could not connect to {host}: {text[:200]}"
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema):
-        return f"invalid URL {url!r}: {text[:150]}"
+        return f"invalid URL {outbound.redact_url(url)!r}: {type(exc).__name__}"
     return f"request to {host} failed: {type(exc).__name__}: {text[:200]}"
 
 
-def fetch(url: str, *, method: str = "GET", timeout: float = 10.0, headers: dict | None = None,
+def fetch(url: str, *, allow_private: bool, method: str = "GET", timeout: float = 10.0, headers: dict | None = None,
           body: str | None = None, max_bytes: int = MAX_BODY_BYTES) -> FetchResult:
-    """Do one request within `timeout` seconds in total; the body is read up to `max_bytes`."""
+    """Do one request within `timeout` seconds in total; the body is read up to `max_bytes`.
+
+    `allow_private` comes from the check's environment (portal.outbound.allows_private_targets).
+    """
     start = time.monotonic()
     deadline = start + timeout
     result = FetchResult(url=url)
     try:
-        resp = _session().request(
-            method.upper(), url, headers=headers or {}, data=body, stream=True, allow_redirects=True,
-            timeout=(min(timeout, 10.0), timeout),
+        resp = outbound.request(
+            method.upper(), url, allow_private=allow_private, headers={"User-Agent": USER_AGENT, **(headers or {})},
+            data=body, stream=True, timeout=(min(timeout, 10.0), timeout),
         )
         try:
             result.status = resp.status_code
@@ -118,14 +112,14 @@ def fetch(url: str, *, method: str = "GET", timeout: float = 10.0, headers: dict
     return result
 
 
-def certificate_days_left(url: str, *, timeout: float = 10.0) -> tuple[float | None, str]:
+def certificate_days_left(url: str, *, allow_private: bool, timeout: float = 10.0) -> tuple[float | None, str]:
     """Days until the TLS certificate of an https URL expires, or (None, reason)."""
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         return None, "not an https URL"
     ctx = ssl.create_default_context()
     try:
-        with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout) as sock:
+        with outbound.open_socket(parts.hostname, parts.port or 443, timeout=timeout, allow_private=allow_private) as sock:
             with ctx.wrap_socket(sock, server_hostname=parts.hostname) as tls:
                 cert = tls.getpeercert()
     except BaseException as exc:  # noqa: BLE001

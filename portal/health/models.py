@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+
+from portal.cloud.fields import EncryptedTextField
 
 
 class Severity(models.TextChoices):
@@ -91,6 +95,9 @@ class Check(models.Model):
         help_text="For metric_threshold checks: the editable rule they evaluate",
     )
     config = models.JSONField(default=dict, blank=True)
+    # Request headers that carry credentials (Authorization, API keys): a JSON object, stored
+    # encrypted, sent with HTTP checks, never shown (pages and the API list their names only).
+    secret_headers = EncryptedTextField(blank=True, default="")
     interval_seconds = models.PositiveIntegerField(default=60)
     timeout_seconds = models.FloatField(default=10)
     fail_threshold = models.PositiveSmallIntegerField(default=3, help_text="Consecutive failures before it fails")
@@ -138,6 +145,40 @@ class Check(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("health:check", args=[self.slug])
+
+    def secret_header_values(self) -> dict[str, str]:
+        if not self.secret_headers:
+            return {}
+        data = json.loads(self.secret_headers)
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def request_headers(self) -> dict[str, str]:
+        """What an HTTP check sends: the plain headers of its config, then the secret ones."""
+        plain = (self.config or {}).get("headers") or {}
+        return {**{str(k): str(v) for k, v in plain.items()}, **self.secret_header_values()}
+
+    def header_names(self) -> list[str]:
+        return sorted(self.request_headers())
+
+
+class OutboundPolicy(models.Model):
+    """Which addresses an environment's outbound requests (checks, Prometheus, pages) may reach.
+
+    Without a row, or with allow_private_targets off, only public addresses are reached (see
+    portal.outbound). The local sandbox registers its row with the flag on: its endpoints are on
+    127.0.0.1.
+    """
+
+    environment = models.OneToOneField("cloud.Environment", on_delete=models.CASCADE, related_name="outbound_policy")
+    allow_private_targets = models.BooleanField(
+        default=False, help_text="Allow loopback, private and link-local addresses (only for the local sandbox)")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "outbound policies"
+
+    def __str__(self) -> str:
+        return f"{self.environment_id}: {'private allowed' if self.allow_private_targets else 'public only'}"
 
 
 class CheckResult(models.Model):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from portal import outbound
 from portal.health import httpclient
 from portal.health.models import Check, compare
 
@@ -51,6 +52,13 @@ def _fmt(v: float | None) -> str:
 # External services
 
 
+def _allow_private(check: Check) -> bool:
+    """From data: the outbound policy of the environment whose URL this is (the sandbox's for a
+    service check pointed at its fake status server), else the check's own environment."""
+    env = getattr(check, "outbound_environment", None) or check.environment
+    return outbound.allows_private_targets(env)
+
+
 def run_http(check: Check, timeout: float) -> Outcome:
     cfg = check.config or {}
     url = cfg.get("url", "")
@@ -58,9 +66,10 @@ def run_http(check: Check, timeout: float) -> Outcome:
         return Outcome(False, "no URL configured")
     expect = cfg.get("expect_status", 200)
     expected = {int(x) for x in (expect if isinstance(expect, list) else [expect])}
-    res = httpclient.fetch(url, method=cfg.get("method", "GET"), timeout=timeout, headers=cfg.get("headers") or None,
-                           body=cfg.get("body"))
-    detail: dict[str, Any] = {"url": url, "status": res.status}
+    allow_private = _allow_private(check)
+    res = httpclient.fetch(url, allow_private=allow_private, method=cfg.get("method", "GET"), timeout=timeout,
+                           headers=check.request_headers() or None, body=cfg.get("body"))
+    detail: dict[str, Any] = {"url": outbound.redact_url(url), "status": res.status}
     if res.error:
         return Outcome(False, res.error, res.elapsed_ms, detail=detail)
     if res.status not in expected:
@@ -75,7 +84,7 @@ def run_http(check: Check, timeout: float) -> Outcome:
                        res.elapsed_ms, detail=detail)
     min_days = cfg.get("cert_expiry_days")
     if min_days and url.startswith("https://"):
-        days, why = httpclient.certificate_days_left(url, timeout=timeout)
+        days, why = httpclient.certificate_days_left(url, allow_private=allow_private, timeout=timeout)
         detail["cert_days_left"] = days
         if days is None:
             return Outcome(False, f"could not read the certificate: {why}", res.elapsed_ms, detail=detail)
@@ -108,9 +117,10 @@ def run_statuspage(check: Check, timeout: float) -> Outcome:
     if not url:
         return Outcome(False, "no status page URL configured")
     start = time.monotonic()
-    res = httpclient.fetch(url, timeout=timeout)
+    allow_private = _allow_private(check)
+    res = httpclient.fetch(url, allow_private=allow_private, timeout=timeout)
     data, err = _parse_json(res, "the status page")
-    detail: dict[str, Any] = {"url": url, "status": res.status}
+    detail: dict[str, Any] = {"url": outbound.redact_url(url), "status": res.status}
     if err:
         return Outcome(False, err, res.elapsed_ms, detail=detail)
     status = data.get("status") if isinstance(data, dict) else None
@@ -128,7 +138,7 @@ def run_statuspage(check: Check, timeout: float) -> Outcome:
     if wanted:
         base = url.rsplit("/api/v2/", 1)[0]
         remaining = max(0.5, timeout - (time.monotonic() - start))
-        cres = httpclient.fetch(f"{base}/api/v2/components.json", timeout=remaining)
+        cres = httpclient.fetch(f"{base}/api/v2/components.json", allow_private=allow_private, timeout=remaining)
         cdata, cerr = _parse_json(cres, "the components endpoint")
         if cerr:
             problems.append(cerr)

@@ -19,7 +19,15 @@ from django.utils import timezone
 
 from portal.audit.services import audit_record
 from portal.env import env_int
-from portal.health.models import Check, CheckResult, CheckRollup, Heartbeat, SloSample, ThresholdRule
+from portal.health.models import (
+    Check,
+    CheckResult,
+    CheckRollup,
+    Heartbeat,
+    OutboundPolicy,
+    SloSample,
+    ThresholdRule,
+)
 from portal.health.runners import Outcome, run_check
 
 log = logging.getLogger(__name__)
@@ -304,6 +312,24 @@ def _point_services_at_sandbox(checks: list[Check]) -> None:
         url = status_page_url(env, c.config["service"])
         if url:
             c.config = {**c.config, "public_url": c.config.get("url", ""), "url": url}
+            # The URL is the sandbox's server, so the sandbox's outbound policy decides what it may reach.
+            c.outbound_environment = env
+
+
+def outbound_policy_set(*, environment, allow_private_targets: bool, actor) -> OutboundPolicy:
+    """Set whether `environment`'s outbound requests may reach loopback/private addresses (audited)."""
+    with transaction.atomic():
+        policy = OutboundPolicy.objects.select_for_update().filter(environment=environment).first()
+        before = None if policy is None else {"allow_private_targets": policy.allow_private_targets}
+        if policy is None:
+            policy = OutboundPolicy(environment=environment)
+        policy.allow_private_targets = bool(allow_private_targets)
+        policy.save()
+        after = {"allow_private_targets": policy.allow_private_targets}
+        if before != after:
+            audit_record(actor=actor, verb="environment.outbound_policy", target=environment, before=before, after=after)
+    environment.outbound_policy = policy
+    return policy
 
 
 _ensured_at = 0.0
@@ -344,7 +370,7 @@ def poll_once(*, wait: bool = False, now: datetime | None = None) -> dict:
             log.exception("could not create the checks of a new environment")
     reaped = claims_reap(now=now)
     claims = checks_claim_due(now=now, lookahead_seconds=0.0 if wait else LOOKAHEAD_SECONDS)
-    checks = Check.objects.select_related("environment", "rule").in_bulk([c.check_id for c in claims])
+    checks = Check.objects.select_related("environment__outbound_policy", "rule").in_bulk([c.check_id for c in claims])
     _point_services_at_sandbox(list(checks.values()))
     pool = _executor()
     if wait:

@@ -41,3 +41,22 @@ def make_check(db):
         return Check.objects.create(**defaults)
 
     return make
+
+
+@pytest.fixture
+def private_env(db):
+    """An environment whose outbound policy allows 127.0.0.1, as the local sandbox's does."""
+    from portal.cloud.models import Environment
+    from portal.health.models import OutboundPolicy
+
+    env = Environment.objects.create(name="local-sandbox", credentials_mode="static")
+    OutboundPolicy.objects.create(environment=env, allow_private_targets=True)
+    return env
+
+
+@pytest.fixture
+def public_env(db):
+    """A production-like environment: no outbound policy row, so only public addresses are reached."""
+    from portal.cloud.models import Environment
+
+    return Environment.objects.create(name="production", is_production=True, credentials_mode="role")

@@ -100,15 +100,15 @@ def test_claim_moves_the_schedule_and_blocks_a_second_claim(make_check):
     assert services.check_record_result(check_id=check.pk, outcome=OK, started_at=now, token=claims[0].token) is None
 
 
-def test_poll_runs_due_checks_concurrently_and_a_hanging_one_delays_nobody(make_check, local_server):
+def test_poll_runs_due_checks_concurrently_and_a_hanging_one_delays_nobody(make_check, local_server, private_env):
     def hang(request):
         time.sleep(2.5)
         return Response("late")
 
     local_server.expect_request("/hang").respond_with_handler(hang)
     local_server.expect_request("/ok").respond_with_data("fine")
-    hanging = [make_check(config={"url": local_server.url_for("/hang")}, timeout_seconds=1) for _ in range(2)]
-    healthy = [make_check(config={"url": local_server.url_for("/ok")}, timeout_seconds=1) for _ in range(12)]
+    hanging = [make_check(config={"url": local_server.url_for("/hang")}, timeout_seconds=1, environment=private_env) for _ in range(2)]
+    healthy = [make_check(config={"url": local_server.url_for("/ok")}, timeout_seconds=1, environment=private_env) for _ in range(12)]
     start = timezone.now()
     out = services.poll_once(wait=True)
     assert out["claimed"] == 14

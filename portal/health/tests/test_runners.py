@@ -7,22 +7,30 @@ import time
 import pytest
 from werkzeug import Response
 
+from portal.cloud.models import Environment
 from portal.cloud.testing import free_port
-from portal.health.models import Check
+from portal.health.models import Check, OutboundPolicy
 from portal.health.runners import run_check
 
 OPERATIONAL = {"page": {"id": "x", "name": "Demo"}, "status": {"indicator": "none", "description": "All Systems Operational"}}
 
 
+def sandbox():
+    """The local sandbox's environment: its outbound policy lets its checks reach 127.0.0.1."""
+    env = Environment(name="sandbox", credentials_mode="static")
+    env.outbound_policy = OutboundPolicy(allow_private_targets=True)
+    return env
+
+
 def http_check(url, **config):
     timeout = config.pop("timeout", 2)
-    return Check(slug="t", name="t", kind=Check.Kind.HTTP, group=Check.Group.EXTERNAL,
+    return Check(slug="t", name="t", kind=Check.Kind.HTTP, group=Check.Group.EXTERNAL, environment=sandbox(),
                  config={"url": url, **config}, timeout_seconds=timeout)
 
 
 def status_check(url, **config):
     timeout = config.pop("timeout", 2)
-    return Check(slug="s", name="s", kind=Check.Kind.STATUSPAGE, group=Check.Group.EXTERNAL,
+    return Check(slug="s", name="s", kind=Check.Kind.STATUSPAGE, group=Check.Group.EXTERNAL, environment=sandbox(),
                  config={"url": url, **config}, timeout_seconds=timeout)
 
 
