@@ -6,7 +6,9 @@ Apps add their routers in portal/api_routers.py; endpoints check a scope with `r
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import NinjaAPI
@@ -14,9 +16,11 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 
+from portal.accounts.clientip import docs_guard
 from portal.accounts.models import ApiToken, hash_token
 
 log = logging.getLogger(__name__)
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 class ApiError(Exception):
@@ -33,13 +37,16 @@ class TokenAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
         if not token or len(token) > 200:
             return None
-        api_token = ApiToken.objects.filter(token_hash=hash_token(token), revoked_at__isnull=True).first()
+        now = timezone.now()
+        # Read on every call, never cached: a revoked or expired token gets 401 on its next call.
+        api_token = ApiToken.objects.filter(ApiToken.usable_q(now), token_hash=hash_token(token)).first()
         if api_token is None:
             return None
-        now = timezone.now()
-        # Touch at most once a minute: this row is read on every API call.
-        if api_token.last_used_at is None or (now - api_token.last_used_at).total_seconds() > 60:
-            ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=now)
+        # Touch at most once a minute, conditionally, so concurrent calls write the row once.
+        if api_token.last_used_at is None or api_token.last_used_at < now - LAST_USED_EVERY:
+            ApiToken.objects.filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_EVERY), pk=api_token.pk
+            ).update(last_used_at=now)
         request.api_token = api_token  # type: ignore[attr-defined]
         return api_token
 
@@ -60,13 +67,24 @@ class ScopedTokenAuth(TokenAuth):
         return api_token
 
 
-def require_scope(request: HttpRequest, scope: str) -> ApiToken:
+def require_scope(request: HttpRequest, scope: str, environment=None) -> ApiToken:
+    """The request's token, which must grant `scope` (and may change `environment`, when given)."""
     token = getattr(request, "auth", None)
     if not isinstance(token, ApiToken):
         raise ApiError(401, "unauthorized", "a bearer token is required")
     if not token.grants(scope):
         raise ApiError(403, "forbidden", f"this token's scope ({token.scope}) does not allow {scope!r}")
+    if environment is not None:
+        require_environment_grant(token, environment)
     return token
+
+
+def require_environment_grant(token, environment) -> None:
+    """A token of `actions` or `lead` scope changes a production environment only with a grant by name
+    (`create_api_token --environment NAME`). Call it wherever an API write resolves its environment."""
+    if isinstance(token, ApiToken) and not token.may_change(environment):
+        raise ApiError(403, "forbidden", f"this token has no grant for the production environment {environment.name!r} "
+                                         f"(create a token with --environment {environment.name})")
 
 
 api = NinjaAPI(
@@ -76,6 +94,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     docs_url="/docs",
     auth=TokenAuth(),
+    docs_decorator=docs_guard,
 )
 
 

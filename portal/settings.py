@@ -143,10 +143,42 @@ SESSION_SAVE_EVERY_REQUEST = False
 SESSION_ABSOLUTE_SECONDS = env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-# A production rollback, failover or scale beyond the phase asks for the password again after this.
+# Every production change (portal.accounts.reauth.step_up) asks for the password again after this.
 REAUTH_SECONDS = env_int("REAUTH_SECONDS", 15 * 60)
 
-# Failed logins: django-axes locks the username+address pair after AXES_FAILURE_LIMIT tries.
+
+
+def _cidrs(name: str, default: list[str]) -> list[str]:
+    """A list of addresses or networks (10.0.0.0/8, 127.0.0.1, ::1); a malformed entry refuses to start."""
+    import ipaddress
+
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address or network") from exc
+    return values
+
+
+# The reverse proxy in front of the portal (docs/operating.md): X-Forwarded-For is believed only
+# from these peers, and the right-most address in it that is not one of them is the client.
+# Loopback by default (a proxy on the same host); with Docker's published port, add the bridge
+# network (e.g. 172.16.0.0/12). From any other peer the header is ignored.
+TRUSTED_PROXIES = _cidrs("TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+FORWARDED_FOR_HEADER = "HTTP_X_FORWARDED_FOR"
+# /metrics and the API description (/api/v1/openapi.json, /api/v1/docs) are open unless restricted:
+# METRICS_ALLOWED_CIDRS and/or METRICS_TOKEN (a bearer token Prometheus sends); for the API docs,
+# API_DOCS_ALLOWED_CIDRS and/or API_DOCS_REQUIRE_TOKEN (any valid API token or a logged-in user).
+METRICS_ALLOWED_CIDRS = _cidrs("METRICS_ALLOWED_CIDRS", [])
+METRICS_TOKEN = env_secret("METRICS_TOKEN") or ""
+API_DOCS_ALLOWED_CIDRS = _cidrs("API_DOCS_ALLOWED_CIDRS", [])
+API_DOCS_REQUIRE_TOKEN = env_bool("API_DOCS_REQUIRE_TOKEN", False)
+
+# Failed logins (and failed password confirmations, portal.accounts.views.reauth): django-axes locks
+# the username+address pair after AXES_FAILURE_LIMIT tries, the address being the real client's
+# (portal.accounts.clientip), so a flood from one client cannot lock a lead out everywhere.
+AXES_CLIENT_IP_CALLABLE = "portal.accounts.clientip.client_ip"
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_float("AXES_COOLOFF_HOURS", 0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

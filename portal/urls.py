@@ -6,13 +6,14 @@ from django.urls import include, path
 
 from portal import views
 from portal.accounts import views as account_views
+from portal.accounts.clientip import metrics_guard
 from portal.api import api
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("metrics", views.metrics_view, name="metrics"),
+    path("metrics", metrics_guard(views.metrics_view), name="metrics"),  # METRICS_ALLOWED_CIDRS / METRICS_TOKEN
     path("accounts/login/", account_views.PortalLoginView.as_view(), name="login"),
     path("accounts/reauth/", account_views.reauth, name="reauth"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

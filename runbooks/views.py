@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.accounts import roles
 from portal.accounts.permissions import forbidden, perm_required
-from portal.accounts.reauth import needs_reauth, reauth_response
+from portal.accounts.reauth import step_up
 from runbooks import selectors, services
 from runbooks.actions import ACTIONS
 from runbooks.checks import run_check
@@ -200,6 +200,9 @@ def step_record(request, public_id, step_id: str):
 
 @require_POST
 @perm_required(roles.RESPOND)
+@step_up(what=lambda request, env, public_id, step_id: f"take the runbook action {step_id} on {env.name}",
+         environment=lambda request, public_id, step_id: _run_or_404(public_id).environment,
+         back=lambda request, env, public_id, step_id: f"/runbooks/runs/{public_id}/")
 def step_action(request, public_id, step_id: str):
     run = _run_or_404(public_id)
     step = run.version.step(step_id)
@@ -208,8 +211,6 @@ def step_action(request, public_id, step_id: str):
     spec = ACTIONS[step["action"]]
     if not request.user.has_perm(spec.perm):
         return forbidden(request, f"{spec.label} needs the lead role.")
-    if step["action"] in ("rollback", "rds_failover") and needs_reauth(request, run.environment):
-        return reauth_response(request, spec.label.lower(), back=f"/runbooks/runs/{run.public_id}/")
     try:
         outcome = services.step_action_take(run=run, step_id=step_id, note=request.POST.get("note", ""), actor=request.user)
     except services.RunbookError as exc:

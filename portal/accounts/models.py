@@ -6,6 +6,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 
 
 class TokenScope(models.TextChoices):
@@ -24,6 +26,10 @@ SCOPE_GRANTS: dict[str, frozenset[str]] = {
 }
 
 
+# Scopes that can change an environment: on a production environment they also need a grant by name.
+CHANGING_SCOPES = frozenset({"actions", "lead"})
+
+
 def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -40,6 +46,11 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="None: never expires")
+    environments = models.JSONField(
+        default=list, blank=True,
+        help_text="Names of the production environments an actions or lead token may change",
+    )
 
     class Meta:
         permissions = [
@@ -57,6 +68,24 @@ class ApiToken(models.Model):
     @staticmethod
     def generate() -> str:
         return "ftw_" + secrets.token_urlsafe(32)
+
+    @staticmethod
+    def usable_q(now=None) -> Q:
+        """Tokens that authenticate now: not revoked, not expired (read on every call, never cached)."""
+        now = now or timezone.now()
+        return Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+    def may_change(self, environment) -> bool:
+        """Whether this token may change `environment`: production needs the environment's name in `environments`."""
+        if environment is None or not getattr(environment, "is_production", False):
+            return True
+        if self.scope not in CHANGING_SCOPES:
+            return True  # such a token cannot change anything anyway; its scope check answers
+        return environment.name in (self.environments or [])
 
     def grants(self, needed: str) -> bool:
         return needed in SCOPE_GRANTS.get(self.scope, frozenset())

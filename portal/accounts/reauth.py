@@ -1,9 +1,14 @@
-"""Recent-login checks: a production rollback, failover or scale beyond the phase asks for the
-password again when the person logged in (or last confirmed it) more than REAUTH_SECONDS ago."""
+"""Recent-login checks: every production change asks for the password again when the person logged
+in (or last confirmed it) more than REAUTH_SECONDS ago.
+
+Views apply `@step_up(what=..., environment=...)` under their permission decorator; a test walks
+the URL map and fails on a changing view that has neither `step_up` nor a reason to go without."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import wraps
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -44,3 +49,36 @@ def reauth_response(request, what: str, back: str | None = None) -> HttpResponse
         response["HX-Redirect"] = url
         return response
     return redirect(url)
+
+
+def any_production():
+    """For changes that apply to every environment (threshold rules): the first production one, if any."""
+    from portal.cloud.models import Environment
+
+    return Environment.objects.filter(is_production=True).order_by("name").first()
+
+
+def step_up(*, what: str | Callable, environment: Callable, back: Callable | None = None):
+    """Ask for the password before a POST that changes `environment(request, *args, **kwargs)` when
+    that environment is production and the password is older than REAUTH_SECONDS.
+
+    `what` says what the person is about to do ("roll back {env}"; `{env}` is the environment's
+    name), or is a callable (request, env, *args, **kwargs) -> str. `back` (same arguments as
+    `environment`, plus env) is where the confirmation returns to; by default the page acted from.
+    GET requests (forms) go through unchecked: only the change asks."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if request.method == "POST":
+                env = environment(request, *args, **kwargs)
+                if env is not None and needs_reauth(request, env):
+                    label = what(request, env, *args, **kwargs) if callable(what) else what.format(env=env.name)
+                    url = back(request, env, *args, **kwargs) if back is not None else None
+                    return reauth_response(request, label, back=url)
+            return view(request, *args, **kwargs)
+
+        wrapped.step_up = True  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorator

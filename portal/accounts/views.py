@@ -1,8 +1,11 @@
+from axes.utils import reset as axes_reset
 from django.contrib import messages
+from django.contrib.auth import authenticate
 from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from portal.accounts.clientip import client_ip
 from portal.accounts.permissions import perm_required
 from portal.accounts.reauth import mark_confirmed
 from portal.accounts.roles import VIEW
@@ -28,7 +31,16 @@ def reauth(request):
     what = (request.POST.get("what") or request.GET.get("what") or "this action")[:120]
     error = ""
     if request.method == "POST":
-        if request.user.check_password(request.POST.get("password", "")):
+        # Through authenticate(), like the login form: axes counts a wrong password against the same
+        # username+address and refuses (even the right password) once AXES_FAILURE_LIMIT is reached.
+        username = request.user.get_username()
+        confirmed = authenticate(request, username=username, password=request.POST.get("password", ""))
+        if getattr(request, "axes_locked_out", False):
+            audit_record(actor=request.user, verb="user.reauth", target=request.user, extra={"for": what}, result="locked")
+            return render(request, "registration/reauth.html", {"next": nxt, "what": what, "locked": True,
+                          "error": "Too many wrong passwords: password confirmation is locked for a while."}, status=429)
+        if confirmed is not None and confirmed.pk == request.user.pk:
+            axes_reset(ip=client_ip(request), username=username)
             mark_confirmed(request)
             audit_record(actor=request.user, verb="user.reauth", target=request.user, extra={"for": what})
             messages.success(request, f"Password confirmed: you can now {what}.")

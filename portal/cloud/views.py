@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal.accounts.permissions import perm_required
+from portal.accounts.reauth import step_up
 from portal.accounts.roles import ADMINISTER, VIEW
 from portal.cloud.forms import DrillForm, EnvironmentForm, NewEnvironmentForm
 from portal.cloud.models import Drill, Environment
@@ -41,8 +42,19 @@ def environment_live(request, name: str):
     return render(request, "cloud/_live.html", {"env": env, "live": live_state(env)})
 
 
+def _edited_environment(request, name: str | None = None):
+    """The environment a form changes when it is production, or is being made production."""
+    env = Environment.objects.filter(name=name).first() if name else None
+    if env is not None and env.is_production:
+        return env
+    if request.POST.get("is_production"):
+        return Environment(name=name or request.POST.get("name", "")[:64], is_production=True)
+    return None
+
+
 @require_http_methods(["GET", "POST"])
 @perm_required(ADMINISTER)
+@step_up(what="edit the {env} environment", environment=_edited_environment)
 def environment_edit(request, name: str):
     env = get_object_or_404(Environment, name=name)
     form = EnvironmentForm(request.POST or None, instance=Environment.objects.get(pk=env.pk))
@@ -58,6 +70,7 @@ def environment_edit(request, name: str):
 
 @require_http_methods(["GET", "POST"])
 @perm_required(ADMINISTER)
+@step_up(what="add the production environment {env}", environment=_edited_environment)
 def environment_new(request):
     form = NewEnvironmentForm(request.POST or None, instance=Environment())
     if request.method == "POST" and form.is_valid():

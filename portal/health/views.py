@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.accounts.permissions import perm_required
+from portal.accounts.reauth import any_production, step_up
 from portal.accounts.roles import APPROVE, RESPOND, VIEW
 from portal.health import selectors, services
 from portal.health.models import Check, Severity, ThresholdRule
@@ -77,8 +78,17 @@ def check_run_now(request, slug: str):
     return redirect(check.get_absolute_url())
 
 
+def _check_environment(request, slug: str):
+    """A check of an environment changes that one; a check of none (status pages) watches them all."""
+    check = Check.objects.select_related("environment").filter(slug=slug).first()
+    if check is None:
+        return None
+    return check.environment or any_production()
+
+
 @require_POST
 @perm_required(RESPOND)
+@step_up(what=lambda request, env, slug: f"enable or disable the check {slug}", environment=_check_environment)
 def check_set_enabled(request, slug: str):
     check = get_object_or_404(Check, slug=slug)
     wanted = request.POST.get("enabled")
@@ -102,6 +112,8 @@ def thresholds(request):
 
 @require_POST
 @perm_required(APPROVE)
+@step_up(what=lambda request, env, slug: f"change the threshold rule {slug}",
+         environment=lambda request, slug: any_production(), back=lambda request, env, slug: "/health/thresholds/")
 def threshold_update(request, slug: str):
     rule = get_object_or_404(ThresholdRule, slug=slug)
     try:
