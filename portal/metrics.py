@@ -69,6 +69,19 @@ def render() -> bytes:
     return generate_latest(REGISTRY)
 
 
+# Label values come from a fixed set: a client choosing the method (PROPFIND, random junk) or the
+# status must never create a new time series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str | None) -> str:
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
+
+
 class MetricsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -78,6 +91,7 @@ class MetricsMiddleware:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         route = match.view_name if match and match.view_name else ("unmatched" if response.status_code == 404 else "other")
-        LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        method = method_label(request.method)
+        LATENCY.labels(method, route).observe(time.perf_counter() - start)
+        REQUESTS.labels(method, route, status_label(response.status_code)).inc()
         return response

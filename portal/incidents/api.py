@@ -6,6 +6,7 @@ message signature for SNS) so every refusal is recorded in RejectedDelivery with
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from ninja import Router, Schema
 from portal.api import ApiError, ScopedTokenAuth, TokenAuth, require_scope
 from portal.incidents import services, sns
 from portal.incidents.models import Incident, Source
-from portal.incidents.parsing import PayloadError, decode_json, parse_alertmanager, parse_cloudwatch_message
+from portal.incidents.parsing import PayloadError, decode_json, parse_cloudwatch_message, screen_alertmanager
 from portal.incidents.selectors import incident_list
 
 router = Router()
@@ -29,11 +30,18 @@ class ErrorOut(Schema):
     detail: str
 
 
+class RejectedAlertOut(Schema):
+    index: int
+    error: str
+    detail: str
+
+
 class DeliveryOut(Schema):
     status: str
     delivery: uuid.UUID
     alerts: int
     duplicate: bool = False
+    rejected: list[RejectedAlertOut] = []
 
 
 class AlertOut(Schema):
@@ -101,9 +109,13 @@ def _client(request: HttpRequest) -> tuple[str, str]:
     return request.META.get("REMOTE_ADDR", ""), request.headers.get("User-Agent", "")
 
 
-def _reject(request: HttpRequest, source: str, status: int, reason: str, detail: str, body: bytes = b""):
+def _record(request: HttpRequest, source: str, status: int, reason: str, detail: str, body: bytes | str = b"") -> None:
     remote, agent = _client(request)
     services.delivery_reject(source=source, reason=reason, detail=detail, status_code=status, remote_addr=remote, user_agent=agent, body=body)
+
+
+def _reject(request: HttpRequest, source: str, status: int, reason: str, detail: str, body: bytes | str = b""):
+    _record(request, source, status, reason, detail, body)
     return ApiError(status, reason, detail)
 
 
@@ -159,11 +171,24 @@ def alertmanager_webhook(request):
         raise _reject(request, source, 403, "forbidden", f"this token's scope ({token.scope}) does not allow 'alerts:write'")
     body = _read_body(request, source)
     try:
-        payload = decode_json(body)
-        alerts = parse_alertmanager(payload)
+        screened = screen_alertmanager(decode_json(body))
     except PayloadError as exc:
-        raise _reject(request, source, 400 if exc.reason == "malformed_json" else 422, exc.reason, exc.detail, body) from exc
-    return 200, _store(request, source=source, payload=payload, count=len(alerts))
+        raise _reject(request, source, _status(exc), exc.reason, exc.detail, body) from exc
+    if screened.rejected:
+        first = screened.rejected[0]
+        excerpt = json.dumps(first.alert, ensure_ascii=True)
+        if not screened.alerts:
+            raise _reject(request, source, 422, first.reason, first.detail, excerpt)
+        # Refused alerts are recorded; the batch's other alerts are stored and processed.
+        _record(request, source, 200, first.reason, f"{len(screened.rejected)} of {len(screened.rejected) + len(screened.alerts)} alerts refused: {first.detail}", excerpt)
+    out = _store(request, source=source, payload=screened.payload, count=len(screened.alerts))
+    out["rejected"] = [{"index": r.index, "error": r.reason, "detail": r.detail} for r in screened.rejected[:100]]
+    return 200, out
+
+
+def _status(exc: PayloadError) -> int:
+    """400 for a body that is not usable JSON at all, 422 for JSON that is not a valid delivery."""
+    return 400 if exc.reason in ("malformed_json", "too_deep") else 422
 
 
 @router.post(
@@ -183,10 +208,12 @@ def sns_webhook(request):
         if header_type and header_type != message["Type"]:
             raise PayloadError("type_mismatch", "x-amz-sns-message-type does not match the body's Type")
     except PayloadError as exc:
-        raise _reject(request, source, 400 if exc.reason == "malformed_json" else 422, exc.reason, exc.detail, body) from exc
+        raise _reject(request, source, _status(exc), exc.reason, exc.detail, body) from exc
     try:
-        sns.check_topic(message)
-        sns.verify_signature(message)
+        # Topic, Timestamp and every URL are checked before the certificate is fetched.
+        sns.verify(message)
+    except sns.Unavailable as exc:
+        raise _reject(request, source, 503, exc.reason, exc.detail, body) from exc
     except PayloadError as exc:
         raise _reject(request, source, 403, exc.reason, exc.detail, body) from exc
     count = 0
@@ -194,10 +221,8 @@ def sns_webhook(request):
         try:
             parse_cloudwatch_message(message["Message"])
         except PayloadError as exc:
-            raise _reject(request, source, 422, exc.reason, exc.detail, body) from exc
+            raise _reject(request, source, _status(exc), exc.reason, exc.detail, body) from exc
         count = 1
-    elif not sns.is_sns_url(message.get("SubscribeURL", "")):
-        raise _reject(request, source, 422, "bad_subscribe_url", "SubscribeURL must be https://sns.<region>.amazonaws.com/...", body)
     return 200, _store(request, source=source, payload=message, dedup_key=message["MessageId"], count=count)
 
 

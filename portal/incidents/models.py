@@ -81,7 +81,9 @@ class AlertDelivery(models.Model):
 
 
 class RejectedDelivery(models.Model):
-    """A webhook call refused with a 4xx: kept for leads to read, never processed."""
+    """A webhook call refused with a 4xx (or alerts refused out of an accepted batch): kept for leads
+    to read, never processed. During a flood only a sample is stored (`weight` says how many
+    rejections a row stands for) and rows older than the retention are pruned."""
 
     source = models.CharField(max_length=20, choices=Source.choices)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -91,6 +93,7 @@ class RejectedDelivery(models.Model):
     remote_addr = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)
     excerpt = models.TextField(blank=True, help_text="The first 2,000 characters of the body")
+    weight = models.PositiveIntegerField(default=1, help_text="How many rejections this row stands for (more than 1 when a flood was sampled)")
 
     class Meta:
         ordering = ["-received_at"]

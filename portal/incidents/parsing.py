@@ -73,15 +73,111 @@ def _str_dict(value, where: str) -> dict:
     return value
 
 
-def decode_json(body: bytes):
+# Alertmanager's body is 4 levels deep (body > alerts > alert > labels), a CloudWatch alarm about 5.
+MAX_DEPTH = 16
+
+
+def json_depth(value) -> int:
+    """Nesting depth of decoded JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in item if isinstance(child, (dict, list)))
+    return deepest
+
+
+def decode_json(body: bytes | str, *, what: str = "the body"):
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError("malformed_json", f"the body is not valid JSON: {exc}") from exc
+        raise PayloadError("malformed_json", f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("too_deep", f"{what} is nested deeper than {MAX_DEPTH} levels") from exc
+    if json_depth(value) > MAX_DEPTH:
+        raise PayloadError("too_deep", f"{what} is nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+_LINE_BREAKS = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Annotations are prose: newlines and tabs are fine there, other control characters are not.
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """Titles and summaries are one line: every run of whitespace (newlines included) is one space."""
+    return _LINE_BREAKS.sub(" ", _CONTROL.sub(" ", text)).strip()
+
+
+def _encodable(text: str) -> str:
+    """The text with lone surrogates (valid JSON escapes, invalid UTF-8) replaced."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode()
+    return text
+
+
+def _screen(labels: dict, annotations: dict, where: str) -> None:
+    """A NUL, newline or other control character in a label (name or value) or a control character
+    other than a line break in an annotation refuses the alert (it could forge lines in a page or a
+    log, and PostgreSQL cannot store a NUL)."""
+    for name, value in [*labels.items(), *annotations.items()]:
+        if _encodable(name) != name or _encodable(value) != value:
+            raise PayloadError("bad_characters", f"{where} holds text that is not valid UTF-8 (a lone surrogate)")
+    for name, value in labels.items():
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            raise PayloadError("bad_label", f"{where}.labels.{one_line(name)[:100]} holds a NUL, newline or control character")
+    for name, value in annotations.items():
+        if _CONTROL.search(name) or _CONTROL_IN_TEXT.search(value):
+            raise PayloadError("bad_annotation", f"{where}.annotations.{one_line(name)[:100]} holds a NUL or control character")
+
+
+def _scrub(value):
+    """Body-level fields (commonLabels, externalURL...) are kept with NULs replaced, so the stored
+    body never fails to save; the alerts themselves are screened one by one."""
+    if isinstance(value, str):
+        return _encodable(value).replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+@dataclass
+class Rejected:
+    index: int
+    reason: str
+    detail: str
+    alert: object = None  # as received, for the rejection record
+
+
+@dataclass
+class Screened:
+    """An Alertmanager body split: the alerts taken, the ones refused, and the body to store (without
+    the refused alerts)."""
+
+    alerts: list[AlertIn]
+    rejected: list[Rejected]
+    payload: dict
 
 
 def parse_alertmanager(payload) -> list[AlertIn]:
-    """Alertmanager webhook version 4 (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config)."""
+    """The alerts of an Alertmanager body that pass screening (see screen_alertmanager)."""
+    return screen_alertmanager(payload).alerts
+
+
+def screen_alertmanager(payload) -> Screened:
+    """Alertmanager webhook version 4 (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config).
+
+    A body-level problem raises PayloadError; a problem in one alert refuses that alert only, so one
+    poisoned alert never costs the batch its other alerts."""
     if not isinstance(payload, dict):
         raise PayloadError("wrong_type", "the body must be a JSON object")
     version = payload.get("version")
@@ -98,42 +194,60 @@ def parse_alertmanager(payload) -> list[AlertIn]:
     truncated = payload.get("truncatedAlerts", 0)
     if not isinstance(truncated, int):
         raise PayloadError("wrong_type", "truncatedAlerts must be an integer")
-    common_annotations = _str_dict(payload.get("commonAnnotations"), "commonAnnotations")
-    group_labels = _str_dict(payload.get("groupLabels"), "groupLabels")
-    out = []
+    common_annotations = _str_dict(_scrub(payload.get("commonAnnotations")), "commonAnnotations")
+    group_labels = _str_dict(_scrub(payload.get("groupLabels")), "groupLabels")
+    checked: list[tuple[dict, dict, dict]] = []
+    rejected: list[Rejected] = []
     for i, a in enumerate(alerts):
-        where = f"alerts[{i}]"
-        if not isinstance(a, dict):
-            raise PayloadError("wrong_type", f"{where} must be an object")
-        status = a.get("status")
-        if status not in ("firing", "resolved"):
-            raise PayloadError("missing_field" if status is None else "wrong_type", f"{where}.status must be 'firing' or 'resolved'")
-        if "labels" not in a:
-            raise PayloadError("missing_field", f"{where}.labels is required")
-        labels = _str_dict(a.get("labels"), f"{where}.labels")
-        annotations = _str_dict(a.get("annotations"), f"{where}.annotations")
-        for key in ("startsAt", "endsAt", "generatorURL", "fingerprint"):
-            if a.get(key) is not None and not isinstance(a[key], str):
-                raise PayloadError("wrong_type", f"{where}.{key} must be a string")
+        try:
+            checked.append((a, *_check_alert(a, f"alerts[{i}]")))
+        except PayloadError as exc:
+            rejected.append(Rejected(i, exc.reason, exc.detail, a))
+    out = []
+    for a, labels, notes in checked:
+        status = a["status"]
         fingerprint = a.get("fingerprint") or hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
-        name = labels.get("alertname", "") or "alert"
-        summary = annotations.get("summary") or annotations.get("description") or common_annotations.get("summary", "")
+        name = one_line(labels.get("alertname", "")) or "alert"
+        summary = one_line(notes.get("summary") or notes.get("description") or common_annotations.get("summary", ""))
         # One title for the group: the common summary, or this alert's when Alertmanager sent it alone.
-        title = group_labels.get("alertname") or name
-        title_summary = common_annotations.get("summary") or (summary if len(alerts) == 1 else "")
+        title = one_line(group_labels.get("alertname", "")) or name
+        title_summary = one_line(common_annotations.get("summary", "")) or (summary if len(checked) == 1 else "")
         if title_summary:
             title = f"{title}: {title_summary}"
         out.append(
             AlertIn(
                 fingerprint=fingerprint[:200], name=name[:200], status=status, severity=severity_of(labels),
-                summary=summary[:500], labels=labels, annotations=annotations,
+                summary=summary[:500], labels=labels, annotations=notes,
                 generator_url=(a.get("generatorURL") or "")[:1000],
                 starts_at=parse_time(a.get("startsAt")), ends_at=parse_time(a.get("endsAt")),
                 grouping_key=f"alertmanager:{group_key}" if group_key else f"alertmanager:{name}",
                 title=title[:300],
             )
         )
-    return out
+    refused = {r.index for r in rejected}
+    body = _scrub({k: v for k, v in payload.items() if k != "alerts"})
+    body["alerts"] = _scrub([a for i, a in enumerate(alerts) if i not in refused])
+    return Screened(alerts=out, rejected=rejected, payload=body)
+
+
+def _check_alert(a, where: str) -> tuple[dict, dict]:
+    """(labels, annotations) of one alert of the batch, or PayloadError for this alert."""
+    if not isinstance(a, dict):
+        raise PayloadError("wrong_type", f"{where} must be an object")
+    status = a.get("status")
+    if status not in ("firing", "resolved"):
+        raise PayloadError("missing_field" if status is None else "wrong_type", f"{where}.status must be 'firing' or 'resolved'")
+    if "labels" not in a:
+        raise PayloadError("missing_field", f"{where}.labels is required")
+    labels = _str_dict(a.get("labels"), f"{where}.labels")
+    annotations = _str_dict(a.get("annotations"), f"{where}.annotations")
+    for key in ("startsAt", "endsAt", "generatorURL", "fingerprint"):
+        if a.get(key) is not None and not isinstance(a[key], str):
+            raise PayloadError("wrong_type", f"{where}.{key} must be a string")
+        if isinstance(a.get(key), str) and _CONTROL.search(a[key]):
+            raise PayloadError("bad_characters", f"{where}.{key} holds a NUL, newline or control character")
+    _screen(labels, annotations, where)
+    return labels, annotations
 
 
 CLOUDWATCH_STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
@@ -141,9 +255,13 @@ CLOUDWATCH_STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
 
 def parse_cloudwatch_message(message: str) -> dict:
     """The CloudWatch alarm notification inside an SNS Notification's Message string."""
+    if not isinstance(message, str):
+        raise PayloadError("not_cloudwatch", "the SNS Message is not a CloudWatch alarm (not a string)")
     try:
-        alarm = json.loads(message)
-    except (TypeError, json.JSONDecodeError) as exc:
+        alarm = decode_json(message, what="the SNS Message")
+    except PayloadError as exc:
+        if exc.reason == "too_deep":
+            raise
         raise PayloadError("not_cloudwatch", "the SNS Message is not a CloudWatch alarm (not JSON)") from exc
     if not isinstance(alarm, dict) or not isinstance(alarm.get("AlarmName"), str):
         raise PayloadError("not_cloudwatch", "the SNS Message has no AlarmName")
@@ -157,8 +275,8 @@ def cloudwatch_alert(alarm: dict) -> AlertIn | None:
     state = alarm["NewStateValue"]
     if state == "INSUFFICIENT_DATA":
         return None
-    name = alarm["AlarmName"][:200]
-    description = alarm.get("AlarmDescription") or ""
+    name = one_line(alarm["AlarmName"])[:200]
+    description = one_line(str(alarm.get("AlarmDescription") or ""))
     text = f"{name} {description}".lower()
     severity = Severity.CRITICAL if "critical" in text else Severity.WARNING
     changed = parse_time(alarm.get("StateChangeTime")) or timezone.now()
@@ -167,7 +285,7 @@ def cloudwatch_alert(alarm: dict) -> AlertIn | None:
     if isinstance(trigger, dict):
         labels["metric"] = str(trigger.get("MetricName", ""))
         labels["namespace"] = str(trigger.get("Namespace", ""))
-    summary = (description or alarm.get("NewStateReason") or "")[:500]
+    summary = (description or one_line(str(alarm.get("NewStateReason") or "")))[:500]
     region_code = _region_code(alarm)
     url = f"https://console.aws.amazon.com/cloudwatch/home?region={region_code}#alarmsV2:alarm/{name}" if region_code else ""
     return AlertIn(

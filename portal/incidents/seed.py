@@ -38,6 +38,7 @@ POLICIES = {
 PERIODIC = [
     ("incidents: escalation check", "portal.incidents.tasks.check_escalations", 30),
     ("incidents: delivery outbox sweep", "portal.incidents.tasks.sweep_deliveries", 30),
+    ("incidents: prune rejected deliveries", "portal.incidents.tasks.prune_rejected_deliveries", 3600),
 ]
 
 

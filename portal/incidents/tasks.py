@@ -48,6 +48,11 @@ def sweep_deliveries(self) -> int:
 
 
 @shared_task(bind=True, queue="default", acks_late=True)
+def prune_rejected_deliveries(self) -> int:
+    return services.rejected_deliveries_prune()
+
+
+@shared_task(bind=True, queue="default", acks_late=True)
 def escalate_incident(self, incident_id: int) -> int:
     return services.incident_escalate(incident_id=incident_id).level
 

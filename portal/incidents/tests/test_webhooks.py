@@ -197,7 +197,7 @@ def test_sns_forged_signature_and_unknown_topic(api_client, db, sns_signer):
     assert api_client.post(SNS, raw=b"{nope").status_code == 400
     assert api_client.post(SNS, {"Type": "Notification"}).status_code == 422
     assert AlertDelivery.objects.count() == 0 and Incident.objects.count() == 0
-    assert set(RejectedDelivery.objects.values_list("reason", flat=True)) == {"bad_signature", "unknown_topic", "malformed_json", "missing_field"}
+    assert set(RejectedDelivery.objects.values_list("reason", flat=True)) == {"bad_signature", "unknown_topic", "bad_cert_url", "malformed_json", "missing_field"}
     assert TOPIC in str(alarm)
     assert api_client.post(SNS, alarm).status_code == 200
     assert Incident.objects.count() == 1
