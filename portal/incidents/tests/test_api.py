@@ -6,6 +6,15 @@ from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
 
 
+def sandbox_may_reach_local_servers():
+    """The default environment is the sandbox, whose outbound policy allows 127.0.0.1."""
+    from portal.cloud.models import Environment
+    from portal.health.models import OutboundPolicy
+
+    env, _ = Environment.objects.get_or_create(name="sandbox", defaults={"credentials_mode": "static"})
+    OutboundPolicy.objects.update_or_create(environment=env, defaults={"allow_private_targets": True})
+
+
 def make_incident(name="HighErrorRate", fp="e1", severity="critical"):
     return services.alert_ingest_internal(source="health", fingerprint=fp, name=name, severity=severity, firing=True,
                                           summary="5xx above 5%", labels={"service": "api"}).incident
@@ -56,6 +65,7 @@ def test_openapi_documents_the_routes(client, db):
 @pytest.mark.django_db(transaction=True)
 def test_slack_and_twilio_channels_reach_local_servers(httpserver, settings):
     seed(load_plan(), reset=False)
+    sandbox_may_reach_local_servers()
     settings.TWILIO_BASE_URL = httpserver.url_for("/")
     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM = "AC123", "secret", "+15550000"
     httpserver.expect_request("/hook", method="POST").respond_with_json({"ok": True})

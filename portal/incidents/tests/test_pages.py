@@ -129,11 +129,14 @@ def test_page_created_before_ack_is_not_sent_after_it(seeded, responder, monkeyp
 def test_failed_channel_is_recorded(seeded, settings):
     from portal.incidents.models import EscalationLevel, Notification, NotificationChannel
 
+    from portal.incidents.tests.test_api import sandbox_may_reach_local_servers
+
+    sandbox_may_reach_local_servers()
     ch = NotificationChannel.objects.create(name="broken hook", kind="slack", webhook_url="http://127.0.0.1:1/hook")
     EscalationLevel.objects.get(policy__severity="critical", number=1).channels.add(ch)
     inc = open_incident()
     n = Notification.objects.get(incident=inc, channel=ch)
-    assert n.status == "failed" and "ConnectionError" in n.error
+    assert n.status == "failed" and n.error == "ConnectionError to 127.0.0.1"
     assert inc.timeline.filter(kind="notification", text__startswith="Failed to notify broken hook").exists()
     stored = NotificationChannel.objects.filter(pk=ch.pk).values_list("webhook_url", flat=True).get()
     assert stored == "http://127.0.0.1:1/hook"
