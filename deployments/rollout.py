@@ -20,12 +20,14 @@ from deployments.bounds import phase_bounds, threshold
 from deployments.models import Analysis, Deployment, DeploymentState, Strategy
 from deployments.services import (
     AlreadyInProgress,
+    ImageNotApproved,
     _scale_apply,
     environment_rollback,
     event_add,
     fmt_weights,
     lock_environment,
     raise_alert,
+    require_approved_image,
     set_state,
 )
 
@@ -108,7 +110,14 @@ def _pending(dep: Deployment, env, now, after_commit) -> bool:
                          "p95": ms.p95_latency(dep.from_colour, minutes), "requests": ms.request_count(dep.from_colour, minutes)})
     except Exception as exc:  # noqa: BLE001 - metrics missing is not a reason to stop here
         baseline["metrics_error"] = str(exc)[:200]
-    spec = cloudops.set_launch_spec(env, dep.to_colour, launch_template_version=dep.release.launch_template_version,
+    # Checked again here: the allow-list or "$Latest" may have changed since the request. The checked
+    # version number is launched, not "$Latest", which a later version would change under the group.
+    try:
+        image = require_approved_image(environment=env, image_id=dep.release.image_id,
+                                       launch_template_version=dep.release.launch_template_version)
+    except ImageNotApproved as exc:
+        return _fail(dep, env, now, exc.detail, after_commit)
+    spec = cloudops.set_launch_spec(env, dep.to_colour, launch_template_version=image.version,
                                     image_id=dep.release.image_id)
     event_add(environment=env, deployment=dep, kind="step", at=now,
               message=f"{dep.to_colour} now launches {dep.release.version}", data={"launch_spec": spec})

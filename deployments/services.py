@@ -31,6 +31,7 @@ from deployments.models import (
     other_colour,
 )
 from portal.audit.services import actor_fields, audit_record
+from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Environment
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ class InvalidInput(DeploymentError):
 class NeedsApproval(DeploymentError):
     status = 403
     code = "forbidden"
+
+
+class ImageNotApproved(DeploymentError):
+    """The release would boot an image that is not on the environment's allow-list (deployments.images)."""
+
+    status = 422
+    code = "image_not_approved"
 
 
 def _now():
@@ -158,6 +166,8 @@ def deployment_create(
     problems = strategy.validate_steps()
     if problems:
         raise InvalidInput(f"strategy {strategy.slug} is not usable: " + "; ".join(problems))
+    # Read before the lock (two reads of AWS); the rollout checks again right before it launches.
+    require_approved_image(environment=environment, image_id=image_id, launch_template_version=launch_template_version)
 
     try:
         with transaction.atomic():
@@ -198,6 +208,46 @@ def deployment_create(
         if "deployment_one_active_per_env" in str(exc):
             raise AlreadyInProgress(f"a deployment is already running on {environment.name}") from exc
         raise
+
+
+def require_approved_image(*, environment: Environment, image_id: str = "", launch_template_version: str = ""):
+    """The image the release would boot, approved; ImageNotApproved otherwise. Only reads AWS."""
+    from deployments import images
+
+    try:
+        verdict = images.verdict(environment, image_id=image_id, launch_template_version=launch_template_version)
+    except CloudError as exc:
+        if exc.is_not_found or exc.code.startswith(("InvalidLaunchTemplate", "InvalidAMIID")):
+            raise ImageNotApproved(f"the image cannot be checked: {exc.words}") from exc
+        raise
+    if not verdict.approved:
+        raise ImageNotApproved(f"refused before anything was changed: {verdict.reason}")
+    return verdict
+
+
+def environment_images_set(*, environment: Environment, owners, image_ids, actor, reason: str = "") -> Environment:
+    """Replace the environment's allow-list of image owners and ids (an environment edit: leads and admins)."""
+    from deployments import images
+
+    if not can_approve(actor):
+        raise NeedsApproval("only a lead or an admin can change which images may be deployed")
+    try:
+        owners = images.clean_owners(owners)
+        image_ids = images.clean_image_ids(image_ids)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    with transaction.atomic():
+        env = lock_environment(environment)
+        before = {"approved_image_owners": env.approved_image_owners, "approved_image_ids": env.approved_image_ids}
+        after = {"approved_image_owners": owners, "approved_image_ids": image_ids}
+        if before == after:
+            return env
+        env.approved_image_owners = owners
+        env.approved_image_ids = image_ids
+        env.save(update_fields=["approved_image_owners", "approved_image_ids", "updated_at"])
+        audit_record(actor=actor, verb="environment.images", target=env, before=before, after=after,
+                     extra={"reason": (reason or "").strip()[:300], "environment": env.name})
+        return env
 
 
 def _locked_deployment(deployment: Deployment) -> tuple[Environment, Deployment]:

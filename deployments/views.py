@@ -380,6 +380,28 @@ def automation(request):
     return resp or _back(env)
 
 
+def _list_field(request, name: str) -> list[str]:
+    """One entry per line or comma-separated, as typed in the allow-list form."""
+    return [v for v in request.POST.get(name, "").replace(",", "\n").split() if v]
+
+
+@perm_required(APPROVE)
+@require_POST
+def images(request):
+    """Replace the environment's allow-list of image owners and ids (leads and admins; audited)."""
+    env = _environment(request)
+    if env is None:
+        raise Http404("no environment")
+    if needs_reauth(request, env):
+        return reauth_response(request, f"change the approved images of {env.name}", back=f"/deployments/?environment={env.name}")
+    _, resp = _run(request, env, services.environment_images_set, "Approved images saved.", "#images", environment=env,
+                   owners=_list_field(request, "owners"), image_ids=_list_field(request, "image_ids"), actor=request.user,
+                   reason=request.POST.get("reason", ""))
+    return resp or _back(env, "#images")
+
+
+@perm_required(RESPOND)
+@require_POST
 @perm_required(RESPOND)
 @require_POST
 def rds_failover(request):

@@ -14,6 +14,7 @@ from typing import Any
 import requests
 from django.utils import timezone
 
+from portal import outbound
 from portal.cloud.errors import CloudError
 
 COLOURS = ("blue", "green")
@@ -252,13 +253,14 @@ class PrometheusSource(MetricsSource):
 
     timeout = (3.05, 10)
 
-    def __init__(self, env, clock=None, session: requests.Session | None = None):
+    def __init__(self, env, clock=None):
         super().__init__(env, clock)
         if not env.prometheus_url:
             raise CloudError("NotConfigured", "Prometheus query", env.name, "the environment's metrics source is Prometheus but no Prometheus URL is set")
         self.base = env.prometheus_url.rstrip("/")
-        self.http = session or requests.Session()
-        self.http.headers["User-Agent"] = "fairtradeworker-ops-portal/0.1"
+        # Through portal.outbound: the Prometheus URL may reach private addresses only if the
+        # environment's outbound policy says so; redirects are not followed.
+        self.allow_private = outbound.allows_private_targets(env)
 
     def promql(self, metric: str, colour: str | None, minutes: int) -> str:
         _check_metric(metric)
@@ -272,9 +274,13 @@ class PrometheusSource(MetricsSource):
     def _get(self, path: str, params: dict) -> Any:
         op = f"Prometheus {path.rsplit('/', 1)[-1]}"
         try:
-            resp = self.http.get(f"{self.base}{path}", params=params, timeout=self.timeout)
+            resp = outbound.request("GET", f"{self.base}{path}", allow_private=self.allow_private, params=params,
+                                    timeout=self.timeout, max_redirects=0,
+                                    headers={"User-Agent": "fairtradeworker-ops-portal/0.1"})
+        except outbound.OutboundRefused as exc:
+            raise CloudError("PrometheusRefused", op, self.env.name, f"refused to connect to {exc.host}: {exc.reason}") from exc
         except requests.RequestException as exc:
-            raise CloudError("PrometheusUnreachable", op, self.env.name, str(exc)) from exc
+            raise CloudError("PrometheusUnreachable", op, self.env.name, outbound.error_words(exc, self.base)) from exc
         try:
             body = resp.json()
         except ValueError as exc:

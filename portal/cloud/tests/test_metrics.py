@@ -143,9 +143,18 @@ class FakePrometheus:
             {"metric": {"colour": "green"}, "values": values}]}}), content_type="application/json")
 
 
+def local_prometheus_env(url):
+    """An environment whose outbound policy allows 127.0.0.1 (like the sandbox's), with Prometheus at `url`."""
+    from portal.health.models import OutboundPolicy
+
+    env = Environment(name="prom", metrics_source="prometheus", prometheus_url=url)
+    env.outbound_policy = OutboundPolicy(allow_private_targets=True)
+    return env
+
+
 @pytest.fixture
 def prom_env(httpserver):
-    return Environment(name="prom", metrics_source="prometheus", prometheus_url=httpserver.url_for("/").rstrip("/"))
+    return local_prometheus_env(httpserver.url_for("/").rstrip("/"))
 
 
 def test_prometheus_values(httpserver, prom_env):
@@ -198,10 +207,18 @@ def test_prometheus_errors_in_words(httpserver, prom_env):
 def test_prometheus_unreachable(db):
     from portal.cloud.testing import free_port
 
-    env = Environment(name="prom", metrics_source="prometheus", prometheus_url=f"http://127.0.0.1:{free_port()}")
+    env = local_prometheus_env(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(CloudError) as info:
         PrometheusSource(env).error_rate("blue", 5)
     assert info.value.code == "PrometheusUnreachable"
+
+
+def test_prometheus_on_a_private_address_is_refused_without_a_connection(httpserver):
+    env = Environment(name="prod", metrics_source="prometheus", prometheus_url=httpserver.url_for("/").rstrip("/"))
+    with pytest.raises(CloudError) as info:
+        PrometheusSource(env).error_rate("blue", 5)
+    assert info.value.code == "PrometheusRefused" and "loopback" in info.value.message
+    assert httpserver.log == []
 
 
 def test_prometheus_query_params_are_encoded(httpserver, prom_env):
