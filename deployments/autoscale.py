@@ -24,7 +24,15 @@ from deployments.models import (
     Rollback,
     ScaleAction,
 )
-from deployments.services import _cooldown_left, _scale_apply, live_colour, lock_environment, raise_alert
+from deployments.services import (
+    DeploymentError,
+    _cooldown_left,
+    _scale_apply,
+    live_colour,
+    lock_environment,
+    raise_alert,
+)
+from portal.audit.services import audits_failures
 from portal.cloud.models import Environment
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ def evaluate_all(now=None) -> list[AutoscaleDecision]:
     return out
 
 
+@audits_failures("autoscale.evaluate", actor=SYSTEM, expected=(DeploymentError,))
 def evaluate(*, environment: Environment, now=None) -> AutoscaleDecision:
     now = now or timezone.now()
     with transaction.atomic():

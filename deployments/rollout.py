@@ -20,6 +20,7 @@ from deployments.bounds import phase_bounds, threshold
 from deployments.models import Analysis, Deployment, DeploymentState, Strategy
 from deployments.services import (
     AlreadyInProgress,
+    DeploymentError,
     ImageNotApproved,
     _scale_apply,
     environment_rollback,
@@ -30,6 +31,7 @@ from deployments.services import (
     require_approved_image,
     set_state,
 )
+from portal.audit.services import audit_record, audits_failures
 
 log = logging.getLogger(__name__)
 SYSTEM = "system:rollout"
@@ -43,6 +45,8 @@ class Verdict:
     numbers: dict = field(default_factory=dict)
 
 
+@audits_failures("deployment.advance", actor=SYSTEM, expected=(DeploymentError,),
+                 target=lambda kw: ("deployments.deployment", kw.get("deployment_id")))
 def deployment_advance(*, deployment_id: int, now=None) -> str:
     """Move the deployment on as far as it can go right now. Returns its state afterwards."""
     now = now or timezone.now()
@@ -121,6 +125,8 @@ def _pending(dep: Deployment, env, now, after_commit) -> bool:
                                     image_id=dep.release.image_id)
     event_add(environment=env, deployment=dep, kind="step", at=now,
               message=f"{dep.to_colour} now launches {dep.release.version}", data={"launch_spec": spec})
+    audit_record(actor=SYSTEM, verb="environment.launch_template", target=env, after=spec,
+                 extra={"colour": dep.to_colour, "deployment": str(dep.public_id), "version": dep.release.version})
     idle = cloudops.capacity(env, dep.to_colour)
     baseline["to_desired_before"] = idle.desired
     if idle.desired != target:
@@ -173,7 +179,11 @@ def _shifting(dep: Deployment, env, now, after_commit) -> bool:
     except cloudops.WeightsNotApplied as exc:
         event_add(environment=env, deployment=dep, kind="error", at=now,
                   message=f"Step {nxt + 1}: the listener did not take {fmt_weights(asked)}: it shows {fmt_weights(exc.seen)} {exc.error}", data={"asked": asked, "seen": exc.seen})
+        audit_record(actor=SYSTEM, verb="environment.weights", target=env, result="error", before={"weights": exc.seen},
+                     after={"weights": asked}, extra={"deployment": str(dep.public_id), "step": nxt, "error": exc.error or str(exc)})
         return _analysis_failed(dep, env, now, after_commit, f"weight change to {weight} % did not apply", {"asked": asked, "seen": exc.seen})
+    audit_record(actor=SYSTEM, verb="environment.weights", target=env, before={"weights": dep.weights}, after={"weights": seen},
+                 extra={"deployment": str(dep.public_id), "step": nxt, "steps": len(steps), "tries": tries})
     dep.step_index = nxt
     dep.weights = seen
     dep.wake_at = now + timedelta(seconds=hold)

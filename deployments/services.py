@@ -30,7 +30,7 @@ from deployments.models import (
     Strategy,
     other_colour,
 )
-from portal.audit.services import actor_fields, audit_record
+from portal.audit.services import actor_fields, audit_record, audit_record_later, audits_failures
 from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Environment
 
@@ -80,6 +80,12 @@ class InvalidInput(DeploymentError):
 class NeedsApproval(DeploymentError):
     status = 403
     code = "forbidden"
+
+
+# A cloud action that fails leaves a result="error" audit row written after its transaction rolled
+# back; the portal's own refusals (a DeploymentError without a cause) are answered, not audited.
+def _audited(verb: str, **kw):
+    return audits_failures(verb, expected=(DeploymentError,), **kw)
 
 
 class ImageNotApproved(DeploymentError):
@@ -140,6 +146,7 @@ def live_colour(weights: dict[str, int]) -> str:
 # Deployments
 
 
+@_audited("deployment.create")
 def deployment_create(
     *, environment: Environment, version: str, strategy: Strategy | str, actor, launch_template_version: str = "",
     image_id: str = "", notes: str = "",
@@ -338,6 +345,7 @@ def deployment_promote(*, deployment: Deployment, actor, reason: str = "") -> De
         return dep
 
 
+@_audited("deployment.abort", target="deployment")
 def deployment_abort(*, deployment: Deployment, actor, reason: str = "") -> Deployment:
     """Stop the rollout. Before any traffic moved it just ends; afterwards it rolls back."""
     reason = (reason or "").strip()
@@ -390,6 +398,7 @@ def _rollback_target(env: Environment, deployment: Deployment | None, weights: d
     return None, live_colour(weights)
 
 
+@_audited("environment.rollback")
 def environment_rollback(*, environment: Environment, actor, reason: str = "", deployment: Deployment | None = None,
                          automatic: bool = False) -> Rollback:
     """One click: traffic back to the previous colour, once its capacity is healthy. Raises AlreadyInProgress."""
@@ -432,6 +441,7 @@ def environment_rollback(*, environment: Environment, actor, reason: str = "", d
         raise
 
 
+@_audited("environment.rollback_advance", actor="system:rollback", target=lambda kw: ("deployments.rollback", kw.get("rollback_id")))
 def rollback_advance(*, rollback_id: int, now=None) -> str:
     """One pass of a rollback: capacity first, then weights with read-back. Returns the state after the pass."""
     now = now or _now()
@@ -518,6 +528,9 @@ def _rollback_switch(env: Environment, rb: Rollback, now) -> None:
     except cloudops.WeightsNotApplied as exc:
         event_add(environment=env, deployment=rb.deployment, rollback=rb, kind="error", at=_now(),
                   message=f"Listener did not take {fmt_weights(asked)}: it shows {fmt_weights(exc.seen)} after {exc.attempts} tries {exc.error}", data={"asked": asked, "seen": exc.seen})
+        audit_record(actor="system:rollback", verb="environment.weights", target=env, result="error", before={"weights": exc.seen},
+                     after={"weights": asked}, extra={"rollback": str(rb.public_id), "attempts": exc.attempts,
+                                                      "error": exc.error or str(exc)})
         if (now - rb.requested_at).total_seconds() > float(conf.get("ROLLBACK_CAPACITY_TIMEOUT_SECONDS")):
             _rollback_fail(env, rb, now, f"the listener never showed {asked}: {exc}")
         return
@@ -616,12 +629,13 @@ def _scale_apply(*, env: Environment, colour: str, desired: int, actor, reason: 
         except Exception as exc:
             action.state = ScaleAction.State.FAILED
             action.error = str(exc)[:500]
-            action.save(update_fields=["state", "error"])
-            audit_record(actor=actor, verb="environment.scale", target=env, result="error", before={"desired": action.from_desired},
-                         after={"desired": desired}, extra={"colour": colour, "reason": reason, "error": action.error})
+            action.save(update_fields=["state", "error"])  # rolled back with the caller's transaction
+            audit_record_later(exc, actor=actor, verb="environment.scale", target=env, before={"desired": action.from_desired},
+                               after={"desired": desired}, extra={"colour": colour, "reason": reason, "automatic": automatic})
             raise
         action.read_back = read_back
         action.applied_at = _now()
+        _audit_bounds(actor, env, colour, read_back, before={"min_size": int(group.min_size), "max_size": int(group.max_size)})
         if read_back.get("desired") != int(desired):
             action.state = ScaleAction.State.FAILED
             action.error = f"asked for {desired}, AWS reports {read_back.get('desired')}"
@@ -631,6 +645,14 @@ def _scale_apply(*, env: Environment, colour: str, desired: int, actor, reason: 
                  extra={"colour": colour, "reason": reason, "automatic": automatic, "dry_run": dry_run,
                         "approved_by": _label(approved_by) if approved_by else None, "scale_action": str(action.public_id)})
     return action
+
+
+def _audit_bounds(actor, env: Environment, colour: str, read_back: dict, before: dict | None = None) -> None:
+    """AWS's MinSize/MaxSize widened so that a capacity fits (cloudops.set_capacity): a change of its own."""
+    if read_back.get("widened"):
+        audit_record(actor=actor, verb="environment.group_bounds", target=env, before=before,
+                     after={"min_size": read_back.get("min_size"), "max_size": read_back.get("max_size")},
+                     extra={"colour": colour, "widened": read_back["widened"]})
 
 
 def can_approve(who) -> bool:
@@ -644,6 +666,7 @@ def can_approve(who) -> bool:
     return bool(getattr(who, "is_authenticated", False) and who.has_perm(APPROVE))
 
 
+@_audited("environment.scale")
 def environment_scale(*, environment: Environment, colour: str, desired: int, actor, reason: str, approved_by=None) -> ScaleAction:
     """Set a colour's desired capacity within the phase's range; above the maximum a lead approves."""
     reason = (reason or "").strip()
@@ -694,6 +717,7 @@ def scale_request_approval(*, environment: Environment, colour: str, desired: in
         return action
 
 
+@_audited("environment.scale", target=lambda kw: kw["action"].environment)
 def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
     """A lead approves a waiting scale beyond the phase maximum: it is carried out now."""
     if not can_approve(actor):
@@ -713,6 +737,7 @@ def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
             raise DeploymentError(f"AWS refused the change: {exc}") from exc
         action.read_back = read_back
         action.applied_at = _now()
+        _audit_bounds(actor, env, action.colour, read_back)
         if read_back.get("desired") != action.to_desired:
             action.state = ScaleAction.State.FAILED
             action.error = f"asked for {action.to_desired}, AWS reports {read_back.get('desired')}"
@@ -728,6 +753,7 @@ def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
 # RDS failover and the automation switch
 
 
+@_audited("environment.rds_failover")
 def rds_failover(*, environment: Environment, actor, reason: str) -> None:
     """Reboot the Multi-AZ database with failover to its standby. Leads only."""
     reason = (reason or "").strip()
