@@ -9,7 +9,7 @@ from ninja import Router, Schema, Status
 
 from deployments import selectors, services
 from deployments.models import Deployment, Rollback, ScaleAction
-from portal.api import ApiError, ScopedTokenAuth, require_scope
+from portal.api import ApiError, ScopedTokenAuth, require_environment_grant, require_scope
 from portal.cloud.errors import CloudError
 from portal.cloud.models import Environment
 
@@ -142,6 +142,10 @@ def _deployment(deployment_id: str) -> Deployment:
 
 
 def _call(fn, **kwargs):
+    # Every write names its environment (or a deployment or scale action of one): a production one
+    # needs the token's grant.
+    target = kwargs.get("environment") or getattr(kwargs.get("deployment") or kwargs.get("action"), "environment", None)
+    require_environment_grant(kwargs.get("actor"), target)
     try:
         return fn(**kwargs)
     except services.DeploymentError as exc:

@@ -727,6 +727,10 @@ def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
         action = ScaleAction.objects.select_for_update().get(pk=action.pk)
         if action.state != ScaleAction.State.AWAITING_APPROVAL:
             raise InvalidState(f"this scale request is already {action.get_state_display().lower()}")
+        # Four eyes: whoever asked (a person or a token) never approves their own request.
+        me = _user(actor)
+        if (me is not None and me.pk == action.requested_by_id) or _label(actor) == action.requested_by_label:
+            raise NeedsApproval("you asked for this scale yourself: another lead must approve it")
         action.state = ScaleAction.State.APPLIED
         action.approved_by = _user(actor)
         action.approved_by_label = _label(actor)

@@ -82,7 +82,7 @@ def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: 
     try:
         if step["kind"] == "action" and payload.status == OutcomeStatus.DONE:
             spec = ACTIONS[step["action"]]
-            require_scope(request, spec.scope)
+            require_scope(request, spec.scope, environment=run.environment)
             outcome = services.step_action_take(run=run, step_id=step_id, note=payload.note, actor=token)
         elif step["kind"] == "escalate" and payload.status == OutcomeStatus.DONE:
             outcome = services.step_escalate(run=run, step_id=step_id, note=payload.note, actor=token)
