@@ -68,3 +68,28 @@ def widen_group_bounds(env, colour: str, desired: int, group) -> dict | None:
         return None
     client(env, "autoscaling").update_auto_scaling_group(AutoScalingGroupName=env.asg_name(colour), **updates)
     return updates
+
+
+def describe_image(env, image_id: str) -> dict | None:
+    """The image as EC2 describes it to this account, or None when it does not exist (or is not visible here)."""
+    try:
+        images = client(env, "ec2").describe_images(ImageIds=[image_id]).get("Images") or []
+    except CloudError as exc:
+        if exc.code.startswith("InvalidAMIID"):
+            return None
+        raise
+    return next((i for i in images if i.get("ImageId") == image_id), None)
+
+
+def launch_template_version_image(env, version: str) -> tuple[str, str]:
+    """(version number, ImageId) of a version ("7", "$Latest", "$Default") of the environment's launch template."""
+    template_id = env.launch_template_id
+    if not template_id:
+        raise CloudError("NotConfigured", "DescribeLaunchTemplateVersions", env.name, "the environment has no launch template id set")
+    found = client(env, "ec2").describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=[str(version)]).get("LaunchTemplateVersions") or []
+    if not found:
+        raise CloudError("InvalidLaunchTemplateId.VersionNotFound", "DescribeLaunchTemplateVersions", env.name,
+                         f"launch template {template_id} has no version {version}")
+    data = found[0].get("LaunchTemplateData") or {}
+    return str(found[0]["VersionNumber"]), str(data.get("ImageId") or "")

@@ -15,6 +15,7 @@ urlpatterns = [
     path("scale/", views.scale, name="scale"),
     path("scale/<uuid:public_id>/approve/", views.approve_scale, name="approve_scale"),
     path("automation/", views.automation, name="automation"),
+    path("images/", views.images, name="images"),
     path("rds-failover/", views.rds_failover, name="rds_failover"),
     path("<uuid:public_id>/", views.detail, name="detail"),
     path("<uuid:public_id>/<str:action>/", views.control, name="control"),

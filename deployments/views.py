@@ -22,7 +22,7 @@ from deployments import cloudops, selectors, services
 from deployments.bounds import phase_bounds
 from deployments.models import Deployment, ScaleAction, Strategy
 from portal.accounts.permissions import forbidden, perm_required
-from portal.accounts.reauth import needs_reauth, reauth_response
+from portal.accounts.reauth import needs_reauth, reauth_response, step_up
 from portal.accounts.roles import APPROVE, RESPOND, VIEW
 from portal.cloud.clients import page_reads
 from portal.cloud.errors import CloudError
@@ -387,21 +387,19 @@ def _list_field(request, name: str) -> list[str]:
 
 @perm_required(APPROVE)
 @require_POST
+@step_up(what="change the approved images of {env}", environment=lambda request: _environment(request),
+         back=lambda request, env: f"/deployments/?environment={env.name}")
 def images(request):
     """Replace the environment's allow-list of image owners and ids (leads and admins; audited)."""
     env = _environment(request)
     if env is None:
         raise Http404("no environment")
-    if needs_reauth(request, env):
-        return reauth_response(request, f"change the approved images of {env.name}", back=f"/deployments/?environment={env.name}")
     _, resp = _run(request, env, services.environment_images_set, "Approved images saved.", "#images", environment=env,
                    owners=_list_field(request, "owners"), image_ids=_list_field(request, "image_ids"), actor=request.user,
                    reason=request.POST.get("reason", ""))
     return resp or _back(env, "#images")
 
 
-@perm_required(RESPOND)
-@require_POST
 @perm_required(RESPOND)
 @require_POST
 def rds_failover(request):

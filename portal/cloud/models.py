@@ -65,6 +65,12 @@ class Environment(models.Model):
     # missing metrics use portal.cloud.metrics.DEFAULT_PROMQL.
     prometheus_queries = models.JSONField(default=dict, blank=True)
 
+    # Deployments launch only approved images (deployments.images): an image whose id is listed, or
+    # whose owner is (a 12-digit account id, "self" for this account, "amazon", "aws-marketplace").
+    # Both empty: nothing is approved. Changed by a lead through deployments.services, audited.
+    approved_image_owners = models.JSONField(default=list, blank=True, help_text='["self", "123456789012", "amazon"]')
+    approved_image_ids = models.JSONField(default=list, blank=True, help_text='["ami-0123456789abcdef0"]')
+
     automation_paused = models.BooleanField(default=False)
     automation_paused_reason = models.CharField(max_length=200, blank=True)
     dry_run = models.BooleanField(default=False, help_text="Automatic actions are recorded, not carried out")

@@ -485,6 +485,9 @@ ENV_FIELDS = ("listener_arn", "load_balancer_arn", "blue_asg", "green_asg", "blu
               "blue_tg_dimension", "green_tg_dimension")
 
 
+SANDBOX_IMAGE_OWNERS = ("amazon", "self")
+
+
 def register_environment(names: dict, *, endpoint_url: str, name: str = ENV_NAME, actor: Any = "system:sandbox",
                          status_port: int | None = None):
     """Create or update the sandbox Environment row with the built resources (audited)."""
@@ -500,18 +503,27 @@ def register_environment(names: dict, *, endpoint_url: str, name: str = ENV_NAME
                   description="Local AWS sandbox (moto) with the traffic simulator")
     with transaction.atomic():
         env = Environment.objects.select_for_update().filter(name=name).first()
-        before = {k: getattr(env, k) for k in values} if env else None
+        audited = (*values, "approved_image_owners", "approved_image_ids")
+        before = {k: getattr(env, k) for k in audited} if env else None
         if env is None:
             env = Environment(name=name)
         for k, v in values.items():
             setattr(env, k, v)
+        if not (env.approved_image_owners or env.approved_image_ids):
+            # The sandbox's launch template boots one of moto's Amazon images; images made in it belong to
+            # moto's account ("self"). Seeded once: a lead's later change of the list is kept.
+            env.approved_image_owners = list(SANDBOX_IMAGE_OWNERS)
         env.save()
         # A new moto server starts empty: instance ids and counters of the old one mean nothing now.
         SimulatorState.objects.update_or_create(environment=env, defaults={
             "unhealthy": {}, "outages": {}, "data": {}, "ticks": 0, "last_tick_at": None, "status_port": status_port})
-        after = {k: getattr(env, k) for k in values}
+        after = {k: getattr(env, k) for k in audited}
         if before != after:
             audit_record(actor=actor, verb="environment.register", target=env, before=before, after=after,
                          extra={"source": "sandbox"})
+        # Its endpoints (moto, the status pages) are on 127.0.0.1: only this environment may reach them.
+        from portal.health.services import outbound_policy_set
+
+        outbound_policy_set(environment=env, allow_private_targets=True, actor=actor)
     reset_cache()
     return env
