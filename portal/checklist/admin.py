@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from portal.audit.admin import AuditedAdmin, ReadOnlyAdmin
 from portal.checklist.models import ChecklistItem, ChecklistNotification, ChecklistVerification
 
 
 @admin.register(ChecklistItem)
-class ChecklistItemAdmin(admin.ModelAdmin):
+class ChecklistItemAdmin(AuditedAdmin):
     """Operators edit the seeded text and sign-off rules here; sign-off state changes only through the pages and API."""
 
     list_display = ("position", "title", "status", "required_signers", "verifiable", "verification_outcome")
@@ -16,17 +17,11 @@ class ChecklistItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChecklistVerification)
-class ChecklistVerificationAdmin(admin.ModelAdmin):
+class ChecklistVerificationAdmin(ReadOnlyAdmin):
     list_display = ("item", "outcome", "ran_at", "environment_name", "triggered_by")
     list_filter = ("outcome",)
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ChecklistNotification)
-class ChecklistNotificationAdmin(admin.ModelAdmin):
+class ChecklistNotificationAdmin(ReadOnlyAdmin):
     list_display = ("subject", "kind", "sent_at", "delivered")
-
-    def has_change_permission(self, request, obj=None):
-        return False

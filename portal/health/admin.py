@@ -2,11 +2,12 @@
 
 from django.contrib import admin
 
+from portal.audit.admin import AuditedAdmin
 from portal.health.models import Check, Slo, ThresholdRule
 
 
 @admin.register(Check)
-class CheckAdmin(admin.ModelAdmin):
+class CheckAdmin(AuditedAdmin):
     list_display = ("slug", "name", "kind", "group", "environment", "status", "enabled", "interval_seconds",
                     "fail_threshold", "recover_threshold", "severity", "last_result_at")
     list_filter = ("group", "kind", "status", "enabled", "environment")
@@ -17,13 +18,13 @@ class CheckAdmin(admin.ModelAdmin):
 
 
 @admin.register(ThresholdRule)
-class ThresholdRuleAdmin(admin.ModelAdmin):
+class ThresholdRuleAdmin(AuditedAdmin):
     list_display = ("slug", "metric", "comparison", "value", "unit", "window_minutes", "severity", "enabled")
     list_filter = ("severity", "enabled")
 
 
 @admin.register(Slo)
-class SloAdmin(admin.ModelAdmin):
+class SloAdmin(AuditedAdmin):
     list_display = ("slug", "name", "kind", "metric", "comparison", "target", "current_value", "budget_remaining_pct",
                     "evaluated_at")
     readonly_fields = ("current_value", "compliance_pct", "budget_remaining_pct", "burn_rate_1h", "burn_rate_6h",

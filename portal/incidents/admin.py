@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from portal.audit.admin import AuditedAdmin, ReadOnlyAdmin
 from portal.incidents import models
 
 
@@ -9,29 +10,31 @@ class EscalationLevelInline(admin.TabularInline):
 
 
 @admin.register(models.EscalationPolicy)
-class EscalationPolicyAdmin(admin.ModelAdmin):
+class EscalationPolicyAdmin(AuditedAdmin):
     list_display = ("severity", "name", "repeat", "repeat_after_minutes")
     inlines = [EscalationLevelInline]
 
 
 @admin.register(models.NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
+class NotificationChannelAdmin(AuditedAdmin):
     list_display = ("name", "kind", "target", "enabled")
 
 
 @admin.register(models.RunbookMapping)
-class RunbookMappingAdmin(admin.ModelAdmin):
+class RunbookMappingAdmin(AuditedAdmin):
     list_display = ("slug", "priority", "name_pattern", "label_matchers", "runbook_slug")
     list_editable = ("priority", "name_pattern", "runbook_slug")
 
 
 @admin.register(models.AlertSourceConfig)
-class AlertSourceConfigAdmin(admin.ModelAdmin):
+class AlertSourceConfigAdmin(AuditedAdmin):
     list_display = ("source", "auto_resolve", "grouping_labels")
 
 
 @admin.register(models.Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(ReadOnlyAdmin):
+    """Incidents change through the pages and API (acknowledge, resolve, paging), never here."""
+
     list_display = ("title", "status", "severity", "environment", "opened_at")
     list_filter = ("status", "severity")
     search_fields = ("title", "grouping_key")
@@ -39,13 +42,13 @@ class IncidentAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.AlertDelivery)
-class AlertDeliveryAdmin(admin.ModelAdmin):
+class AlertDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("public_id", "source", "status", "received_at", "alert_count")
     list_filter = ("source", "status")
     readonly_fields = ("payload",)
 
 
 @admin.register(models.RejectedDelivery)
-class RejectedDeliveryAdmin(admin.ModelAdmin):
+class RejectedDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("received_at", "source", "reason", "status_code", "remote_addr")
     list_filter = ("source", "reason")

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from portal.audit.admin import AuditedAdmin, ReadOnlyAdmin
 from portal.phases.models import GrowthPhase, PhaseFocusItem, UserCountSample
 
 
@@ -11,7 +12,7 @@ class FocusInline(admin.TabularInline):
 
 
 @admin.register(GrowthPhase)
-class GrowthPhaseAdmin(admin.ModelAdmin):
+class GrowthPhaseAdmin(AuditedAdmin):
     """Operators edit the plan's phases here (seed_defaults keeps edited rows unless --reset); moving phase is on /phases/."""
 
     list_display = ("number", "name", "users_min", "users_max", "instances_min", "instances_max", "monthly_cost")
@@ -20,9 +21,6 @@ class GrowthPhaseAdmin(admin.ModelAdmin):
 
 
 @admin.register(UserCountSample)
-class UserCountSampleAdmin(admin.ModelAdmin):
+class UserCountSampleAdmin(ReadOnlyAdmin):
     list_display = ("at", "users", "source", "entered_by")
     list_filter = ("source",)
-
-    def has_change_permission(self, request, obj=None):
-        return False
