@@ -81,6 +81,14 @@ def address_refusal(address: str) -> str | None:
 
 def resolve(host: str, port: int) -> list[tuple[int, tuple]]:
     """(family, sockaddr) for each address of `host` (tests replace this to fake public DNS)."""
+    try:
+        literal = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        literal = None
+    if literal is not None:  # an address literal needs no lookup
+        if literal.version == 6:
+            return [(socket.AF_INET6, (str(literal), port, 0, 0))]
+        return [(socket.AF_INET, (str(literal), port))]
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [(family, sockaddr) for family, _type, _proto, _name, sockaddr in infos]
 

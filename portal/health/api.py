@@ -9,6 +9,7 @@ from ninja import Router, Schema
 from portal.api import ApiError, ScopedTokenAuth, require_scope
 from portal.health import selectors, services
 from portal.health.models import Check, CheckResult
+from portal.outbound import redact_url
 
 router = Router()
 
@@ -91,7 +92,7 @@ def _check_out(c: Check, up24: dict, up30: dict) -> dict:
         "consecutive_failures": c.consecutive_failures, "consecutive_successes": c.consecutive_successes,
         "last_result_at": c.last_result_at, "last_ok": c.last_ok, "last_reason": c.last_reason,
         "last_latency_ms": c.last_latency_ms, "next_due_at": c.next_due_at,
-        "uptime_24h": up24.get(c.pk), "uptime_30d": up30.get(c.pk), "url": c.config.get("url", ""),
+        "uptime_24h": up24.get(c.pk), "uptime_30d": up30.get(c.pk), "url": redact_url(c.config.get("url", "")),
     }
 
 
@@ -127,7 +128,7 @@ def get_check(request, slug: str, results: int = 50):
     limit = max(0, min(results, 500))
     rows: list[CheckResult] = list(selectors.check_history(c, limit=limit)) if limit else []
     out = _check_out(c, selectors.uptime_by_check(hours=24), selectors.uptime_by_check(hours=24 * 30))
-    out["config"] = c.config
+    out["config"] = selectors.check_config_for_display(c)  # header values and URL credentials never leave
     out["results"] = [
         {"created_at": r.created_at, "ok": r.ok, "reason": r.reason, "latency_ms": r.latency_ms, "value": r.value,
          "drift_seconds": r.drift_seconds}

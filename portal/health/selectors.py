@@ -10,6 +10,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from portal.health.models import Check, CheckResult, CheckRollup, Heartbeat, Slo
+from portal.outbound import MASK, redact_url
 
 SPARK_POINTS = 30
 
@@ -38,7 +39,7 @@ def service_statuses(*, limit: int | None = None) -> list[dict]:
                 "ok": c.status == Check.Status.OK,
                 "reason": c.last_reason,
                 "last_result_at": c.last_result_at,
-                "url": c.config.get("url", ""),
+                "url": redact_url(c.config.get("url", "")),
                 "enabled": c.enabled,
             }
         )
@@ -208,3 +209,15 @@ def check_history(check: Check, *, limit: int = 200):
 def check_rollups(check: Check, *, days: int = 30):
     since = timezone.now() - timedelta(days=days)
     return CheckRollup.objects.filter(check_obj=check, hour__gte=since).order_by("-hour")
+
+
+def check_config_for_display(check: Check) -> dict:
+    """A check's config as pages and the API show it: URLs redacted, header values never shown."""
+    cfg = {k: v for k, v in (check.config or {}).items() if k != "headers"}
+    for key in ("url", "public_url"):
+        if isinstance(cfg.get(key), str):
+            cfg[key] = redact_url(cfg[key])
+    names = check.header_names()
+    if names:
+        cfg["headers"] = dict.fromkeys(names, MASK)
+    return cfg

@@ -10,6 +10,14 @@ from django.utils.safestring import mark_safe
 register = template.Library()
 
 
+@register.filter(name="redact_url")
+def redact_url_filter(url):
+    """A URL as pages show it: userinfo, token-like query values and webhook secrets as ***."""
+    from portal.outbound import redact_url
+
+    return redact_url(str(url or ""))
+
+
 @register.simple_tag
 def sparkline(spark: dict, big: bool = False):
     """The latency sparkline of a check's recent runs as inline SVG (selectors.sparkline_svg_points).
