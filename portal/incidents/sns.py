@@ -247,6 +247,12 @@ _failed: OrderedDict[str, tuple[float, str]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+def cache_sizes() -> tuple[int, int]:
+    """(certificates kept, refusals remembered): both at most CACHE_SIZE."""
+    with _cache_lock:
+        return len(_cache), len(_failed)
+
+
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
