@@ -22,7 +22,7 @@ from deployments import cloudops, selectors, services
 from deployments.bounds import phase_bounds
 from deployments.models import Deployment, ScaleAction, Strategy
 from portal.accounts.permissions import forbidden, perm_required
-from portal.accounts.reauth import needs_reauth, reauth_response, step_up
+from portal.accounts.reauth import step_up
 from portal.accounts.roles import APPROVE, RESPOND, VIEW
 from portal.cloud.clients import page_reads
 from portal.cloud.errors import CloudError
@@ -254,6 +254,16 @@ def chart_data(request):
 # ---------------------------------------------------------------------------------------------- actions
 
 
+def _env_page(request, env, *args, **kwargs) -> str:
+    """Where a password confirmation returns to: the environment's deployments page."""
+    return f"/deployments/?environment={env.name}"
+
+
+def _scale_action_env(request, public_id):
+    action = ScaleAction.objects.select_related("environment").filter(public_id=public_id).first()
+    return action.environment if action is not None else None
+
+
 def _run(request, env, fn, ok: str, anchor: str = "", **kwargs):
     if env is not None:
         cache.delete(_cloud_state_key(env))  # the page after an action reads AWS afresh
@@ -275,12 +285,11 @@ def _run(request, env, fn, ok: str, anchor: str = "", **kwargs):
 
 @perm_required(RESPOND)
 @require_POST
+@step_up(what="roll back {env}", environment=lambda request: _environment(request), back=_env_page)
 def rollback(request):
     env = _environment(request)
     if env is None:
         raise Http404("no environment")
-    if needs_reauth(request, env):
-        return reauth_response(request, f"roll back {env.name}", back=f"/deployments/?environment={env.name}")
     rb, resp = _run(request, env, services.environment_rollback, "", environment=env, actor=request.user,
                     reason=request.POST.get("reason", ""))
     if resp is not None:
@@ -291,6 +300,7 @@ def rollback(request):
 
 @perm_required(RESPOND)
 @require_POST
+@step_up(what="deploy to {env}", environment=lambda request: _environment(request), back=_env_page)
 def create(request):
     env = _environment(request)
     dep, resp = _run(request, env, services.deployment_create, "", environment=env, actor=request.user,
@@ -313,6 +323,8 @@ CONTROLS = {
 
 @perm_required(RESPOND)
 @require_POST
+@step_up(what=lambda request, env, public_id, action: f"{action} the deployment to {env.name}",
+         environment=lambda request, public_id, action: _get_deployment(public_id).environment)
 def control(request, public_id, action):
     if action not in CONTROLS:
         raise Http404
@@ -327,6 +339,7 @@ def control(request, public_id, action):
 
 @perm_required(RESPOND)
 @require_POST
+@step_up(what="scale {env}", environment=lambda request: _environment(request), back=_env_page)
 def scale(request):
     env = _environment(request)
     approver = request.user if request.user.has_perm(APPROVE) else None
@@ -339,8 +352,6 @@ def scale(request):
                             environment=env, colour=request.POST.get("colour", ""), desired=int(desired),
                             reason=request.POST.get("reason", "") or "requested by a responder", actor=request.user)
         return resp or _back(env, "#approvals")
-    if int(desired) > phase_bounds().instances_max and needs_reauth(request, env):
-        return reauth_response(request, f"scale {env.name} beyond the phase maximum", back=f"/deployments/?environment={env.name}")
     action, resp = _run(request, env, services.environment_scale, "", "#scale", environment=env,
                         colour=request.POST.get("colour", ""), desired=int(desired), actor=request.user,
                         reason=request.POST.get("reason", ""), approved_by=approver)
@@ -356,13 +367,11 @@ def scale(request):
 
 @perm_required(APPROVE)
 @require_POST
+@step_up(what="approve scaling {env} beyond the phase maximum", environment=_scale_action_env, back=_env_page)
 def approve_scale(request, public_id):
     action = ScaleAction.objects.select_related("environment").filter(public_id=public_id).first()
     if action is None:
         raise Http404
-    if needs_reauth(request, action.environment):
-        return reauth_response(request, f"approve scaling {action.environment.name} beyond the phase maximum",
-                               back=f"/deployments/?environment={action.environment.name}")
     _, resp = _run(request, action.environment, services.scale_approve,
                    f"Approved: {action.colour} to {action.to_desired}.", "#approvals", action=action, actor=request.user)
     return resp or _back(action.environment, "#approvals")
@@ -370,6 +379,7 @@ def approve_scale(request, public_id):
 
 @perm_required(RESPOND)
 @require_POST
+@step_up(what="change automation on {env}", environment=lambda request: _environment(request), back=_env_page)
 def automation(request):
     env = _environment(request)
     paused = request.POST.get("paused") == "1"
@@ -402,12 +412,11 @@ def images(request):
 
 @perm_required(RESPOND)
 @require_POST
+@step_up(what="fail the {env} database over", environment=lambda request: _environment(request), back=_env_page)
 def rds_failover(request):
     if not request.user.has_perm(APPROVE):
         return forbidden(request, "Only a lead can fail the database over.")
     env = _environment(request)
-    if needs_reauth(request, env):
-        return reauth_response(request, f"fail the {env.name} database over", back=f"/deployments/?environment={env.name}")
     _, resp = _run(request, env, services.rds_failover, "Failover to the standby requested.", "", environment=env,
                    actor=request.user, reason=request.POST.get("reason", ""))
     return resp or _back(env)

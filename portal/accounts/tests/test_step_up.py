@@ -14,7 +14,6 @@ from portal.cloud.models import Environment
 
 # Changing views that never change production, and why (a new changing view must be listed here or use @step_up).
 NO_STEP_UP = {
-    "deployments:images": "checks needs_reauth itself",
     "health:run_now": "runs a read-only check on the next poll",
     "runbooks:start": "opens a run; its actions ask",
     "runbooks:step_record": "records an observation",
