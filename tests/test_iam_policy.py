@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -45,6 +48,13 @@ ACTION_OVERRIDES = {
 IMPLIED = {
     "autoscaling:UpdateAutoScalingGroup": {"ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"},
 }
+
+# RunInstances is authorised per resource: the image (ec2:Owner) and the rest (from a launch template)
+# are separate statements.
+SPLIT_BY_RESOURCE = {"ec2:RunInstances"}
+# Changes the portal makes: each only on the environment's own resources (aws:ResourceTag/environment).
+SCOPED_WRITES = {"autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup", "elasticloadbalancing:ModifyListener",
+                 "rds:RebootDBInstance", "ec2:CreateLaunchTemplateVersion"}
 
 _botocore = botocore.session.get_session()
 
@@ -228,8 +238,9 @@ def test_policy_is_well_formed_and_has_no_wildcard_actions(policy):
         assert st["Effect"] == "Allow"
         assert "NotAction" not in st and "NotResource" not in st, st["Sid"]
         assert st.get("Resource"), st["Sid"]
-    actions = policy_actions(policy)
+    actions = [a for a in policy_actions(policy) if a not in SPLIT_BY_RESOURCE]
     assert len(actions) == len(set(actions)), "an action is listed twice"
+    actions = policy_actions(policy)
     for action in actions:
         service, _, name = action.partition(":")
         assert service and name, action
@@ -237,9 +248,60 @@ def test_policy_is_well_formed_and_has_no_wildcard_actions(policy):
     passrole = [st for st in policy["Statement"] if "iam:PassRole" in policy_actions({"Statement": [st]})]
     for st in passrole:  # PassRole only to EC2 (the launch template's instance profile)
         assert st["Condition"]["StringEquals"]["iam:PassedToService"] == "ec2.amazonaws.com"
-    for st in policy["Statement"]:  # instances only from a launch template (the auto scaling groups')
-        if "ec2:RunInstances" in policy_actions({"Statement": [st]}):
-            assert st["Condition"]["ArnLike"]["ec2:LaunchTemplate"].endswith(":launch-template/*")
+        assert st["Resource"] != "*" and ":role/" in st["Resource"], "PassRole only the instance role"
+
+
+def _resources(st) -> list[str]:
+    return [st["Resource"]] if isinstance(st["Resource"], str) else list(st["Resource"])
+
+
+def test_instances_launch_only_from_templates_and_only_approved_images(policy):
+    """RunInstances: the image resource only of approved owners, every other resource only from a launch template."""
+    runs = [st for st in policy["Statement"] if "ec2:RunInstances" in policy_actions({"Statement": [st]})]
+    assert runs
+    image_statements = []
+    for st in runs:
+        resources = _resources(st)
+        assert "*" not in resources, st["Sid"]
+        if any(":image/" in r for r in resources):
+            assert resources == ["arn:aws:ec2:*::image/*"], "the image resource has a statement of its own"
+            owners = st["Condition"]["StringEquals"]["ec2:Owner"]
+            assert owners and "*" not in "".join(owners), st["Sid"]
+            image_statements.append(st)
+        else:
+            assert st["Condition"]["ArnLike"]["ec2:LaunchTemplate"].endswith(":launch-template/*"), st["Sid"]
+    assert len(image_statements) == 1
+
+
+def test_write_actions_are_scoped_to_the_environments_resources(policy):
+    """No write on Resource "*": each names its resource type and needs the environment's tag."""
+    for st in policy["Statement"]:
+        acts = policy_actions({"Statement": [st]})
+        writes = [a for a in acts if a in SCOPED_WRITES]
+        if not writes:
+            if _resources(st) == ["*"]:
+                reads = [a for a in acts if not a.split(":")[1].startswith(("Describe", "List", "Get"))]
+                assert not reads, f"{st['Sid']}: only reads without resource-level permissions may use Resource *"
+            continue
+        assert "*" not in _resources(st), st["Sid"]
+        tag = st["Condition"]["StringEquals"]["aws:ResourceTag/environment"]
+        assert tag == "${aws:PrincipalTag/environment}", st["Sid"]
+    assert SCOPED_WRITES <= set(policy_actions(policy))
+
+
+def test_policy_passes_the_iam_linter(tmp_path):
+    """parliament (duo-labs) through scripts/iam_lint.sh, the same as CI; a Resource "*" write is caught."""
+    pytest.importorskip("parliament")
+    script = ROOT / "scripts" / "iam_lint.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    ok = subprocess.run([str(script)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)  # noqa: S603
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "0 finding(s)" in ok.stdout
+    loose = tmp_path / "loose.json"
+    loose.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Loose", "Effect": "Allow", "Action": ["elasticloadbalancing:ModifyListener"], "Resource": "*"}]}))
+    bad = subprocess.run([str(script), str(loose)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)  # noqa: S603
+    assert bad.returncode == 1 and "RESOURCE_STAR" in bad.stdout, bad.stdout + bad.stderr
 
 
 def test_scan_finds_the_cloud_layer_calls(scanned):
