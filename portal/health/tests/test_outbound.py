@@ -261,3 +261,35 @@ def test_viewer_page_shows_no_secret_header_or_url_credential(secret_check, clie
 ])
 def test_redact_url(url, shown):
     assert outbound.redact_url(url) == shown
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seeded_service_check_reaches_the_sandbox_status_server_by_its_policy(local_server):
+    """The seeded Stripe check (public URL, no environment) is pointed at the sandbox's status server;
+    the sandbox environment's policy, from data, lets that request reach 127.0.0.1."""
+    from django.utils import timezone
+
+    from portal.cloud.models import Environment, SimulatorState
+    from portal.health import services
+    from portal.health.models import CheckResult
+    from portal.health.seed import seed_services
+    from portal.plan.loader import SeedStats, load_plan
+
+    seed_services(load_plan(), reset=False, stats=SeedStats())
+    Check.objects.exclude(slug="service-stripe").update(enabled=False)
+    Check.objects.filter(slug="service-stripe").update(next_due_at=timezone.now())
+    env = Environment.objects.create(name="sandbox", credentials_mode="static")
+    SimulatorState.objects.create(environment=env, status_port=local_server.port)
+    local_server.expect_request("/stripe/").respond_with_data("Stripe is up (sandbox)")
+
+    services.outbound_policy_set(environment=env, allow_private_targets=True, actor="system:test")
+    services.poll_once(wait=True)
+    result = CheckResult.objects.get(check_obj__slug="service-stripe")
+    assert result.ok, result.reason
+
+    services.outbound_policy_set(environment=env, allow_private_targets=False, actor="system:test")
+    Check.objects.filter(slug="service-stripe").update(next_due_at=timezone.now())
+    services.poll_once(wait=True)
+    latest = CheckResult.objects.filter(check_obj__slug="service-stripe").order_by("-created_at").first()
+    assert not latest.ok and "loopback address" in latest.reason
+    assert len(local_server.log) == 1
