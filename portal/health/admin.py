@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from portal.audit.admin import AuditedAdmin
-from portal.health.models import Check, Slo, ThresholdRule
+from portal.health.models import Check, OutboundPolicy, Slo, ThresholdRule
 
 
 @admin.register(Check)
@@ -29,3 +29,11 @@ class SloAdmin(AuditedAdmin):
                     "evaluated_at")
     readonly_fields = ("current_value", "compliance_pct", "budget_remaining_pct", "burn_rate_1h", "burn_rate_6h",
                        "evaluated_at", "note", "alert_raised", "seeded_hash")
+
+
+@admin.register(OutboundPolicy)
+class OutboundPolicyAdmin(AuditedAdmin):
+    """Whether an environment's checks and Prometheus may reach loopback/private addresses (sandbox only)."""
+
+    list_display = ("environment", "allow_private_targets", "updated_at")
+    readonly_fields = ("updated_at",)
