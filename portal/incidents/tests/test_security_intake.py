@@ -356,3 +356,10 @@ def test_unknown_http_method_adds_no_metrics_label(client):
     metrics = client.get("/metrics").content.decode()
     assert 'method="PROPFIND"' not in metrics and 'method="' + "X" * 40 + '"' not in metrics
     assert 'portal_http_requests_total{method="other"' in metrics
+
+
+def test_rejected_page_shows_what_a_sampled_row_stands_for(client, lead):
+    RejectedDelivery.objects.create(source="alertmanager", reason="unauthorized", status_code=401, weight=100)
+    client.force_login(lead)
+    page = client.get("/incidents/rejected/").content.decode()
+    assert "&times;100" in page and "stands for 100 rejections" in page
