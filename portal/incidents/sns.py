@@ -75,6 +75,7 @@ _fetch_slots = threading.BoundedSemaphore(2)
 
 SESSION = requests.Session()
 SESSION.headers["User-Agent"] = "ftw-ops-portal-sns"
+SESSION.headers["Accept-Encoding"] = "identity"  # the byte cap is on what is read, not on what it inflates to
 
 
 # ---------------------------------------------------------------------------------------------- envelope
@@ -214,7 +215,7 @@ def subscribe_url(message: dict) -> str:
 # ---------------------------------------------------------------------------------------------- fetching
 
 
-def _get(url: str, *, max_bytes: int) -> requests.Response:
+def fetch(url: str, *, max_bytes: int) -> requests.Response:
     """GET exactly `url`: no redirects, FETCH_BUDGET_SECONDS in all, at most max_bytes of body
     (response.content holds it). Raises FetchRefused, or requests.RequestException (timeouts,
     connection errors) that may pass."""
@@ -230,7 +231,9 @@ def _get(url: str, *, max_bytes: int) -> requests.Response:
         if declared.isdigit() and int(declared) > max_bytes:
             raise FetchRefused(f"the body is larger than {max_bytes} bytes")
         body = bytearray()
-        for chunk in response.iter_content(chunk_size=4096):
+        # read1: at most one socket read per call (each bounded by the read timeout), so the
+        # budget is checked between reads, not after a buffer fills.
+        while chunk := response.raw.read1(4096):
             body += chunk
             if len(body) > max_bytes:
                 raise FetchRefused(f"the body is larger than {max_bytes} bytes")
@@ -297,7 +300,7 @@ def public_key_for(message: dict):
     if not _fetch_slots.acquire(timeout=0.2):
         raise Unavailable("busy", "too many signing certificates are being fetched at once; retry")
     try:
-        response = _get(url, max_bytes=CERT_MAX_BYTES)
+        response = fetch(url, max_bytes=CERT_MAX_BYTES)
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise Unavailable("unavailable", f"the signing certificate could not be fetched ({exc.__class__.__name__}); retry") from exc
     except (FetchRefused, requests.RequestException) as exc:
@@ -371,7 +374,7 @@ def confirm_subscription(message: dict) -> None:
     A transient failure raises requests.RequestException for the task to retry."""
     url = subscribe_url(message)
     try:
-        response = _get(url, max_bytes=SUBSCRIBE_MAX_BYTES)
+        response = fetch(url, max_bytes=SUBSCRIBE_MAX_BYTES)
     except FetchRefused as exc:
         raise PayloadError("subscribe_failed", f"SubscribeURL {exc}") from exc
     if response.status_code >= 500:

@@ -363,3 +363,34 @@ def test_rejected_page_shows_what_a_sampled_row_stands_for(client, lead):
     client.force_login(lead)
     page = client.get("/incidents/rejected/").content.decode()
     assert "&times;100" in page and "stands for 100 rejections" in page
+
+
+def test_a_trickling_server_is_cut_off_at_the_fetch_budget():
+    """A real socket on 127.0.0.1 sending one byte every 0.3 s: each read is within the read
+    timeout, but the whole fetch stops at the budget instead of holding the worker."""
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def trickle():
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n")
+        try:
+            for _ in range(4000):
+                conn.sendall(b"x")
+                time.sleep(0.3)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(requests.Timeout):
+        sns.fetch(f"http://127.0.0.1:{server.getsockname()[1]}/cert.pem", max_bytes=sns.CERT_MAX_BYTES)
+    assert time.monotonic() - started < sns.FETCH_BUDGET_SECONDS + 1.0
+    server.close()
