@@ -2,6 +2,9 @@
 # and served by WhiteNoise.
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PORTAL_DATA_DIR=/app/data
+# Production unless told otherwise: it refuses default secrets and DEBUG, and gunicorn.conf.py
+# refuses a non-loopback bind without it. (The build's collectstatic below runs as development.)
+ENV PORTAL_ENV=production
 WORKDIR /app
 RUN useradd --create-home --uid 10001 portal
 COPY pyproject.toml README.md ./

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet as _Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_secret, env_str
@@ -270,8 +271,18 @@ SANDBOX_HOST = env_str("SANDBOX_HOST", "127.0.0.1")
 SANDBOX_PORT = env_int("SANDBOX_PORT", 4566)
 SANDBOX_INTERVAL_SECONDS = env_float("SANDBOX_INTERVAL_SECONDS", 5.0)
 DEFAULT_ENVIRONMENT = env_str("DEFAULT_ENVIRONMENT", "sandbox")
-# Key for secrets stored in the database (role external ids, webhook URLs); derived from SECRET_KEY if unset.
-FIELD_ENCRYPTION_KEY = env_secret("FIELD_ENCRYPTION_KEY")
+# Keys for secrets stored in the database (portal.cloud.fields): FIELD_ENCRYPTION_KEY (or _FILE) holds
+# comma-separated Fernet keys, the first encrypts and all decrypt (rotation: docs/operating.md).
+# Production must set it (SECRET_KEY is not reused); the embedded mode derives one from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = [k.strip() for k in (env_secret("FIELD_ENCRYPTION_KEY") or "").split(",") if k.strip()]
+for _i, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
+    try:
+        _Fernet(_key.encode())
+    except ValueError:
+        raise ImproperlyConfigured(f"FIELD_ENCRYPTION_KEY: key {_i} is not a Fernet key (32 url-safe base64 bytes; "
+                                   "make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)") from None
+if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY (or FIELD_ENCRYPTION_KEY_FILE) must be set when PORTAL_ENV=production")
 
 # Notifications
 EMAIL_BACKEND = env_str(
@@ -290,6 +301,9 @@ TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN") or ""
 TWILIO_FROM = env_str("TWILIO_FROM")
 SNS_ALLOWED_TOPIC_ARNS = env_list("SNS_ALLOWED_TOPIC_ARNS", [])
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+
+# The debug page and error reports never show DATABASE_URL, CELERY_BROKER_URL or credentials in a URL.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.reporting.PortalExceptionReporterFilter"
 
 LOG_LEVEL = env_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
 LOGGING = {

@@ -38,7 +38,7 @@ def test_secret_from_file(monkeypatch, tmp_path):
 
 def _load_settings(extra_env):
     """Import the real settings module in a fresh interpreter with the given environment."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_"))}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_", "FIELD_ENCRYPTION_KEY"))}
     environ.update(extra_env)
     return subprocess.run(
         [sys.executable, "-c", "import portal.settings as s; print('OK', s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL)"],
@@ -46,7 +46,8 @@ def _load_settings(extra_env):
     )
 
 
-GOOD_PROD = {"PORTAL_ENV": "production", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "ops.example.com", "DEBUG": "false"}
+GOOD_PROD = {"PORTAL_ENV": "production", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "ops.example.com", "DEBUG": "false",
+             "FIELD_ENCRYPTION_KEY": "lWQ0-d3FXxS4yYb0G0nIvWx1dXk1lqOJ6qqT2cbE0lA="}
 
 
 def test_production_refuses_default_secret(tmp_path):
