@@ -71,7 +71,7 @@ CERT_MAX_BYTES = 16 * 1024
 SUBSCRIBE_MAX_BYTES = 64 * 1024
 CACHE_SIZE = 32
 FAILED_TTL_SECONDS = 300
-_fetch_slots = threading.BoundedSemaphore(2)
+FETCH_SLOTS = threading.BoundedSemaphore(2)
 
 SESSION = requests.Session()
 SESSION.headers["User-Agent"] = "ftw-ops-portal-sns"
@@ -297,7 +297,7 @@ def public_key_for(message: dict):
         return key
     if failed is not None and failed[0] > time.monotonic():
         raise PayloadError("bad_certificate", failed[1])
-    if not _fetch_slots.acquire(timeout=0.2):
+    if not FETCH_SLOTS.acquire(timeout=0.2):
         raise Unavailable("busy", "too many signing certificates are being fetched at once; retry")
     try:
         response = fetch(url, max_bytes=CERT_MAX_BYTES)
@@ -308,7 +308,7 @@ def public_key_for(message: dict):
         _remember(_failed, url, (time.monotonic() + FAILED_TTL_SECONDS, detail))
         raise PayloadError("bad_certificate", detail) from exc
     finally:
-        _fetch_slots.release()
+        FETCH_SLOTS.release()
     if response.status_code >= 500:
         raise Unavailable("unavailable", f"{host} answered {response.status_code} for the signing certificate; retry")
     try:

@@ -394,3 +394,20 @@ def test_a_trickling_server_is_cut_off_at_the_fetch_budget():
         sns.fetch(f"http://127.0.0.1:{server.getsockname()[1]}/cert.pem", max_bytes=sns.CERT_MAX_BYTES)
     assert time.monotonic() - started < sns.FETCH_BUDGET_SECONDS + 1.0
     server.close()
+
+
+def test_fetches_beyond_the_concurrency_cap_answer_503_at_once(api_client, sns_signer):
+    import time
+
+    held = 0
+    while sns.FETCH_SLOTS.acquire(blocking=False):  # every slot busy, as under a flood
+        held += 1
+    try:
+        started = time.monotonic()
+        r = api_client.post(SNS, sns_signer.sign(load("sns/cloudwatch-alarm.json")))
+        assert r.status_code == 503 and r.json()["error"] == "busy"
+        assert time.monotonic() - started < 1.0 and sns_signer.aws.sent == []
+    finally:
+        for _ in range(held):
+            sns.FETCH_SLOTS.release()
+    assert api_client.post(SNS, sns_signer.sign(load("sns/cloudwatch-alarm.json"))).status_code == 200
