@@ -128,7 +128,6 @@ def test_page_created_before_ack_is_not_sent_after_it(seeded, responder, monkeyp
 @pytest.mark.django_db(transaction=True)
 def test_failed_channel_is_recorded(seeded, settings):
     from portal.incidents.models import EscalationLevel, Notification, NotificationChannel
-
     from portal.incidents.tests.test_api import sandbox_may_reach_local_servers
 
     sandbox_may_reach_local_servers()
