@@ -9,6 +9,7 @@ from django.contrib.auth import logout
 from django.shortcuts import redirect
 
 from portal import context
+from portal.accounts.clientip import client_ip
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -24,7 +25,7 @@ class RequestIdMiddleware:
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = context.set_current(
-            context.RequestContext(request_id=request_id, remote_addr=request.META.get("REMOTE_ADDR", ""))
+            context.RequestContext(request_id=request_id, remote_addr=client_ip(request) or "")
         )
         try:
             response = self.get_response(request)

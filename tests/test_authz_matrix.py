@@ -125,6 +125,7 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "deployments:approve_scale": (None, L),
     "deployments:automation": (None, R),
     "deployments:rds_failover": (None, L),
+    "deployments:images": (None, L),
     "deployments:detail": (V, None),
     "deployments:control": (None, R),
 }
