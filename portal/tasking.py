@@ -21,6 +21,10 @@ def send_now(name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None 
     from portal.celery import app
 
     task = app.tasks.get(name)
+    if task is None:
+        # The web process imports the apps' tasks modules only when asked: load them once, as a worker does.
+        app.loader.import_default_modules()
+        task = app.tasks.get(name)
     if task is not None:
         task.apply_async(args=tuple(args), kwargs=kwargs or {})
     else:  # not registered in this process: the router still sends it to the right queue by name
