@@ -1,11 +1,15 @@
 """The portal's one error family: every refusal a service raises carries an HTTP status, a code and words.
 
-The API answers `{"error": code, "detail": detail}` with `status` (one handler, portal.api), and pages
+The API answers `{"error": code, "detail": detail}` with `status` (one handler, portal.api_errors), and pages
 show `detail` (one helper, `portal.errors.page_error`). Apps derive their own errors from these
 classes; nothing maps statuses per app.
 """
 
 from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render, resolve_url
 
 
 class PortalError(Exception):
@@ -30,6 +34,10 @@ class BadRequest(PortalError):
     status, code = 400, "bad_request"
 
 
+class Unauthorized(PortalError):
+    status, code = 401, "unauthorized"
+
+
 class Forbidden(PortalError):
     status, code = 403, "forbidden"
 
@@ -52,3 +60,18 @@ class Unavailable(PortalError):
     """A dependency (AWS, a status page, the broker) did not answer; trying again later may work."""
 
     status, code = 503, "unavailable"
+
+
+def page_error(request: HttpRequest, exc: PortalError, *, back: str, **back_kwargs) -> HttpResponse:
+    """A page's answer to a refused action: the 403 page for a refusal of the person, otherwise the
+    words as an error message on the page `back` (a URL or a URL name, with `back_kwargs`).
+    An htmx request is told to go there (HX-Redirect) rather than have a redirect swapped into a region."""
+    if exc.status == Forbidden.status:
+        return render(request, "403.html", {"message": exc.detail}, status=Forbidden.status)
+    messages.error(request, exc.detail)
+    url = resolve_url(back, **back_kwargs)
+    if getattr(request, "htmx", False):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)

@@ -11,10 +11,11 @@ from django.utils import timezone
 from portal.accounts.models import ApiToken, TokenScope, hash_token
 from portal.accounts.roles import ADMIN, ROLES, ensure_roles
 from portal.audit.services import audit_record
+from portal.errors import Invalid
 
 
-class AccountError(ValueError):
-    pass
+class AccountError(Invalid, ValueError):
+    """An account or token that cannot be made as asked (unknown role, bad name, bad expiry)."""
 
 
 @transaction.atomic

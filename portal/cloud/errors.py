@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from portal.errors import Unavailable
+
 ACCESS_DENIED_CODES = frozenset({
     "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess",
     "AuthorizationError", "NotAuthorized", "AccessDeniedForDependencyException",
@@ -23,15 +25,22 @@ NOT_FOUND_CODES = frozenset({
 UNREACHABLE_CODES = frozenset({"EndpointConnectionError", "ConnectTimeout", "ReadTimeout", "ConnectionClosed"})
 
 
-class CloudError(Exception):
-    """An AWS call that failed: `code` is AWS's error code (or a portal code for local failures)."""
+class CloudError(Unavailable):
+    """An AWS call that failed: `code` is AWS's error code (or a portal code for local failures).
+
+    To the API and the pages it is a 503 `unavailable` whose detail is `words`; `code` stays AWS's,
+    which is what callers and logs branch on."""
 
     def __init__(self, code: str, operation: str, environment: str, message: str = ""):
-        self.code = code or "Unknown"
         self.operation = operation or "unknown operation"
         self.environment = environment or "?"
         self.message = message or ""
-        super().__init__(f"{self.operation} in {self.environment} failed: {self.code}: {self.message}")
+        self.code = code or "Unknown"
+        Exception.__init__(self, f"{self.operation} in {self.environment} failed: {self.code}: {self.message}")
+        self.detail = self.words
+
+    def as_body(self) -> dict[str, str]:
+        return {"error": Unavailable.code, "detail": self.detail}
 
     @property
     def is_access_denied(self) -> bool:
