@@ -15,6 +15,8 @@ from functools import lru_cache, wraps
 from django.conf import settings
 from django.http import HttpResponse
 
+from portal.accounts.models import ApiToken, hash_token
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -108,8 +110,6 @@ def docs_allowed(request) -> bool:
         return True
     raw = _bearer(request)
     if raw and len(raw) <= 200:
-        from portal.accounts.models import ApiToken, hash_token
-
         return ApiToken.objects.filter(ApiToken.usable_q(), token_hash=hash_token(raw)).exists()
     return False
 

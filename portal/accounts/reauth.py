@@ -17,6 +17,8 @@ from django.dispatch import receiver
 from django.http import HttpResponse
 from django.shortcuts import redirect
 
+from portal.cloud.models import Environment
+
 AUTH_AT_KEY = "portal_auth_at"
 
 
@@ -53,8 +55,6 @@ def reauth_response(request, what: str, back: str | None = None) -> HttpResponse
 
 def any_production():
     """For changes that apply to every environment (threshold rules): the first production one, if any."""
-    from portal.cloud.models import Environment
-
     return Environment.objects.filter(is_production=True).order_by("name").first()
 
 

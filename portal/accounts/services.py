@@ -11,6 +11,7 @@ from django.utils import timezone
 from portal.accounts.models import ApiToken, TokenScope, hash_token
 from portal.accounts.roles import ADMIN, ROLES, ensure_roles
 from portal.audit.services import audit_record
+from portal.cloud.models import Environment
 from portal.errors import Invalid
 
 
@@ -69,8 +70,6 @@ def api_token_create(
         raise AccountError("the expiry must be in the future")
     grants = sorted({e.strip() for e in environments if e and e.strip()})
     if grants:
-        from portal.cloud.models import Environment
-
         unknown = set(grants) - set(Environment.objects.filter(name__in=grants).values_list("name", flat=True))
         if unknown:
             raise AccountError(f"no environment named {', '.join(sorted(unknown))}")

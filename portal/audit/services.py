@@ -17,6 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, models, transaction
 
 from portal import context
+from portal.accounts.models import ApiToken
 from portal.audit.models import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,6 @@ def _jsonable(value: Any) -> Any:
 
 def actor_fields(actor: Any) -> dict[str, Any]:
     """Map a user, an ApiToken, a 'system:<x>' string or None to the actor columns."""
-    from portal.accounts.models import ApiToken
-
     if actor is None:
         return {"actor": None, "actor_token": None, "actor_label": "system"}
     if isinstance(actor, str):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from portal.phases.models import GrowthPhase, PhaseState, UserCountSample
+from portal.phases.seed import seed_phases
+from portal.plan.loader import SeedStats, load_plan
 
 
 class NoPhases(LookupError):
@@ -14,9 +16,6 @@ def _phases() -> list[GrowthPhase]:
     if not phases:
         # A fresh database (tests, first start) before seed_defaults: load the plan's phases
         # so that deployments always have scale bounds to enforce. Idempotent.
-        from portal.phases.seed import seed_phases
-        from portal.plan.loader import SeedStats, load_plan
-
         seed_phases(load_plan(), reset=False, stats=SeedStats())
         phases = list(GrowthPhase.objects.order_by("number"))
         if not phases:

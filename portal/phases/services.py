@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal.audit.services import audit_record
+from portal.cloud import aws
+from portal.cloud import metrics as cloud_metrics
+from portal.cloud.models import Environment
+from portal.errors import Conflict, Invalid
 from portal.phases.models import (
     CapacitySample,
     CostSnapshot,
@@ -19,18 +22,18 @@ from portal.phases.models import (
     UserCountSample,
 )
 from portal.phases.selectors import current_phase
+from portal.tasking import enqueue
 
 log = logging.getLogger(__name__)
 
 MAX_USERS = 1_000_000_000
 
 
-class PhaseError(ValueError):
-    """A phase action that cannot be done as asked (the message says why)."""
+class PhaseError(Invalid, ValueError):
+    """A phase action that cannot be done as asked (the message says why): 422, or 409 for a `conflict`."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code, status=Conflict.status if code == Conflict.code else Invalid.status)
 
 
 def _actor_user(actor):
@@ -98,9 +101,7 @@ def phase_move(*, to_phase: GrowthPhase, actor, reason: str = "", from_number: i
             extra={"reason": reason, "scale_bounds": [to_phase.instances_min, to_phase.instances_max]},
         )
         # The groups' bounds are checked against the phase: re-check them for the new one.
-        from portal.checklist.tasks import checklist_verify
-
-        transaction.on_commit(partial(checklist_verify.delay, slug="auto-scaling", triggered_by="system:phases"))
+        enqueue("portal.checklist.tasks.checklist_verify", slug="auto-scaling", triggered_by="system:phases")
     return state, True
 
 
@@ -159,17 +160,13 @@ def user_count_record(*, users: int, actor, note: str = "", source: str = UserCo
 
 def user_count_sample_from_metrics(*, environment_name: str | None = None) -> UserCountSample | None:
     """Read users() from the environment's metrics source and keep it; None when it has no answer."""
-    from portal.cloud.models import Environment
-
     try:
         env = Environment.objects.get(name=environment_name) if environment_name else Environment.objects.get_default()
     except Environment.DoesNotExist:
         log.info("phases: no environment %r to sample users from", environment_name or "default")
         return None
     try:
-        from portal.cloud.metrics import metrics_source
-
-        users = metrics_source(env).users()
+        users = cloud_metrics.metrics_source(env).users()
     except Exception as exc:  # the metrics source is outside; a failed read is logged, not fatal
         log.warning("phases: reading users from %s failed: %s", env.name, exc)
         return None
@@ -181,9 +178,6 @@ def user_count_sample_from_metrics(*, environment_name: str | None = None) -> Us
 
 def capacity_sample_record(*, environment) -> CapacitySample | None:
     """Keep the live instances per colour and the load, for the instances chart and the capacity view."""
-    from portal.cloud import aws
-    from portal.cloud.metrics import metrics_source
-
     try:
         groups = aws.describe_groups(environment)
     except Exception as exc:
@@ -191,7 +185,7 @@ def capacity_sample_record(*, environment) -> CapacitySample | None:
         return None
     rps = cpu = None
     try:
-        src = metrics_source(environment)
+        src = cloud_metrics.metrics_source(environment)
         rps = src.value("requests_per_second", None, 5)
         cpu = src.cpu(None, 5)
     except Exception as exc:
@@ -210,8 +204,6 @@ def capacity_sample_record(*, environment) -> CapacitySample | None:
 def cost_snapshot_record(*, environment, report=None) -> CostSnapshot | None:
     """Keep Cost Explorer's month-to-date for this month (one row a month, updated)."""
     if report is None:
-        from portal.cloud import aws
-
         try:
             report = aws.cost_month_to_date(environment)
         except Exception as exc:

@@ -13,10 +13,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
+from portal.cloud import aws
+from portal.cloud import metrics as cloud_metrics
+from portal.cloud.models import Environment
 from portal.phases.models import CapacitySample, CostSnapshot, GrowthPhase, PhaseState, UserCountSample
 from portal.phases.selectors import all_phases, current_phase, phase_for_users
+from portal.plan.loader import load_plan
+from portal.plan.models import PlanFact
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +46,6 @@ SERVICE_TO_PLAN = {
 
 def _plan() -> dict:
     """The plan's facts as an operator may have edited them (PlanFact), else plan.yaml."""
-    from portal.plan.loader import load_plan
-    from portal.plan.models import PlanFact
-
     plan = dict(load_plan())
     rows = PlanFact.objects.filter(section__in=["costs", "storage_estimates", "expected_metrics", "meta"])
     by_section: dict[str, list] = {}
@@ -163,8 +166,6 @@ def _jsonable(v):
 # --- the parts -------------------------------------------------------------------------------------
 
 def instances_part(env, phase: GrowthPhase) -> dict:
-    from portal.cloud import aws
-
     groups = aws.describe_groups(env)
     out = {"range": [phase.instances_min, phase.instances_max], "colours": {}, "total_in_service": 0}
     for colour in ("blue", "green"):
@@ -202,8 +203,6 @@ def plan_cost_lines(plan: dict, phase: GrowthPhase) -> list[dict]:
 
 def cost_part(env, phase: GrowthPhase, plan: dict, report=None) -> dict:
     if report is None:
-        from portal.cloud import aws
-
         report = aws.cost_month_to_date(env)
     total = Decimal(str(_get(report, "total", default=0) or 0))
     forecast_raw = _get(report, "forecast")
@@ -236,8 +235,6 @@ def cost_part(env, phase: GrowthPhase, plan: dict, report=None) -> dict:
 
 
 def storage_part(env, plan: dict) -> list[dict]:
-    from portal.cloud import aws
-
     sizes = dict(aws.bucket_sizes(env) or {})
     buckets = dict(env.buckets or {})
     rows = []
@@ -259,9 +256,7 @@ def metrics_part(env, users: int | None, plan: dict) -> list[dict]:
     target = int((plan.get("meta") or {}).get("target_users") or 300000)
     measured: dict[str, float | None] = {}
     try:
-        from portal.cloud.metrics import metrics_source
-
-        src = metrics_source(env)
+        src = cloud_metrics.metrics_source(env)
         for slug, metric, minutes in MEASURED:
             try:
                 v = src.value(metric, None, minutes)
@@ -353,8 +348,6 @@ def phase_status(*, live: bool = True, environment=None) -> PhaseStatus:
     st.growth = growth_rate()
     if not live:
         return st
-    from portal.cloud.models import Environment
-
     env = environment or Environment.objects.filter(name=_default_env_name()).first()
     st.environment = env
     if env is None:
@@ -368,9 +361,7 @@ def phase_status(*, live: bool = True, environment=None) -> PhaseStatus:
     st.metrics = _part(metrics_part, env, users.users if users else None, plan)
     cpu = None
     try:
-        from portal.cloud.metrics import metrics_source
-
-        cpu = metrics_source(env).cpu(None, 5)
+        cpu = cloud_metrics.metrics_source(env).cpu(None, 5)
     except Exception as exc:
         log.info("phase status: cpu unavailable: %s", exc)
     st.capacity = _part(capacity_part, users.users if users else None, phase, st.instances, st.metrics, cpu, st.growth, plan)
@@ -378,8 +369,6 @@ def phase_status(*, live: bool = True, environment=None) -> PhaseStatus:
 
 
 def _default_env_name() -> str:
-    from django.conf import settings
-
     return settings.DEFAULT_ENVIRONMENT
 
 

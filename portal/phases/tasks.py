@@ -5,6 +5,14 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
+
+from portal.cloud.models import Environment
+from portal.phases.services import (
+    capacity_sample_record,
+    cost_snapshot_record,
+    user_count_sample_from_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -12,13 +20,6 @@ log = logging.getLogger(__name__)
 @shared_task(bind=True, queue="polling", acks_late=True, soft_time_limit=60, time_limit=90)
 def phases_sample_users(self, environment_name: str | None = None) -> dict:
     """One sample of users, instances and cost; each part is independent (a failing one is skipped)."""
-    from portal.cloud.models import Environment
-    from portal.phases.services import (
-        capacity_sample_record,
-        cost_snapshot_record,
-        user_count_sample_from_metrics,
-    )
-
     out: dict = {}
     sample = user_count_sample_from_metrics(environment_name=environment_name)
     out["users"] = sample.users if sample else None
@@ -33,6 +34,4 @@ def phases_sample_users(self, environment_name: str | None = None) -> dict:
 
 
 def _default() -> str:
-    from django.conf import settings
-
     return settings.DEFAULT_ENVIRONMENT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,16 +10,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.accounts.permissions import perm_required
 from portal.accounts.roles import RESPOND, SIGN_OFF, VIEW
+from portal.cloud.models import Environment
+from portal.errors import page_error
 from portal.phases.models import GrowthPhase, PhaseFocusItem
 from portal.phases.services import PhaseError, focus_item_set, phase_move, user_count_record
 from portal.phases.status import cost_chart, instances_chart, phase_status, users_chart
 
 
 def _env():
-    from django.conf import settings
-
-    from portal.cloud.models import Environment
-
     return Environment.objects.filter(name=settings.DEFAULT_ENVIRONMENT).first()
 
 
@@ -55,8 +54,7 @@ def move(request):
     try:
         _, changed = phase_move(to_phase=to_phase, actor=request.user, reason=request.POST.get("reason", ""), from_number=from_number)
     except PhaseError as exc:
-        messages.error(request, str(exc))
-        return redirect("phases:page")
+        return page_error(request, exc, back="phases:page")
     if changed:
         messages.success(request, f"The platform is now in phase {to_phase.number} ({to_phase.name}); scale bounds are {to_phase.instances_min}-{to_phase.instances_max} instances per colour.")
     else:
@@ -71,8 +69,7 @@ def enter_users(request):
         user_count_record(users=request.POST.get("users", "").replace(",", "").strip(), actor=request.user,
                           note=request.POST.get("note", ""))
     except PhaseError as exc:
-        messages.error(request, str(exc))
-        return redirect("phases:page")
+        return page_error(request, exc, back="phases:page")
     messages.success(request, "User count recorded.")
     return redirect("phases:page")
 
