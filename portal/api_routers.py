@@ -15,6 +15,7 @@ _OPTIONAL = [
     ("portal.phases.api", "/phases", "phases"),
     ("runbooks.api", "/runbooks", "runbooks"),
     ("deployments.api", "/", "deployments"),
+    ("portal.oncall.api", "/", "oncall"),
 ]
 
 import importlib  # noqa: E402

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "portal.phases",
     "runbooks",
     "deployments",
+    "portal.oncall",
 ]
 
 MIDDLEWARE = [
@@ -328,6 +329,7 @@ DASHBOARD_PANELS = [
     "health:slo_panel",
     "checklist:panel",
     "phases:panel",
+    "oncall:panel",
 ]
 
 # Seeders run by `manage.py seed_defaults` after the plan's facts, in order; apps add theirs here.

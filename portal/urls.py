@@ -31,6 +31,7 @@ for prefix, module in [
     ("environments/", "portal.cloud.urls"),
     ("runbooks/", "runbooks.urls"),
     ("deployments/", "deployments.urls"),
+    ("oncall/", "portal.oncall.urls"),
 ]:
     if importlib.util.find_spec(module) is not None:
         urlpatterns.append(path(prefix, include(module)))

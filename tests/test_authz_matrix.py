@@ -16,6 +16,7 @@ token without the scope -> 403 and no audit row, a token with it -> neither 401 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -128,6 +129,23 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "deployments:images": (None, L),
     "deployments:detail": (V, None),
     "deployments:control": (None, R),
+    # on call
+    "oncall:index": (V, None),
+    "oncall:panel": (V, None),
+    "oncall:take": (None, R),  # for oneself
+    "oncall:override_delete": (None, R),  # one's own; others' need the lead role (checked inside)
+    "oncall:me": (V, None),
+    "oncall:contact_add": (None, V),  # one's own contact methods and rules
+    "oncall:contact_verify": (None, V),
+    "oncall:contact_resend": (None, V),
+    "oncall:contact_delete": (None, V),
+    "oncall:test_page": (None, V),
+    "oncall:rule_add": (None, V),
+    "oncall:rule_delete": (None, V),
+    "oncall:me_feed_reset": (None, V),
+    "oncall:personal_feed": (PUBLIC, None),  # the secret token is the credential; a wrong one is a 404
+    "oncall:schedule_feed": (PUBLIC, None),
+    "oncall:schedule_feed_reset": (None, L),
 }
 
 # Routes where a dummy kwarg would hide the permission check behind a 404: the check runs after the
@@ -336,6 +354,12 @@ API_MATRIX: dict[str, str] = {
     "POST /api/v1/environments/{name}/rollback": "actions",
     "GET /api/v1/environments/{name}/rollback": "read",
     "POST /api/v1/environments/{name}/scale": "actions",
+    "GET /api/v1/oncall": "read",
+    "GET /api/v1/schedules": "read",
+    "POST /api/v1/schedules": "lead",
+    "PUT /api/v1/schedules/{slug}": "lead",
+    "POST /api/v1/schedules/{slug}/overrides": "actions",  # for the token's own person; lead for others
+    "DELETE /api/v1/schedules/{slug}/overrides/{override_id}": "actions",
 }
 
 # A minimal body that passes schema validation, so a missing scope is not hidden behind a 422.
@@ -348,6 +372,10 @@ API_BODIES: dict[str, dict] = {
     "POST /api/v1/runbooks/{slug}/runs": {},
     "POST /api/v1/deployments": {"version": "v0.0.0-authz"},
     "POST /api/v1/environments/{name}/scale": {"colour": "blue", "desired": 1, "reason": "authz matrix"},
+    "POST /api/v1/schedules": {"slug": "authz", "layers": []},
+    "PUT /api/v1/schedules/{slug}": {},
+    "POST /api/v1/schedules/{slug}/overrides": {"user": "nobody", "starts_at": "2030-01-01T00:00:00Z",
+                                                "ends_at": "2030-01-01T01:00:00Z"},
 }
 
 PATH_DUMMIES = {"slug": "sandbox", "name": "sandbox", "step_id": "x"}
@@ -397,6 +425,9 @@ def test_api_operation_matrix(op, api_client, make_token):
     def call(token):
         if method == "GET":
             return api_client.get(url, token=token)
+        if method in ("PUT", "DELETE"):
+            return api_client.c.generic(method, url, json.dumps(body), content_type="application/json",
+                                        headers=api_client._h(token))
         return api_client.post(url, body, token=token)
 
     cases = [(scope, tokens.get(scope)) for scope in TOKENS] + [("invalid", "ftw_not-a-real-token")]

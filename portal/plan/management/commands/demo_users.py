@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from portal.accounts.roles import ROLES
 from portal.accounts.services import user_create_or_update
+from portal.oncall.seed import seed_demo_rotation
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
             password = logins.get(username) or f"{role}-{secrets.token_urlsafe(9)}"
             user_create_or_update(username=username, role=role, password=password, validate=False)
             logins[username] = password
+        seed_demo_rotation([f"demo-{role}" for role in ROLES if role != "viewer"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(logins, indent=2))
         path.chmod(0o600)
