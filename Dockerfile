@@ -11,9 +11,10 @@ COPY pyproject.toml README.md ./
 COPY portal ./portal
 COPY runbooks ./runbooks
 COPY deployments ./deployments
+# No extras: the sandbox (moto) and the test plugin (tests/) are not part of the image.
 RUN pip install --upgrade pip && pip install .
 COPY . .
-RUN PORTAL_ENV=development SECRET_KEY=build-only python manage.py collectstatic --noinput \
+RUN PORTAL_ENV=development PORTAL_SANDBOX=false SECRET_KEY=build-only python manage.py collectstatic --noinput \
     && mkdir -p /app/data && chown -R portal:portal /app/data
 USER portal
 EXPOSE 8000

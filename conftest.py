@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-pytest_plugins = ["portal.cloud.testing"]
+pytest_plugins = ["tests.plugins.aws"]
 
 IN_CI = bool(os.environ.get("CI"))
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost", "testserver"}
@@ -46,9 +46,13 @@ def _guarded_connect_ex(self, address, *args):
     return _real_connect_ex(self, address, *args)
 
 
+class NetworkGuardResolveError(socket.gaierror, RuntimeError):
+    """A resolver failure, as a closed network gives: the product reports it like any other, in words."""
+
+
 def _guarded_getaddrinfo(host, *args, **kwargs):
     if not _is_local(host):
-        raise RuntimeError(f"test tried to resolve {host!r}: tests may only connect to 127.0.0.1")
+        raise NetworkGuardResolveError(socket.EAI_NONAME, f"test tried to resolve {host!r}: tests may only connect to 127.0.0.1")
     return _real_getaddrinfo(host, *args, **kwargs)
 
 

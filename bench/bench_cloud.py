@@ -59,12 +59,12 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     from portal.cloud import aws
     from portal.cloud.metrics import CloudWatchSource
-    from portal.cloud.sandbox import build_platform, register_environment
-    from portal.cloud.simulator import tick
-    from portal.cloud.testing import _wait_for_port, free_port, plan_phase_bounds
+    from portal.sandbox.platform import build_platform, register_environment
+    from portal.sandbox.simulator import tick
+    from tests.plugins.aws import _wait_for_port, free_port, plan_phase_bounds
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "portal.cloud.moto_process", "--port", str(port)], cwd=str(ROOT),  # noqa: S603
+    proc = subprocess.Popen([sys.executable, "-m", "portal.sandbox.moto_process", "--port", str(port)], cwd=str(ROOT),  # noqa: S603
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, proc)

@@ -70,9 +70,10 @@ def main() -> int:
     from portal.accounts.services import api_token_create
     from portal.celery import app
     from portal.cloud import aws
-    from portal.cloud.sandbox import build_platform, install_moto_patches, register_environment
-    from portal.cloud.testing import free_port, plan_phase_bounds
     from portal.plan.loader import SeedStats, load_plan
+    from portal.sandbox.patches import install_moto_patches
+    from portal.sandbox.platform import build_platform, register_environment
+    from tests.plugins.aws import free_port, plan_phase_bounds
 
     install_moto_patches()
     port = free_port()

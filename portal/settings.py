@@ -63,6 +63,10 @@ INSTALLED_APPS = [
     "deployments",
     "portal.oncall",
 ]
+# The local AWS sandbox (moto, simulator, drills) is an app above the product: on everywhere but production.
+SANDBOX_ENABLED = env_bool("PORTAL_SANDBOX", default=not PRODUCTION)
+if SANDBOX_ENABLED:
+    INSTALLED_APPS.append("portal.sandbox")
 
 MIDDLEWARE = [
     "portal.middleware.RequestIdMiddleware",

@@ -1,5 +1,6 @@
 import importlib.util
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -8,6 +9,7 @@ from portal import views
 from portal.accounts import views as account_views
 from portal.accounts.clientip import metrics_guard
 from portal.api import api
+from portal.cloud import urls as cloud_urls
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -28,13 +30,20 @@ for prefix, module in [
     ("health/", "portal.health.urls"),
     ("checklist/", "portal.checklist.urls"),
     ("phases/", "portal.phases.urls"),
-    ("environments/", "portal.cloud.urls"),
     ("runbooks/", "runbooks.urls"),
     ("deployments/", "deployments.urls"),
     ("oncall/", "portal.oncall.urls"),
 ]:
     if importlib.util.find_spec(module) is not None:
         urlpatterns.append(path(prefix, include(module)))
+
+# The environments' pages; with the sandbox installed, its drills page joins them (same paths and names).
+environment_patterns = list(cloud_urls.urlpatterns)
+if settings.SANDBOX_ENABLED:
+    from portal.sandbox.urls import drill_patterns  # the sandbox app exists only when it is installed
+
+    environment_patterns = drill_patterns + environment_patterns  # before <slug:name>/
+urlpatterns.append(path("environments/", include((environment_patterns, cloud_urls.app_name))))
 
 handler403 = "portal.views.error_403"
 handler404 = "portal.views.error_404"

@@ -27,8 +27,8 @@ POLICY_PATH = ROOT / "docs" / "iam-policy.json"
 SCAN_DIRS = ("portal", "deployments", "runbooks")
 # The local sandbox builds its own fake AWS (moto); these never run against a real account.
 EXCLUDED = {
-    "portal/cloud/sandbox.py", "portal/cloud/simulator.py", "portal/cloud/runner.py",
-    "portal/cloud/moto_process.py", "portal/cloud/statuspages.py", "portal/cloud/testing.py",
+    "portal/sandbox/platform.py", "portal/sandbox/simulator.py", "portal/sandbox/runner.py",
+    "portal/sandbox/moto_process.py", "portal/sandbox/statuspages.py", "portal/sandbox/patches.py",
 }
 FACTORY_NAMES = {"client", "_client", "raw_client"}
 CLIENT_HELPERS = {"get_paginator", "get_waiter", "can_paginate"}

@@ -12,9 +12,10 @@ import pytest
 
 from deployments import cloudops, services
 from deployments.models import Analysis, Deployment, DeploymentEvent, Rollback
-from deployments.services import rollback_advance
+from deployments.rollback import rollback_advance
 from deployments.tests.conftest import drive
-from portal.cloud import aws, simulator
+from portal.cloud import aws
+from portal.sandbox import simulator
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def test_canary_quick_on_the_simulator_completes(aws_platform, strategies, fast,
 
 def test_error_rate_drill_on_green_during_the_25_hold_rolls_back_and_opens_an_incident(
         aws_platform, strategies, fast, clock, responder, lead, traffic, django_capture_on_commit_callbacks):
-    from portal.cloud.services import drill_start
+    from portal.sandbox.services import drill_start
 
     env = aws_platform
     traffic(env)

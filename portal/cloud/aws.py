@@ -1,9 +1,7 @@
 """Small typed functions over AWS for the rest of the portal. Every call goes through clients.client().
 
-Functions take the Environment first and raise CloudError. In the sandbox (credentials mode
-`static`), target health comes from the simulator's state, because moto reports every registered
-target healthy and never deregisters on scale-in; everything else is read from AWS the same way
-for the sandbox and a real account.
+Functions take the Environment first and raise CloudError. They read the sandbox and a real
+account the same way: moto's gaps are patched inside the sandbox app (portal.sandbox.patches).
 """
 
 from __future__ import annotations
@@ -156,21 +154,13 @@ def _colour(colour: str) -> str:
     return colour
 
 
-def is_simulated(env) -> bool:
-    """The local sandbox (moto): static test keys. Real accounts never use this mode."""
-    return env.credentials_mode == "static"
-
-
 # ---------------------------------------------------------------------------------------------- groups
 
-def _group_state(env, colour: str, raw: dict, unhealthy: set[str]) -> GroupState:
+def _group_state(env, colour: str, raw: dict) -> GroupState:
     instances = []
     for i in raw.get("Instances", []):
-        health = i.get("HealthStatus", "")
-        if i["InstanceId"] in unhealthy:
-            health = "Unhealthy"
         instances.append(InstanceState(id=i["InstanceId"], lifecycle_state=i.get("LifecycleState", ""),
-                                       health_status=health, availability_zone=i.get("AvailabilityZone", ""),
+                                       health_status=i.get("HealthStatus", ""), availability_zone=i.get("AvailabilityZone", ""),
                                        instance_type=i.get("InstanceType", "")))
     instances.sort(key=lambda x: x.id)
     return GroupState(
@@ -181,26 +171,17 @@ def _group_state(env, colour: str, raw: dict, unhealthy: set[str]) -> GroupState
     )
 
 
-def _sim_unhealthy(env) -> set[str]:
-    if not is_simulated(env) or not env.pk:
-        return set()
-    from portal.cloud.simstate import unhealthy_instances
-
-    return unhealthy_instances(env)
-
-
 def describe_groups(env) -> dict[str, GroupState]:
     names = {c: env.asg_name(c) for c in COLOURS if env.asg_name(c)}
     if not names:
         raise CloudError("NotConfigured", "DescribeAutoScalingGroups", env.name, "the environment names no auto scaling groups")
     resp = client(env, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=list(names.values()))
     by_name = {g["AutoScalingGroupName"]: g for g in resp.get("AutoScalingGroups", [])}
-    unhealthy = _sim_unhealthy(env)
     out = {}
     for colour, name in names.items():
         if name not in by_name:
             raise CloudError("NotFound", "DescribeAutoScalingGroups", env.name, f"auto scaling group {name!r} ({colour}) does not exist")
-        out[colour] = _group_state(env, colour, by_name[name], unhealthy)
+        out[colour] = _group_state(env, colour, by_name[name])
     return out
 
 
@@ -304,10 +285,6 @@ def load_balancer_dns_name(env) -> str:
 
 def describe_target_health(env, colour: str) -> list[TargetHealth]:
     _colour(colour)
-    if is_simulated(env):
-        from portal.cloud.simstate import simulated_target_health
-
-        return simulated_target_health(env, colour)
     arn = _need(env, env.target_group_arn(colour), f"{colour} target group ARN", "DescribeTargetHealth")
     resp = client(env, "elbv2").describe_target_health(TargetGroupArn=arn)
     out = []

@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 from django import forms
 
-from portal.cloud.models import Drill, Environment
+from portal.cloud.models import Environment
 from portal.cloud.services import ENV_EDITABLE
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
@@ -83,17 +83,6 @@ class NewEnvironmentForm(EnvironmentForm):
         if Environment.objects.filter(name=name).exists():
             raise forms.ValidationError(f"An environment named {name} exists already.")
         return name
-
-
-class DrillForm(forms.Form):
-    environment = forms.ModelChoiceField(queryset=Environment.objects.filter(credentials_mode=Environment.CredentialsMode.STATIC),
-                                         to_field_name="name", empty_label=None)
-    kind = forms.ChoiceField(choices=Drill.Kind.choices)
-    colour = forms.ChoiceField(choices=[("", "both / not per colour"), ("blue", "blue"), ("green", "green")], required=False)
-    level = forms.FloatField(required=False, help_text="percent for rates, seconds for latency, instances for unhealthy-instance")
-    minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=10)
-    service = forms.CharField(required=False, max_length=50, help_text="for service-outage: openai, twilio, sendgrid, stripe, trueway")
-    seed = forms.IntegerField(required=False, min_value=0, max_value=2_147_483_647)
 
 
 def pretty_json(value) -> str:

@@ -1,18 +1,18 @@
-"""Environment pages (list, detail with a live region, admin edit) and the drills page."""
+"""Environment pages (list, detail with a live region, admin edit)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from portal.accounts.permissions import perm_required
 from portal.accounts.reauth import step_up
 from portal.accounts.roles import ADMINISTER, VIEW
-from portal.cloud.forms import DrillForm, EnvironmentForm, NewEnvironmentForm
-from portal.cloud.models import Drill, Environment
-from portal.cloud.selectors import active_drills, environment_detail, live_state, recent_drills
-from portal.cloud.services import DrillError, drill_start, drill_stop, environment_create, environment_update
+from portal.cloud.forms import EnvironmentForm, NewEnvironmentForm
+from portal.cloud.models import Environment
+from portal.cloud.selectors import active_drills, environment_detail, live_state
+from portal.cloud.services import environment_create, environment_update
 
 
 @require_GET
@@ -84,48 +84,3 @@ def environment_new(request):
             return redirect(env.get_absolute_url())
     return render(request, "cloud/edit.html", {"env": None, "form": form, "has_external_id": False},
                   status=400 if form.errors else 200)
-
-
-@require_GET
-@perm_required(ADMINISTER)
-def drills(request):
-    form = DrillForm(initial={"environment": "sandbox", "minutes": 10})
-    return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
-                                                 "recent": list(recent_drills())})
-
-
-@require_POST
-@perm_required(ADMINISTER)
-def drill_start_view(request):
-    form = DrillForm(request.POST)
-    if not form.is_valid():
-        return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
-                                                     "recent": list(recent_drills())}, status=400)
-    data = form.cleaned_data
-    try:
-        drill = drill_start(environment=data["environment"], kind=data["kind"], colour=data["colour"] or None,
-                            level=data["level"], minutes=data["minutes"], seed=data["seed"], target=data["service"],
-                            actor=request.user)
-    except DrillError as exc:
-        form.add_error(None, str(exc))
-        return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
-                                                     "recent": list(recent_drills())}, status=400)
-    messages.success(request, f"Drill {drill.get_kind_display().lower()} running until {drill.ends_at:%H:%M:%S} UTC.")
-    return redirect("cloud:drills")
-
-
-@require_POST
-@perm_required(ADMINISTER)
-def drill_stop_view(request, public_id):
-    drill = get_object_or_404(Drill, public_id=public_id)
-    stopped = drill_stop(drill=drill, actor=request.user)
-    messages.success(request, "Drill stopped." if stopped else "That drill had already ended.")
-    return redirect("cloud:drills")
-
-
-@require_POST
-@perm_required(ADMINISTER)
-def drills_stop_all(request):
-    stopped = drill_stop(all=True, actor=request.user)
-    messages.success(request, f"Stopped {len(stopped)} drill{'s' if len(stopped) != 1 else ''}.")
-    return redirect("cloud:drills")

@@ -57,8 +57,6 @@ def describe_error(exc: BaseException, url: str, timeout: float) -> str:
         e = e.__cause__ or e.__context__
     if any(isinstance(x, socket.gaierror) for x in chain) or "NameResolutionError" in text or "Name or service not known" in text or "Temporary failure in name resolution" in text:
         return f"DNS lookup failed for {host} (unreachable from here)"
-    if isinstance(exc, RuntimeError) and "may only connect to 127.0.0.1" in text:
-        return f"DNS lookup failed for {host} (outside network is closed)"
     if isinstance(exc, requests.exceptions.SSLError) or any(isinstance(x, ssl.SSLError) for x in chain):
         return f"TLS handshake with {host} failed: {text[:200]}"
     if any(isinstance(x, ConnectionRefusedError) for x in chain) or "Connection refused" in text:

@@ -13,8 +13,9 @@ from runbooks.models import Runbook
 
 def _traffic(env, *, green_error_pct: float | None = None, weights=None):
     """An hour of simulated traffic with green taking a share; optionally an error-rate drill on green at the end."""
-    from portal.cloud import aws, simulator
-    from portal.cloud.services import drill_start
+    from portal.cloud import aws
+    from portal.sandbox import simulator
+    from portal.sandbox.services import drill_start
 
     aws.set_desired_capacity(env, "green", 2)
     aws.set_listener_weights(env, weights or {"blue": 75, "green": 25})

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from portal.cloud.testing import free_port
+from tests.plugins.aws import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"

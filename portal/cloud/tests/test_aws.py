@@ -97,7 +97,7 @@ def test_describe_cache(aws_platform):
 
 
 def test_bucket_sizes_follow_the_simulator(aws_platform):
-    from portal.cloud.simulator import tick
+    from portal.sandbox.simulator import tick
 
     env = aws_platform
     assert aws.bucket_sizes(env) == {"photos": 0, "videos": 0, "documents": 0}
@@ -146,7 +146,7 @@ def test_checklist_evidence(aws_platform):
 
 
 def test_build_platform_is_idempotent(aws_platform):
-    from portal.cloud.sandbox import build_platform
+    from portal.sandbox.platform import build_platform
 
     again = build_platform()
     for key in ("listener_arn", "blue_target_group_arn", "green_target_group_arn", "rds_instance_id", "vpc_id", "launch_template_id"):

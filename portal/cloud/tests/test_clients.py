@@ -103,7 +103,7 @@ def test_requests_carry_the_portal_user_agent(fake_aws_env, httpserver):
 
 
 def test_unreachable_endpoint_is_a_cloud_error(db):
-    from portal.cloud.testing import free_port
+    from tests.plugins.aws import free_port
 
     clients.reset_cache()
     env = Environment.objects.create(name="gone", credentials_mode="static", endpoint_url=f"http://127.0.0.1:{free_port()}",

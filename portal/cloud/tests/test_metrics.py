@@ -205,7 +205,7 @@ def test_prometheus_errors_in_words(httpserver, prom_env):
 
 
 def test_prometheus_unreachable(db):
-    from portal.cloud.testing import free_port
+    from tests.plugins.aws import free_port
 
     env = local_prometheus_env(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(CloudError) as info:

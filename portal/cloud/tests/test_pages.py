@@ -31,7 +31,7 @@ def test_detail_shows_metrics_moving(client, viewer, aws_platform):
 
     from django.utils import timezone
 
-    from portal.cloud.simulator import tick
+    from portal.sandbox.simulator import tick
 
     tick(aws_platform, now=timezone.now(), rng=random.Random(3))
     client.force_login(viewer)
@@ -111,14 +111,14 @@ def test_drills_page_start_and_stop(client, admin_user, responder, aws_platform)
 
 
 def test_unhealthy_instance_drill_shows_in_target_health(admin_user, aws_platform):
-    from portal.cloud.services import drill_start, drill_stop
+    from portal.sandbox.services import drill_start, drill_stop
 
     env = aws_platform
     assert aws.healthy_count(env, "blue") == 2
     with pytest.raises(ValueError):
         aws.healthy_count(env, "purple")
     drill = drill_start(environment=env, kind="unhealthy-instance", colour="blue", minutes=5, seed=9, actor=admin_user)
-    from portal.cloud.simulator import sync_state
+    from portal.sandbox.simulator import sync_state
     sync_state(env)
     health = aws.describe_target_health(env, "blue")
     assert [t.state for t in health].count("unhealthy") == 1 and aws.healthy_count(env, "blue") == 1

@@ -38,7 +38,7 @@ def test_healthy_platform(env_checks):
 
 def test_unhealthy_instance_fails_asg_and_targets(env_checks):
     from portal.cloud import aws
-    from portal.cloud.simstate import state_for
+    from portal.sandbox.simstate import state_for
 
     env, checks = env_checks
     inst = aws.describe_groups(env)["blue"].instances[0]

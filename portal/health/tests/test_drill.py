@@ -35,8 +35,9 @@ def platform_with_checks(aws_platform):
 
 
 def test_error_rate_drill_opens_and_closes_an_incident(platform_with_checks, monkeypatch):
-    from portal.cloud import aws, simulator
-    from portal.cloud.services import drill_start, drill_stop
+    from portal.cloud import aws
+    from portal.sandbox import simulator
+    from portal.sandbox.services import drill_start, drill_stop
 
     env = platform_with_checks
     aws.set_desired_capacity(env, "green", 2)
@@ -81,8 +82,8 @@ def test_error_rate_drill_opens_and_closes_an_incident(platform_with_checks, mon
 
 
 def test_slo_evaluation_reads_the_sandbox(platform_with_checks):
-    from portal.cloud import simulator
     from portal.health.slo import slos_evaluate
+    from portal.sandbox import simulator
 
     env = platform_with_checks
     seed_slos(load_plan(), reset=False, stats=SeedStats())

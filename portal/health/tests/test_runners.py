@@ -8,9 +8,9 @@ import pytest
 from werkzeug import Response
 
 from portal.cloud.models import Environment
-from portal.cloud.testing import free_port
 from portal.health.models import Check, OutboundPolicy
 from portal.health.runners import run_check
+from tests.plugins.aws import free_port
 
 OPERATIONAL = {"page": {"id": "x", "name": "Demo"}, "status": {"indicator": "none", "description": "All Systems Operational"}}
 

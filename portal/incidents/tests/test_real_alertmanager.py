@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from conftest import need
-from portal.cloud.testing import free_port
 from portal.incidents.models import AlertDelivery, Incident
 from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
+from tests.plugins.aws import free_port
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

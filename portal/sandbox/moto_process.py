@@ -1,7 +1,7 @@
 """A moto server with the sandbox's patches, in its own process (the test suite's `sandbox_server`).
 
 moto keeps its state in process-wide globals and `mock_aws` resets them, so a server shared by a
-whole test session must live in another process. Run: python -m portal.cloud.moto_process --port N
+whole test session must live in another process. Run: python -m portal.sandbox.moto_process --port N
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import argparse
 import os
 import signal
 import threading
+
+from moto.server import ThreadedMotoServer
 
 
 def main() -> None:
@@ -21,9 +23,8 @@ def main() -> None:
     import django
 
     django.setup()
-    from moto.server import ThreadedMotoServer
-
-    from portal.cloud.sandbox import install_moto_patches
+    # The patches read the simulator's state through the ORM: imported once Django is set up.
+    from portal.sandbox.patches import install_moto_patches
 
     install_moto_patches()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)

@@ -14,8 +14,15 @@ from typing import Any
 import requests
 from django.db import close_old_connections, connection
 from django.utils import timezone
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.server import ThreadedMotoServer
 
 from portal.cloud.errors import CloudError
+from portal.cloud.models import Environment
+from portal.sandbox.patches import install_moto_patches
+from portal.sandbox.platform import build_platform, register_environment
+from portal.sandbox.simulator import tick
+from portal.sandbox.statuspages import serve as serve_status
 
 log = logging.getLogger(__name__)
 RETENTION = dt.timedelta(hours=6)  # metrics older than this are dropped from the in-memory sandbox
@@ -42,8 +49,6 @@ def _aware(ts: dt.datetime) -> dt.datetime:
 
 def prune_metrics(older_than: dt.datetime) -> int:
     """moto keeps every datapoint in memory; drop the old ones (this process runs the server)."""
-    from moto.cloudwatch.models import cloudwatch_backends
-
     older_than = _aware(older_than)
 
     dropped = 0
@@ -82,10 +87,6 @@ class Sandbox:
 
     def start(self, *, serve: bool = True) -> None:
         """Start moto (unless `serve` is False: reuse the server already on the port), build, register."""
-        from moto.server import ThreadedMotoServer
-
-        from portal.cloud.sandbox import build_platform, install_moto_patches, register_environment
-
         install_moto_patches()
         if serve:
             self.server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
@@ -98,8 +99,6 @@ class Sandbox:
         self.names = build_platform(endpoint_url=self.endpoint_url)
         status_port = None
         if serve and self.status_port:
-            from portal.cloud.statuspages import serve as serve_status
-
             self.status_server = serve_status(self.host, self.status_port, self.env_name)
             status_port = self.status_port
         self.env = register_environment(self.names, endpoint_url=self.endpoint_url, name=self.env_name,
@@ -109,9 +108,6 @@ class Sandbox:
 
     def run(self, *, ticks: int | None = None, report_every: int = 12) -> int:
         """The simulator loop until stopped (or `ticks` ticks). Errors are logged, never fatal."""
-        from portal.cloud.models import Environment
-        from portal.cloud.simulator import tick
-
         rng = random.Random(self.seed)
         done = 0
         next_at = time.monotonic()

@@ -14,29 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from django.db import connection
 from django.utils import timezone
 
-
-def services() -> dict[str, dict]:
-    from portal.plan.loader import load_plan
-
-    return {s["slug"]: s for s in load_plan().get("services", [])}
-
-
-def status_page_url(env, slug: str) -> str | None:
-    """Where the sandbox serves `slug`'s status (None when the sandbox has no status server)."""
-    from portal.cloud.models import SimulatorState
-
-    port = SimulatorState.objects.filter(environment=env).values_list("status_port", flat=True).first()
-    svc = services().get(slug)
-    if not port or svc is None:
-        return None
-    if svc.get("kind") == "statuspage":
-        return f"http://127.0.0.1:{port}/{slug}/api/v2/status.json"
-    return f"http://127.0.0.1:{port}/{slug}/"
+from portal.cloud.models import SimulatorState
+from portal.cloud.selectors import plan_services as services
 
 
 def _outages(env_name: str) -> dict:
-    from portal.cloud.models import SimulatorState
-
     try:
         return SimulatorState.objects.filter(environment__name=env_name).values_list("outages", flat=True).first() or {}
     finally:

@@ -1,4 +1,4 @@
-"""pytest fixtures for the cloud layer (a plugin registered by the root conftest.py).
+"""pytest fixtures for the AWS sandbox (a plugin registered by the root conftest.py; never installed).
 
 - `aws_platform`: moto in process (`mock_aws`), the platform built, the `sandbox` Environment
   saved (empty endpoint_url: calls go to the in-process mock). Returns the Environment;
@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
 
+from portal.cloud import aws
+from portal.cloud.clients import reset_cache
 from portal.plan.loader import load_plan
+from portal.sandbox.patches import install_moto_patches
+from portal.sandbox.platform import build_platform, register_environment
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def free_port() -> int:
@@ -50,8 +57,6 @@ class SandboxServer:
 
 def reset_platform(env, names: dict) -> None:
     """Back to the starting point: listener blue 100 / green 0, blue at the phase minimum, green empty."""
-    from portal.cloud import aws
-
     aws.set_listener_weights(env, {"blue": 100, "green": 0})
     aws.set_desired_capacity(env, "blue", int(names.get("initial_blue", 2)))
     aws.set_desired_capacity(env, "green", 0)
@@ -59,11 +64,6 @@ def reset_platform(env, names: dict) -> None:
 
 @pytest.fixture
 def aws_platform(db):
-    from moto import mock_aws
-
-    from portal.cloud.clients import reset_cache
-    from portal.cloud.sandbox import build_platform, install_moto_patches, register_environment
-
     install_moto_patches()
     reset_cache()
     with mock_aws():
@@ -92,12 +92,10 @@ def _wait_for_port(port: int, proc, seconds: float = 60.0) -> None:
 @pytest.fixture(scope="session")
 def sandbox_server():
     """A moto server in its own process (mock_aws in other tests resets moto's in-process state)."""
-    from portal.cloud.sandbox import build_platform
-
     port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings_test")}
-    proc = subprocess.Popen([sys.executable, "-m", "portal.cloud.moto_process", "--port", str(port)],  # noqa: S603
-                            env=env, cwd=str(Path(__file__).resolve().parent.parent.parent),
+    proc = subprocess.Popen([sys.executable, "-m", "portal.sandbox.moto_process", "--port", str(port)],  # noqa: S603
+                            env=env, cwd=str(ROOT),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, proc)
@@ -116,9 +114,6 @@ def sandbox_server():
 
 @pytest.fixture
 def sandbox_env(db, sandbox_server):
-    from portal.cloud.clients import reset_cache
-    from portal.cloud.sandbox import register_environment
-
     reset_cache()
     env = register_environment(sandbox_server.names, endpoint_url=sandbox_server.endpoint_url)
     env.platform = sandbox_server.names

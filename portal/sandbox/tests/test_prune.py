@@ -3,7 +3,7 @@ import datetime as dt
 import boto3
 from moto import mock_aws
 
-from portal.cloud.runner import prune_metrics
+from portal.sandbox.runner import prune_metrics
 
 
 @mock_aws

@@ -9,8 +9,8 @@ from django.utils import timezone
 from portal.cloud import aws
 from portal.cloud.metrics import CloudWatchSource
 from portal.cloud.models import SimulatorState
-from portal.cloud.services import drill_start, drill_stop
-from portal.cloud.simulator import tick
+from portal.sandbox.services import drill_start, drill_stop
+from portal.sandbox.simulator import tick
 
 
 def _slot(n):
@@ -97,7 +97,7 @@ def test_same_seed_same_numbers(sandbox_env):
 
 
 def test_alarms_follow_the_metrics(sandbox_env, admin_user):
-    from portal.cloud.simulator import evaluate_alarms
+    from portal.sandbox.simulator import evaluate_alarms
 
     env = sandbox_env
     t0 = _slot(5)

@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 
 from portal.cloud import aws
 from portal.cloud.models import Drill, Environment, SimulatorState
-from portal.cloud.runner import Sandbox
-from portal.cloud.testing import free_port
+from portal.sandbox.runner import Sandbox
+from tests.plugins.aws import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_sandbox_runs_registers_and_simulates(running_sandbox, admin_user):
     assert "stopped 2 drills" in out.getvalue()
     assert requests.get(f"{status}/stripe/", timeout=5).status_code == 200
 
-    from portal.cloud.statuspages import status_page_url
+    from portal.cloud.selectors import status_page_url
     assert status_page_url(env, "openai") == f"{status}/openai/api/v2/status.json"
     assert status_page_url(env, "stripe") == f"{status}/stripe/"
 
@@ -105,7 +105,7 @@ def test_drill_command_start_validates_and_is_audited(aws_platform):
 
 
 def test_drills_refused_on_real_environments(db, admin_user):
-    from portal.cloud.services import DrillError, drill_start
+    from portal.sandbox.services import DrillError, drill_start
 
     prod = Environment.objects.create(name="production", is_production=True, credentials_mode="role",
                                       role_arn="arn:aws:iam::123456789012:role/ops")

@@ -7,7 +7,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.cloud.runner import Sandbox, is_moto, port_in_use
+from portal.sandbox.runner import Sandbox, is_moto, port_in_use
 
 
 class Command(BaseCommand):

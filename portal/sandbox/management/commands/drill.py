@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from portal.cloud.models import Drill, Environment
-from portal.cloud.services import DrillError, drill_start, drill_stop
+from portal.sandbox.services import DrillError, drill_start, drill_stop
 
 ACTOR = "system:manage.py drill"
 

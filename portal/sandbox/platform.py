@@ -4,10 +4,7 @@
 groups behind one weighted ALB listener, RDS, ElastiCache, S3, alarms, certificate, DNS, CDN,
 Cost Explorer results). `register_environment()` saves the `sandbox` Environment row.
 
-moto's gaps are covered here, never in the portal's code: `install_moto_patches()` teaches
-moto's CloudWatch percentile statistics (p50/p95/p99 from the raw values, as CloudWatch does),
-Cost Explorer's GetCostForecast, and AWS's min/max check on SetDesiredCapacity. Both patches apply to the process that runs moto (the
-sandbox command, or a test's mock_aws).
+moto's gaps are covered by portal.sandbox.patches, never in the portal's code.
 """
 
 from __future__ import annotations
@@ -15,11 +12,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import functools
-import json
 import logging
-import math
-import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +22,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from django.db import transaction
 
+from portal.audit.services import audit_record
+from portal.cloud.aws import default_max_connections
+from portal.cloud.clients import reset_cache
+from portal.cloud.models import Environment, SimulatorState
+from portal.health.services import outbound_policy_set
+from portal.phases.selectors import current_phase
 from portal.plan.loader import load_plan
+from portal.sandbox.patches import SANDBOX_COSTS, plan_monthly_cost
 
 log = logging.getLogger(__name__)
 
@@ -48,126 +49,15 @@ SERVICE_NAMES = {  # Cost Explorer SERVICE dimension values for the plan's cost 
     "monitoring": "AmazonCloudWatch",
 }
 
-# --------------------------------------------------------------------------------------------- moto patches
-
-_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
-_patched = False
-# account id -> {"monthly": float}: the seeded monthly cost the forecast extends
-_SANDBOX_COSTS: dict[str, dict[str, float]] = {}
-
-
-def _percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(math.ceil(pct / 100.0 * len(ordered)) - 1, 0)  # nearest-rank, as CloudWatch documents
-    return ordered[min(rank, len(ordered) - 1)]
-
-
-def _plan_monthly_cost() -> float:
-    return float(sum(float(i["monthly"]) for i in (load_plan().get("costs") or {}).get("items", [])))
-
-
-def install_moto_patches() -> None:
-    """Percentile statistics in moto's CloudWatch GetCostForecast in its Cost Explorer, and AWS's bounds check on SetDesiredCapacity."""
-    global _patched
-    if _patched:
-        return
-    from moto.ce.responses import CostExplorerResponse
-    from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, Statistics
-
-    original = Statistics.get_statistics_for_type
-
-    def get_statistics_for_type(self, stat):
-        m = _PERCENTILE.match(stat or "")
-        if m is None:
-            return original(self, stat)
-        values: list[float] = []
-        for datum in self.metric_data or []:
-            if isinstance(datum, MetricDatum):
-                values.append(float(datum.value))
-            elif isinstance(datum, MetricAggregatedDatum):
-                values.append(float(datum.sum) / max(float(datum.sample_count), 1.0))
-        return _percentile(values, float(m.group(1)))
-
-    Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign,attr-defined]
-
-    def get_cost_forecast(self) -> str:
-        params = json.loads(self.body or "{}")
-        period = params.get("TimePeriod") or {}
-        start = dt.date.fromisoformat(period["Start"])
-        end = dt.date.fromisoformat(period["End"])
-        monthly = _SANDBOX_COSTS.get(self.current_account, {}).get("monthly") or _plan_monthly_cost()
-        amount = 0.0
-        day = start
-        while day < end:
-            amount += monthly / calendar.monthrange(day.year, day.month)[1]
-            day += dt.timedelta(days=1)
-        total = {"Amount": f"{amount:.2f}", "Unit": "USD"}
-        return json.dumps({"Total": total, "ForecastResultsByTime": [
-            {"TimePeriod": period, "MeanValue": total["Amount"]}]})
-
-    CostExplorerResponse.get_cost_forecast = get_cost_forecast  # type: ignore[method-assign,attr-defined]
-
-    from moto.autoscaling.exceptions import ValidationError as AsgValidationError
-    from moto.autoscaling.models import AutoScalingBackend
-
-    original_set_desired = AutoScalingBackend.set_desired_capacity
-
-    def set_desired_capacity(self, group_name, desired_capacity):
-        # AWS refuses a desired capacity outside the group's bounds; moto accepts anything.
-        group = self.autoscaling_groups.get(group_name)
-        if group is None:
-            raise AsgValidationError("AutoScalingGroup name not found - null")
-        if desired_capacity is not None and desired_capacity > group.max_size:
-            raise AsgValidationError(f"New SetDesiredCapacity value {desired_capacity} is above max value "
-                                     f"{group.max_size} for the AutoScalingGroup.")
-        if desired_capacity is not None and desired_capacity < group.min_size:
-            raise AsgValidationError(f"New SetDesiredCapacity value {desired_capacity} is below min value "
-                                     f"{group.min_size} for the AutoScalingGroup.")
-        return original_set_desired(self, group_name, desired_capacity)
-
-    AutoScalingBackend.set_desired_capacity = set_desired_capacity  # type: ignore[method-assign,attr-defined]
-
-    # moto scans every stored datapoint once per period of every query; with an hour of simulated
-    # metrics a 60-point series takes seconds. Narrow the scan to the queried metric names.
-    from moto.cloudwatch.models import CloudWatchBackend
-
-    scope = threading.local()
-    original_all = CloudWatchBackend.get_all_metrics
-    original_gmd = CloudWatchBackend.get_metric_data
-
-    def get_all_metrics(self):
-        data = original_all(self)
-        names = getattr(scope, "names", None)
-        return [m for m in data if m.name in names] if names else data
-
-    def get_metric_data(self, queries, start_time, end_time, scan_by="TimestampAscending"):
-        names = None
-        if all("MetricStat" in q or "Expression" not in q for q in queries):  # math may reference anything
-            names = {q["MetricStat"]["Metric"]["MetricName"] for q in queries if "MetricStat" in q}
-        scope.names = names
-        try:
-            return original_gmd(self, queries, start_time, end_time, scan_by)
-        finally:
-            scope.names = None
-
-    CloudWatchBackend.get_all_metrics = get_all_metrics  # type: ignore[method-assign,attr-defined]
-    CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign,attr-defined]
-    _patched = True
-
-
 # --------------------------------------------------------------------------------------------- plan facts
 
 def current_phase_bounds() -> dict[str, int]:
     """The current phase's instance bounds: the phases app when it answers, else plan.yaml's first phase."""
     try:
-        from portal.phases.selectors import current_phase
-
         phase = current_phase()
         return {"number": phase.number, "instances_min": phase.instances_min, "instances_max": phase.instances_max,
                 "users_min": phase.users_min, "users_max": phase.users_max}
-    except Exception:  # noqa: BLE001 - no phases app/table yet: the plan file is the source
+    except Exception:  # noqa: BLE001 - no phases table yet: the plan file is the source
         phase = (load_plan().get("phases") or [{}])[0]
         return {"number": int(phase.get("number", 1)), "instances_min": int(phase.get("instances_min", 2)),
                 "instances_max": int(phase.get("instances_max", 4)), "users_min": int(phase.get("users_min", 0)),
@@ -204,8 +94,6 @@ def _alarm_specs(plan: dict, names: dict) -> list[dict]:
                             Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
             elif metric == "db_connections":
                 # CloudWatch has connections, not percent: the threshold is that share of max_connections.
-                from portal.cloud.aws import default_max_connections
-
                 limit = default_max_connections(names.get("rds_instance_class", "db.r5.large")) or 1000
                 base.update(Namespace="AWS/RDS", MetricName="DatabaseConnections", Statistic="Maximum", Period=60,
                             Threshold=round(limit * value / 100.0),
@@ -461,9 +349,9 @@ def build_platform(session_or_clients: Any = None, *, endpoint_url: str | None =
 
     # Cost Explorer: the plan's monthly table, month to date
     today = today or dt.datetime.now(dt.UTC).date()
-    monthly = float(sum(float(i["monthly"]) for i in (plan.get("costs") or {}).get("items", []))) or _plan_monthly_cost()
+    monthly = float(sum(float(i["monthly"]) for i in (plan.get("costs") or {}).get("items", []))) or plan_monthly_cost()
     account = make("sts").get_caller_identity()["Account"]
-    _SANDBOX_COSTS[account] = {"monthly": monthly}
+    SANDBOX_COSTS[account] = {"monthly": monthly}
     seed_costs(cost_results(plan, today), endpoint_url=endpoint_url)
     names["monthly_cost"] = monthly
     return names
@@ -491,12 +379,6 @@ SANDBOX_IMAGE_OWNERS = ("amazon", "self")
 def register_environment(names: dict, *, endpoint_url: str, name: str = ENV_NAME, actor: Any = "system:sandbox",
                          status_port: int | None = None):
     """Create or update the sandbox Environment row with the built resources (audited)."""
-    from django.db import transaction
-
-    from portal.audit.services import audit_record
-    from portal.cloud.clients import reset_cache
-    from portal.cloud.models import Environment, SimulatorState
-
     values = {k: names[k] for k in ENV_FIELDS}
     values.update(region=names.get("region", "us-east-1"), credentials_mode=Environment.CredentialsMode.STATIC,
                   endpoint_url=endpoint_url, metrics_source=Environment.MetricsSource.CLOUDWATCH, is_production=False,
@@ -522,8 +404,6 @@ def register_environment(names: dict, *, endpoint_url: str, name: str = ENV_NAME
             audit_record(actor=actor, verb="environment.register", target=env, before=before, after=after,
                          extra={"source": "sandbox"})
         # Its endpoints (moto, the status pages) are on 127.0.0.1: only this environment may reach them.
-        from portal.health.services import outbound_policy_set
-
         outbound_policy_set(environment=env, allow_private_targets=True, actor=actor)
     reset_cache()
     return env

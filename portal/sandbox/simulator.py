@@ -19,8 +19,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.cloud import aws
+from portal.cloud.metrics import CloudWatchSource
 from portal.cloud.models import Drill, Environment, SimulatorState
 from portal.plan.loader import load_plan
+from portal.sandbox.platform import current_phase_bounds
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +159,6 @@ def _busiest(groups: dict) -> str:
 
 
 def _phase() -> dict[str, int]:
-    from portal.cloud.sandbox import current_phase_bounds
-
     return current_phase_bounds()
 
 
@@ -325,8 +325,6 @@ def evaluate_alarms(env: Environment, *, now: dt.datetime) -> dict[str, str]:
     Each `ftw-<threshold slug>` alarm goes to ALARM when the last minute's value breaches the
     plan's threshold and back to OK when it no longer does (no data: left as it is).
     """
-    from portal.cloud.metrics import CloudWatchSource
-
     thresholds = {t["slug"]: t for level in (load_plan().get("thresholds") or {}).values() for t in level or []}
     source = CloudWatchSource(env, clock=lambda: now)
     values: dict[str, float | None] = {}

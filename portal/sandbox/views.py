@@ -1,0 +1,59 @@
+"""The drills page (sandbox only): start a drill, stop one or all. Its routes live in the cloud namespace."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from portal.accounts.permissions import perm_required
+from portal.accounts.roles import ADMINISTER
+from portal.cloud.models import Drill
+from portal.cloud.selectors import active_drills, recent_drills
+from portal.sandbox.forms import DrillForm
+from portal.sandbox.services import DrillError, drill_start, drill_stop
+
+
+@require_GET
+@perm_required(ADMINISTER)
+def drills(request):
+    form = DrillForm(initial={"environment": "sandbox", "minutes": 10})
+    return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
+                                                 "recent": list(recent_drills())})
+
+
+@require_POST
+@perm_required(ADMINISTER)
+def drill_start_view(request):
+    form = DrillForm(request.POST)
+    if not form.is_valid():
+        return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
+                                                     "recent": list(recent_drills())}, status=400)
+    data = form.cleaned_data
+    try:
+        drill = drill_start(environment=data["environment"], kind=data["kind"], colour=data["colour"] or None,
+                            level=data["level"], minutes=data["minutes"], seed=data["seed"], target=data["service"],
+                            actor=request.user)
+    except DrillError as exc:
+        form.add_error(None, str(exc))
+        return render(request, "cloud/drills.html", {"form": form, "active": list(active_drills()),
+                                                     "recent": list(recent_drills())}, status=400)
+    messages.success(request, f"Drill {drill.get_kind_display().lower()} running until {drill.ends_at:%H:%M:%S} UTC.")
+    return redirect("cloud:drills")
+
+
+@require_POST
+@perm_required(ADMINISTER)
+def drill_stop_view(request, public_id):
+    drill = get_object_or_404(Drill, public_id=public_id)
+    stopped = drill_stop(drill=drill, actor=request.user)
+    messages.success(request, "Drill stopped." if stopped else "That drill had already ended.")
+    return redirect("cloud:drills")
+
+
+@require_POST
+@perm_required(ADMINISTER)
+def drills_stop_all(request):
+    stopped = drill_stop(all=True, actor=request.user)
+    messages.success(request, f"Stopped {len(stopped)} drill{'s' if len(stopped) != 1 else ''}.")
+    return redirect("cloud:drills")
