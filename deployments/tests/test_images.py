@@ -51,7 +51,7 @@ def test_sandbox_registration_seeds_its_allow_list(aws_platform):
     env = Environment.objects.get(pk=aws_platform.pk)
     assert env.approved_image_owners == ["amazon", "self"] and env.approved_image_ids == []
     # Registering again keeps a lead's change.
-    from portal.cloud.sandbox import register_environment
+    from portal.sandbox.platform import register_environment
 
     Environment.objects.filter(pk=env.pk).update(approved_image_owners=["self"])
     assert register_environment(aws_platform.platform, endpoint_url="").approved_image_owners == ["self"]

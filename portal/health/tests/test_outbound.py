@@ -180,7 +180,7 @@ def test_sandbox_checks_still_reach_its_local_endpoints(make_check, private_env,
 
 
 def test_sandbox_registration_allows_private_targets_and_only_there(db, public_env):
-    from portal.cloud.sandbox import ENV_FIELDS, register_environment
+    from portal.sandbox.platform import ENV_FIELDS, register_environment
 
     env = register_environment(dict.fromkeys(ENV_FIELDS, ""), endpoint_url="http://127.0.0.1:9")
     assert OutboundPolicy.objects.get(environment=env).allow_private_targets is True

@@ -8,11 +8,11 @@ import socket
 import pytest
 
 from portal import outbound
-from portal.cloud.testing import free_port
 from portal.incidents import services
 from portal.incidents.models import EscalationLevel, Notification, NotificationChannel
 from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
+from tests.plugins.aws import free_port
 
 HOOK = "https://hooks.slack.com/services/T0SECRET1/B0SECRET2/xoxbSecretTokenPart3"
 URL_PARTS = ("services", "T0SECRET1", "B0SECRET2", "xoxbSecretTokenPart3", "https://")
