@@ -79,7 +79,9 @@ class Clock:
         self.now = timezone.now()
 
     def advance(self, seconds: float):
-        self.now += timedelta(seconds=seconds)
+        # Never behind the wall clock: rows created during the test (a deployment's wake time) carry
+        # real time, and a slow first AWS call must not leave the virtual clock before them.
+        self.now = max(self.now, timezone.now()) + timedelta(seconds=seconds)
         return self.now
 
 
