@@ -9,9 +9,9 @@ from ninja import Router, Schema, Status
 
 from deployments import selectors, services
 from deployments.models import Deployment, Rollback, ScaleAction
-from portal.api import ApiError, ScopedTokenAuth, require_environment_grant, require_scope
-from portal.cloud.errors import CloudError
+from portal.api_auth import ScopedTokenAuth, require_environment_grant, require_scope
 from portal.cloud.models import Environment
+from portal.errors import NotFound
 
 router = Router()
 
@@ -123,10 +123,10 @@ def _env(name: str) -> Environment:
         try:
             return Environment.objects.get_default()
         except Environment.DoesNotExist as exc:
-            raise ApiError(404, "not_found", "no default environment; pass environment") from exc
+            raise NotFound("no default environment; pass environment") from exc
     env = Environment.objects.filter(name=name).first()
     if env is None:
-        raise ApiError(404, "not_found", f"no environment named {name!r}")
+        raise NotFound(f"no environment named {name!r}")
     return env
 
 
@@ -134,10 +134,10 @@ def _deployment(deployment_id: str) -> Deployment:
     try:
         key = uuid.UUID(str(deployment_id))
     except ValueError as exc:
-        raise ApiError(404, "not_found", "no such deployment") from exc
+        raise NotFound("no such deployment") from exc
     d = Deployment.objects.select_related("environment", "release", "strategy").filter(public_id=key).first()
     if d is None:
-        raise ApiError(404, "not_found", "no such deployment")
+        raise NotFound("no such deployment")
     return d
 
 
@@ -146,12 +146,7 @@ def _call(fn, **kwargs):
     # needs the token's grant.
     target = kwargs.get("environment") or getattr(kwargs.get("deployment") or kwargs.get("action"), "environment", None)
     require_environment_grant(kwargs.get("actor"), target)
-    try:
-        return fn(**kwargs)
-    except services.DeploymentError as exc:
-        raise ApiError(exc.status, exc.code, exc.detail) from exc
-    except CloudError as exc:
-        raise ApiError(503, "unavailable", exc.words) from exc
+    return fn(**kwargs)
 
 
 @router.get("/deployments", response=list[DeploymentOut], summary="Deployments, newest first")
@@ -218,7 +213,7 @@ def rollback_status(request, name: str):
     require_scope(request, "read")
     rb = selectors.latest_rollback(_env(name))
     if rb is None:
-        raise ApiError(404, "not_found", "no rollback yet")
+        raise NotFound("no rollback yet")
     return Status(200, rollback_out(rb))
 
 

@@ -7,7 +7,10 @@ import uuid
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
-from portal.api import ApiError, ScopedTokenAuth, require_scope
+from portal.api_auth import ScopedTokenAuth, require_scope
+from portal.cloud.models import Environment
+from portal.errors import Invalid, NotFound, PortalError
+from portal.incidents.models import Incident
 from runbooks import selectors, services
 from runbooks.actions import ACTIONS
 from runbooks.models import OutcomeStatus
@@ -28,13 +31,13 @@ class StepIn(Schema):
 
 
 def _raise(exc: services.RunbookError):
-    raise ApiError(exc.status, exc.code, exc.detail)
+    raise PortalError(exc.detail, status=exc.status, code=exc.code) from exc
 
 
 def _run(run_id: uuid.UUID):
     run = selectors.run_get(run_id)
     if run is None:
-        raise ApiError(404, "not_found", f"no run {run_id}")
+        raise NotFound(f"no run {run_id}")
     return run
 
 
@@ -76,9 +79,9 @@ def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: 
     run = _run(run_id)
     step = run.version.step(step_id)
     if step is None:
-        raise ApiError(404, "not_found", f"step {step_id!r} is not in {run.version}")
+        raise NotFound(f"step {step_id!r} is not in {run.version}")
     if payload.status not in OutcomeStatus.values:
-        raise ApiError(422, "invalid", f"status must be one of {', '.join(OutcomeStatus.values)}")
+        raise Invalid(f"status must be one of {', '.join(OutcomeStatus.values)}")
     try:
         if step["kind"] == "action" and payload.status == OutcomeStatus.DONE:
             spec = ACTIONS[step["action"]]
@@ -89,7 +92,7 @@ def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: 
         else:
             evidence = payload.evidence
             if evidence is not None and len(str(evidence)) > 20000:
-                raise ApiError(422, "invalid", "evidence is larger than 20000 characters")
+                raise Invalid("evidence is larger than 20000 characters")
             outcome = services.step_record(
                 run=run,
                 step_id=step_id,
@@ -112,20 +115,16 @@ def start_run(request: HttpRequest, slug: str, payload: RunIn):
     token = require_scope(request, "actions")
     runbook = selectors.runbook_get(slug)
     if runbook is None:
-        raise ApiError(404, "not_found", f"no runbook {slug!r}")
+        raise NotFound(f"no runbook {slug!r}")
     incident = environment = None
     if payload.incident:
-        from portal.incidents.models import Incident
-
         incident = Incident.objects.filter(public_id=payload.incident).first()
         if incident is None:
-            raise ApiError(404, "not_found", f"no incident {payload.incident}")
+            raise NotFound(f"no incident {payload.incident}")
     if payload.environment:
-        from portal.cloud.models import Environment
-
         environment = Environment.objects.filter(name=payload.environment).first()
         if environment is None:
-            raise ApiError(404, "not_found", f"no environment {payload.environment!r}")
+            raise NotFound(f"no environment {payload.environment!r}")
     try:
         run = services.run_start(runbook=runbook, incident=incident, environment=environment, actor=token)
     except services.RunbookError as exc:
@@ -138,5 +137,5 @@ def get_runbook(request: HttpRequest, slug: str):
     require_scope(request, "read")
     rb = selectors.runbook_get(slug)
     if rb is None or rb.current_version is None:
-        raise ApiError(404, "not_found", f"no runbook {slug!r}")
+        raise NotFound(f"no runbook {slug!r}")
     return {"slug": rb.slug, "title": rb.title, "version": rb.current_version.number, "definition": rb.current_version.definition}

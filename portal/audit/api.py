@@ -2,7 +2,7 @@ from datetime import datetime
 
 from ninja import Router, Schema
 
-from portal.api import require_scope
+from portal.api_auth import require_scope
 from portal.audit.selectors import audit_events
 
 router = Router()

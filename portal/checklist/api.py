@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from ninja import Router, Schema
 
-from portal.api import ApiError, ScopedTokenAuth, require_scope
+from portal.api_auth import ScopedTokenAuth, require_scope
 from portal.checklist.models import ChecklistItem
 from portal.checklist.selectors import items_for_board, readiness, signature_progress
 from portal.checklist.services import (
-    ChecklistError,
     item_revoke,
     item_sign_off,
     parse_expiry,
     verification_record,
 )
 from portal.checklist.verify import VERIFIERS, run_check
+from portal.cloud.models import Environment
+from portal.errors import Invalid, NotFound
 
 router = Router()
 
@@ -55,12 +56,8 @@ def item_json(item: ChecklistItem) -> dict:
 def _item(slug: str) -> ChecklistItem:
     item = items_for_board().filter(slug=slug).first()
     if item is None:
-        raise ApiError(404, "not_found", f"no checklist item {slug!r}")
+        raise NotFound(f"no checklist item {slug!r}")
     return item
-
-
-def _raise(exc: ChecklistError):
-    raise ApiError(exc.status, exc.code, exc.message) from exc
 
 
 @router.get("", summary="The checklist items and the launch readiness")
@@ -80,11 +77,8 @@ def get_item(request, slug: str):
 def sign_off(request, slug: str, payload: SignOffIn):
     token = require_scope(request, "lead")
     item = _item(slug)
-    try:
-        expires_at = parse_expiry(payload.expires)
-        sig, changed = item_sign_off(item=item, actor=token, note=payload.note, expires_at=expires_at)
-    except ChecklistError as exc:
-        _raise(exc)
+    expires_at = parse_expiry(payload.expires)
+    sig, changed = item_sign_off(item=item, actor=token, note=payload.note, expires_at=expires_at)
     item = _item(slug)
     return {"changed": changed, "signature": {"signer": sig.signer_label, "signed_at": sig.signed_at, "round": sig.round},
             "item": item_json(item)}
@@ -94,10 +88,7 @@ def sign_off(request, slug: str, payload: SignOffIn):
 def revoke(request, slug: str, payload: RevokeIn):
     token = require_scope(request, "lead")
     item = _item(slug)
-    try:
-        _, changed = item_revoke(item=item, actor=token, reason=payload.reason)
-    except ChecklistError as exc:
-        _raise(exc)
+    _, changed = item_revoke(item=item, actor=token, reason=payload.reason)
     return {"changed": changed, "item": item_json(_item(slug))}
 
 
@@ -106,14 +97,12 @@ def verify(request, slug: str, payload: VerifyIn | None = None):
     token = require_scope(request, "actions")
     item = _item(slug)
     if slug not in VERIFIERS:
-        raise ApiError(422, "not_verifiable", f"the cloud cannot answer {slug!r}: it is signed off by people only")
-    from portal.cloud.models import Environment
-
+        raise Invalid(f"the cloud cannot answer {slug!r}: it is signed off by people only", code="not_verifiable")
     name = (payload.environment if payload else "") or ""
     try:
         env = Environment.objects.get(name=name) if name else Environment.objects.get_default()
     except Environment.DoesNotExist:
-        raise ApiError(404, "not_found", f"no environment {name or 'default'!r} to verify against") from None
+        raise NotFound(f"no environment {name or 'default'!r} to verify against") from None
     result = run_check(slug, env)
     v = verification_record(item=item, outcome=result.outcome, summary=result.summary, evidence=result.evidence,
                             triggered_by=token.audit_label, environment_name=env.name)

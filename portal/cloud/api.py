@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from ninja import Router
 
-from portal.api import ApiError, require_scope
+from portal.api_auth import require_scope
 from portal.cloud.errors import CloudError
 from portal.cloud.models import Environment
 from portal.cloud.selectors import environment_json
+from portal.errors import NotFound, Unavailable
 
 router = Router()
 
@@ -24,8 +25,8 @@ def get_environment(request, name: str):
     require_scope(request, "read")
     env = Environment.objects.filter(name=name).first()
     if env is None:
-        raise ApiError(404, "not_found", f"no environment named {name!r}")
+        raise NotFound(f"no environment named {name!r}")
     try:
         return environment_json(env)
     except CloudError as exc:
-        raise ApiError(503, "cloud_error", exc.words) from exc
+        raise Unavailable(exc.detail, code="cloud_error") from exc  # this endpoint has always named it so

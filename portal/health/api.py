@@ -6,7 +6,8 @@ from datetime import datetime
 
 from ninja import Router, Schema
 
-from portal.api import ApiError, ScopedTokenAuth, require_scope
+from portal.api_auth import ScopedTokenAuth, require_scope
+from portal.errors import BadRequest, NotFound
 from portal.health import selectors, services
 from portal.health.models import Check, CheckResult
 from portal.outbound import redact_url
@@ -103,9 +104,9 @@ _STATUSES = {"ok", "failing", "unknown"}
 def list_checks(request, status: str = "", group: str = "", environment: str = ""):
     require_scope(request, "read")
     if status and status not in _STATUSES:
-        raise ApiError(400, "bad_request", f"status must be one of {', '.join(sorted(_STATUSES))}")
+        raise BadRequest(f"status must be one of {', '.join(sorted(_STATUSES))}")
     if group and group not in Check.Group.values:
-        raise ApiError(400, "bad_request", f"group must be one of {', '.join(Check.Group.values)}")
+        raise BadRequest(f"group must be one of {', '.join(Check.Group.values)}")
     qs = Check.objects.select_related("environment").order_by("group", "name")
     if status:
         qs = qs.filter(status=status)
@@ -124,7 +125,7 @@ def get_check(request, slug: str, results: int = 50):
     require_scope(request, "read")
     c = Check.objects.select_related("environment").filter(slug=slug).first()
     if c is None:
-        raise ApiError(404, "not_found", f"no check {slug!r}")
+        raise NotFound(f"no check {slug!r}")
     limit = max(0, min(results, 500))
     rows: list[CheckResult] = list(selectors.check_history(c, limit=limit)) if limit else []
     out = _check_out(c, selectors.uptime_by_check(hours=24), selectors.uptime_by_check(hours=24 * 30))
@@ -143,7 +144,7 @@ def run_check_now(request, slug: str):
     token = require_scope(request, "actions")
     c = Check.objects.select_related("environment").filter(slug=slug).first()
     if c is None:
-        raise ApiError(404, "not_found", f"no check {slug!r}")
+        raise NotFound(f"no check {slug!r}")
     c = services.check_run_now(check=c, actor=token)
     return 202, _check_out(c, {}, {})
 

@@ -1,4 +1,4 @@
-"""Webhooks (Alertmanager, SNS) and the incidents JSON API. Mounted at /api/v1/ by portal/api_routers.py.
+"""Webhooks (Alertmanager, SNS) and the incidents JSON API. Mounted at /api/v1/ by portal/api.py.
 
 The webhooks take auth=None and check their own credentials (a bearer token for Alertmanager, the
 message signature for SNS) so every refusal is recorded in RejectedDelivery with its reason.
@@ -10,13 +10,15 @@ import json
 import uuid
 from datetime import datetime
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.http.request import RawPostDataException
 from ninja import Router, Schema
 
-from portal.api import ApiError, ScopedTokenAuth, TokenAuth, require_scope
+from portal.api_auth import ScopedTokenAuth, TokenAuth, require_scope
+from portal.errors import Conflict, Invalid, NotFound, PortalError, Unavailable
 from portal.incidents import services, sns
 from portal.incidents.models import Incident, Source
 from portal.incidents.parsing import PayloadError, decode_json, parse_cloudwatch_message, screen_alertmanager
@@ -116,7 +118,7 @@ def _record(request: HttpRequest, source: str, status: int, reason: str, detail:
 
 def _reject(request: HttpRequest, source: str, status: int, reason: str, detail: str, body: bytes | str = b""):
     _record(request, source, status, reason, detail, body)
-    return ApiError(status, reason, detail)
+    return PortalError(detail, status=status, code=reason)
 
 
 def _read_body(request: HttpRequest, source: str) -> bytes:
@@ -130,8 +132,6 @@ def _read_body(request: HttpRequest, source: str) -> bytes:
 
 
 def request_limit() -> int:
-    from django.conf import settings
-
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
@@ -141,7 +141,7 @@ def _store(request, *, source: str, payload, dedup_key: str = "", count: int = 0
         delivery, created = services.delivery_store(source=source, payload=payload, dedup_key=dedup_key, remote_addr=remote, alert_count=count)
     except DatabaseError as exc:
         # Not stored: the sender must retry (Alertmanager and SNS retry on 5xx only).
-        raise ApiError(503, "unavailable", f"the delivery could not be stored ({exc.__class__.__name__}); retry") from exc
+        raise Unavailable(f"the delivery could not be stored ({exc.__class__.__name__}); retry") from exc
     return {"status": "accepted" if created else "duplicate", "delivery": delivery.public_id, "alerts": count, "duplicate": not created}
 
 
@@ -164,7 +164,7 @@ def alertmanager_webhook(request):
     try:
         token = TokenAuth().authenticate(request, raw.strip()) if scheme.lower() == "bearer" else None
     except DatabaseError as exc:
-        raise ApiError(503, "unavailable", "the database is unavailable; retry") from exc
+        raise Unavailable("the database is unavailable; retry") from exc
     if token is None:
         raise _reject(request, source, 401, "unauthorized", "missing or invalid bearer token")
     if not token.grants("alerts:write"):
@@ -245,10 +245,10 @@ def _get(incident_id: str) -> Incident:
     try:
         key = uuid.UUID(str(incident_id))
     except ValueError as exc:
-        raise ApiError(404, "not_found", "no incident with this id") from exc
+        raise NotFound("no incident with this id") from exc
     inc = Incident.objects.select_related("environment", "assignee").filter(public_id=key).first()
     if inc is None:
-        raise ApiError(404, "not_found", "no incident with this id")
+        raise NotFound("no incident with this id")
     return inc
 
 
@@ -270,7 +270,7 @@ def _detail(inc: Incident) -> dict:
 def list_incidents(request, status: str = "", severity: str = "", limit: int = 100, offset: int = 0):
     require_scope(request, "read")
     if status and status not in ("open", "triggered", "acknowledged", "resolved"):
-        raise ApiError(422, "invalid", "status must be open, triggered, acknowledged or resolved")
+        raise Invalid("status must be open, triggered, acknowledged or resolved")
     limit, offset = max(1, min(limit, 500)), max(0, offset)
     qs = incident_list(status=status, severity=severity)
     return 200, {"count": qs.count(), "results": [incident_out(i) for i in qs[offset : offset + limit]]}
@@ -290,7 +290,7 @@ def acknowledge(request, incident_id: str):
     try:
         inc = services.incident_acknowledge(incident=_get(incident_id), actor=token)
     except services.InvalidTransition as exc:
-        raise ApiError(409, "conflict", str(exc)) from exc
+        raise Conflict(str(exc)) from exc
     return 200, incident_out(inc)
 
 
@@ -308,6 +308,6 @@ def add_note(request, incident_id: str, payload: NoteIn):
     token = require_scope(request, "actions")
     inc = _get(incident_id)
     if not payload.text.strip():
-        raise ApiError(422, "invalid", "text must not be empty")
+        raise Invalid("text must not be empty")
     entry = services.incident_note_add(incident=inc, actor=token, text=payload.text)
     return 201, {"at": entry.at, "kind": entry.kind, "actor": entry.actor_label, "text": entry.text, "data": entry.data}

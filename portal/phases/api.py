@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ninja import Router
 
-from portal.api import require_scope
+from portal.api_auth import require_scope
 from portal.phases.status import phase_status
 
 router = Router()
