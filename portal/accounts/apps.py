@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
+        # Imported here, not at the top: these modules use the models, which exist only once apps are loaded.
         from portal.accounts import reauth  # noqa: F401  (connects the login-time receiver)
         from portal.accounts.roles import ensure_roles
 
