@@ -1,0 +1,164 @@
+"""The mechanics the deployments engines share: the environment lock, events, state changes, scale
+apply, cooldowns and alerts.
+
+The rollout (deployments.rollout), the rollback (deployments.rollback), the automatic scaler
+(deployments.autoscale) and the commands (deployments.services) stand on this module; it imports none
+of them. Callers hold the environment's row lock (`lock_environment`) around every change made here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from deployments import cloudops
+from deployments.errors import DeploymentError
+from deployments.models import Deployment, DeploymentEvent, DeploymentState, ScaleAction
+from portal.accounts.roles import APPROVE
+from portal.audit.services import actor_fields, audit_record, audit_record_later, audits_failures
+from portal.cloud.models import Environment
+from portal.incidents.ingest import alert_ingest_internal
+
+log = logging.getLogger(__name__)
+
+
+def audited(verb: str, **kw: Any) -> Callable:
+    """A cloud action that fails leaves a result="error" audit row written after its transaction rolled
+    back; the portal's own refusals (a DeploymentError without a cause) are answered, not audited."""
+    return audits_failures(verb, expected=(DeploymentError,), **kw)
+
+
+def now() -> datetime:
+    return timezone.now()
+
+
+def actor_label(actor: Any) -> str:
+    return actor_fields(actor)["actor_label"]
+
+
+def actor_user(actor: Any) -> Any:
+    """The person behind `actor`, or None for a token or a system actor."""
+    return actor if getattr(actor, "is_authenticated", False) and not isinstance(actor, str) else None
+
+
+def can_approve(who: Any) -> bool:
+    """A lead (a user with the approve permission, or a token of lead scope)."""
+    if who is None or isinstance(who, str):
+        return False
+    if hasattr(who, "grants"):
+        return bool(who.grants("lead"))
+    return bool(getattr(who, "is_authenticated", False) and who.has_perm(APPROVE))
+
+
+def lock_environment(environment: Environment) -> Environment:
+    """Lock the aggregate root for the rest of the transaction (a no-op on SQLite, which serialises writers)."""
+    return Environment.objects.select_for_update().get(pk=environment.pk)
+
+
+def event_add(*, environment: Environment, kind: str, message: str, deployment: Any = None, rollback: Any = None,
+              data: dict | None = None, actor: Any = None, at: datetime | None = None) -> DeploymentEvent:
+    return DeploymentEvent.objects.create(
+        environment=environment, deployment=deployment, rollback=rollback, at=at or now(), kind=kind,
+        message=message[:500], data=data or {}, actor_label=actor_label(actor) if actor is not None else "",
+    )
+
+
+def fmt_weights(weights: dict | None) -> str:
+    return " / ".join(f"{c} {w} %" for c, w in (weights or {}).items()) or "–"
+
+
+def live_colour(weights: dict[str, int]) -> str:
+    return "blue" if int(weights.get("blue", 0)) >= int(weights.get("green", 0)) else "green"
+
+
+def set_state(dep: Deployment, state: str, *, now: datetime | None = None, message: str = "", actor: Any = None,
+              data: dict | None = None, fields: tuple[str, ...] = ()) -> None:
+    at = now or timezone.now()
+    old = dep.state
+    dep.state = state
+    dep.state_entered_at = at
+    dep.progressed_at = at
+    dep.stall_alerted_at = None
+    dep.save(update_fields=["state", "state_entered_at", "progressed_at", "stall_alerted_at", *fields])
+    event_add(environment=dep.environment, deployment=dep, kind="state", actor=actor, at=at,
+              message=message or f"{DeploymentState(old).label} → {DeploymentState(state).label}",
+              data={"from": old, "to": state, **(data or {})})
+
+
+def raise_alert(*, environment: Environment, key: str, name: str, severity: str, summary: str, labels: dict | None = None,
+                firing: bool = True, deployment: Deployment | None = None) -> Any:
+    """Through the incidents pipeline (dedup, incident, paging). Never raises: the caller's work is done."""
+    try:
+        labels = dict(labels or {})
+        annotations = {}
+        if deployment is not None:
+            labels["deployment"] = str(deployment.public_id)
+            annotations["deployment_url"] = deployment.get_absolute_url()
+        return alert_ingest_internal(
+            source="deployments", fingerprint=key, name=name, severity=severity, firing=firing, summary=summary,
+            labels=labels, annotations=annotations, environment=environment, grouping_key=f"deployments:{environment.name}:{key}")
+    except Exception:  # noqa: BLE001
+        log.exception("could not raise alert %s on %s", name, environment)
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Scale
+
+
+def cooldown_left(env: Environment, colour: str, seconds: float, now: datetime) -> float:
+    """Seconds until `colour` may be scaled again: `seconds` after its last applied scale action."""
+    last = (ScaleAction.objects.filter(environment=env, colour=colour, state=ScaleAction.State.APPLIED)
+            .order_by("-created_at").values_list("created_at", flat=True).first())
+    if last is None:
+        return 0.0
+    return max(0.0, seconds - (now - last).total_seconds())
+
+
+def scale_apply(*, env: Environment, colour: str, desired: int, actor: Any, reason: str, automatic: bool,
+                approved_by: Any = None, requested_by_label: str = "", now: datetime | None = None,
+                dry_run: bool = False) -> ScaleAction:
+    """Record and carry out a capacity change (caller holds the environment lock); the read back is stored."""
+    at = now or timezone.now()
+    group = cloudops.groups(env)[colour]
+    action = ScaleAction.objects.create(
+        environment=env, colour=colour, from_desired=int(group.desired), to_desired=int(desired), reason=reason[:500],
+        state=ScaleAction.State.DRY_RUN if dry_run else ScaleAction.State.APPLIED, automatic=automatic,
+        requested_by=actor_user(actor), requested_by_label=requested_by_label or actor_label(actor),
+        approved_by=actor_user(approved_by), approved_by_label=actor_label(approved_by) if approved_by is not None else "",
+        created_at=at,
+    )
+    if not dry_run:
+        try:
+            read_back = cloudops.set_capacity(env, colour, int(desired))
+        except Exception as exc:
+            action.state = ScaleAction.State.FAILED
+            action.error = str(exc)[:500]
+            action.save(update_fields=["state", "error"])  # rolled back with the caller's transaction
+            audit_record_later(exc, actor=actor, verb="environment.scale", target=env, before={"desired": action.from_desired},
+                               after={"desired": desired}, extra={"colour": colour, "reason": reason, "automatic": automatic})
+            raise
+        action.read_back = read_back
+        action.applied_at = timezone.now()
+        audit_bounds(actor, env, colour, read_back, before={"min_size": int(group.min_size), "max_size": int(group.max_size)})
+        if read_back.get("desired") != int(desired):
+            action.state = ScaleAction.State.FAILED
+            action.error = f"asked for {desired}, AWS reports {read_back.get('desired')}"
+        action.save(update_fields=["read_back", "applied_at", "state", "error"])
+    audit_record(actor=actor, verb="environment.scale", target=env, before={"desired": action.from_desired},
+                 after={"desired": int(desired), "read_back": action.read_back}, result="ok" if action.state != "failed" else "error",
+                 extra={"colour": colour, "reason": reason, "automatic": automatic, "dry_run": dry_run,
+                        "approved_by": actor_label(approved_by) if approved_by else None, "scale_action": str(action.public_id)})
+    return action
+
+
+def audit_bounds(actor: Any, env: Environment, colour: str, read_back: dict, before: dict | None = None) -> None:
+    """AWS's MinSize/MaxSize widened so that a capacity fits (cloudops.set_capacity): a change of its own."""
+    if read_back.get("widened"):
+        audit_record(actor=actor, verb="environment.group_bounds", target=env, before=before,
+                     after={"min_size": read_back.get("min_size"), "max_size": read_back.get("max_size")},
+                     extra={"colour": colour, "widened": read_back["widened"]})
