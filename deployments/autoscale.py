@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from deployments import cloudops, conf
 from deployments.bounds import phase_bounds, threshold
+from deployments.errors import DeploymentError
+from deployments.mechanics import cooldown_left, live_colour, lock_environment, raise_alert, scale_apply
 from deployments.models import (
     ACTIVE_DEPLOYMENT_STATES,
     ACTIVE_ROLLBACK_STATES,
@@ -24,14 +26,7 @@ from deployments.models import (
     Rollback,
     ScaleAction,
 )
-from deployments.services import (
-    DeploymentError,
-    _cooldown_left,
-    _scale_apply,
-    live_colour,
-    lock_environment,
-    raise_alert,
-)
+from deployments.services import scale_request_approval
 from portal.audit.services import audits_failures
 from portal.cloud.models import Environment
 
@@ -113,11 +108,11 @@ def evaluate(*, environment: Environment, now=None) -> AutoscaleDecision:
 def _act(env, colour, target, why, state, now, record, decision) -> AutoscaleDecision:
     if env.automation_paused:
         return record(D.PAUSED, f"would scale {colour} to {target} ({why}); automation is paused", target)
-    left = _cooldown_left(env, colour, float(conf.get("AUTOSCALE_COOLDOWN_SECONDS")), now)
+    left = cooldown_left(env, colour, float(conf.get("AUTOSCALE_COOLDOWN_SECONDS")), now)
     if left > 0:
         return record(D.COOLDOWN, f"would scale {colour} to {target} ({why}); cooldown for {left:.0f} s more", target)
-    action = _scale_apply(env=env, colour=colour, desired=target, actor=SYSTEM, automatic=True, now=now,
-                          reason=f"automatic: {why}", dry_run=env.dry_run)
+    action = scale_apply(env=env, colour=colour, desired=target, actor=SYSTEM, automatic=True, now=now,
+                         reason=f"automatic: {why}", dry_run=env.dry_run)
     if env.dry_run:
         return record(D.DRY_RUN, f"dry run: would scale {colour} to {target} ({why})", target, action)
     # Start the clock again: another step needs the condition to hold for the whole time after the cooldown.
@@ -127,8 +122,6 @@ def _act(env, colour, target, why, state, now, record, decision) -> AutoscaleDec
 
 
 def _page_for_approval(env, colour, target, why, bounds, record) -> AutoscaleDecision:
-    from deployments.services import scale_request_approval
-
     pending = ScaleAction.objects.filter(environment=env, colour=colour, state=ScaleAction.State.AWAITING_APPROVAL).first()
     action = pending or scale_request_approval(
         environment=env, colour=colour, desired=target, actor=SYSTEM,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portal.phases.selectors import current_phase
+from portal.plan.loader import load_plan
+from portal.plan.models import PlanFact
+
 
 @dataclass(frozen=True)
 class PhaseBounds:
@@ -15,26 +19,14 @@ class PhaseBounds:
 
 def phase_bounds() -> PhaseBounds:
     """The current growth phase's instance range per colour (portal.phases.selectors.current_phase)."""
-    try:
-        from portal.phases.selectors import current_phase
-
-        phase = current_phase()
-        return PhaseBounds(phase.number, phase.name, int(phase.instances_min), int(phase.instances_max))
-    except ImportError:  # pragma: no cover - the phases app is part of the project
-        from portal.plan.loader import load_plan
-
-        first = sorted(load_plan()["phases"], key=lambda p: p["number"])[0]
-        return PhaseBounds(first["number"], first["name"], int(first["instances_min"]), int(first["instances_max"]))
+    phase = current_phase()
+    return PhaseBounds(phase.number, phase.name, int(phase.instances_min), int(phase.instances_max))
 
 
 def _threshold_rows(level: str) -> list[dict]:
-    from portal.plan.models import PlanFact
-
     fact = PlanFact.objects.filter(section="thresholds", key=level).first()
     if fact is not None and isinstance(fact.data, list):
         return fact.data
-    from portal.plan.loader import load_plan
-
     return list((load_plan().get("thresholds") or {}).get(level) or [])
 
 

@@ -1,8 +1,8 @@
 """What deployments do to the cloud, through portal.cloud.aws (the one boto3 wrapper).
 
-Every weight change is read back: `apply_weights` retries until the listener shows what was
-asked and raises WeightsNotApplied otherwise, so a change that did not apply is never reported
-as a success.
+Every weight change is read back once (the wrapper's read after ModifyListener): `apply_weights`
+retries until the listener shows what was asked and raises WeightsNotApplied otherwise, so a change
+that did not apply is never reported as a success.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from deployments import conf
+import requests
+
+from deployments import awsextra, conf
+from portal.cloud import aws
+from portal.cloud.metrics import metrics_source
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +26,12 @@ class WeightsNotApplied(Exception):
         super().__init__(f"listener weights {seen} after {attempts} tries, asked {asked}{': ' + error if error else ''}")
 
 
-def _aws():
-    from portal.cloud import aws
-
-    return aws
-
-
 def normalise(weights: dict) -> dict[str, int]:
     return {"blue": int(weights.get("blue", 0) or 0), "green": int(weights.get("green", 0) or 0)}
 
 
 def read_weights(env) -> dict[str, int]:
-    return normalise(_aws().get_listener_weights(env))
+    return normalise(aws.get_listener_weights(env))
 
 
 def apply_weights(env, weights: dict[str, int], *, attempts: int | None = None, delay: float | None = None) -> tuple[dict, int]:
@@ -45,9 +43,8 @@ def apply_weights(env, weights: dict[str, int], *, attempts: int | None = None, 
     error = ""
     for attempt in range(1, attempts + 1):
         try:
-            if seen != asked:
-                _aws().set_listener_weights(env, asked)
-            seen = read_weights(env)
+            # The wrapper reads the listener back after ModifyListener: that read is the one read-back.
+            seen = normalise(aws.set_listener_weights(env, asked))
             if seen == asked:
                 return seen, attempt
             error = ""
@@ -68,11 +65,11 @@ class ColourCapacity:
 
 
 def groups(env) -> dict:
-    return _aws().describe_groups(env)
+    return aws.describe_groups(env)
 
 
 def healthy_count(env, colour: str) -> int:
-    return int(_aws().healthy_count(env, colour))
+    return int(aws.healthy_count(env, colour))
 
 
 def capacity(env, colour: str) -> ColourCapacity:
@@ -82,10 +79,8 @@ def capacity(env, colour: str) -> ColourCapacity:
 
 def set_capacity(env, colour: str, desired: int) -> dict:
     """Set the desired capacity and read it back: {"desired", "min_size", "max_size"}."""
-    from deployments import awsextra
-
     widened = awsextra.widen_group_bounds(env, colour, int(desired), groups(env)[colour])
-    _aws().set_desired_capacity(env, colour, int(desired))
+    aws.set_desired_capacity(env, colour, int(desired))
     group = groups(env)[colour]
     out = {"desired": int(group.desired), "min_size": int(group.min_size), "max_size": int(group.max_size),
            "in_service": int(group.in_service)}
@@ -96,29 +91,24 @@ def set_capacity(env, colour: str, desired: int) -> dict:
 
 def set_launch_spec(env, colour: str, *, launch_template_version: str = "", image_id: str = "") -> dict:
     """Point the colour's auto scaling group at the release (launch template version or a new one with the image)."""
-    aws = _aws()
     fn = getattr(aws, "set_launch_template", None)
     if fn is not None:
         return fn(env, colour, version=launch_template_version or None, image_id=image_id or None) or {}
-    from deployments import awsextra
-
     return awsextra.set_launch_template(env, colour, version=launch_template_version or None, image_id=image_id or None)
 
 
 def target_health(env, colour: str) -> list:
-    return list(_aws().describe_target_health(env, colour))
+    return list(aws.describe_target_health(env, colour))
 
 
 def rds_failover(env) -> None:
-    _aws().rds_failover(env)
+    aws.rds_failover(env)
 
 
 def smoke_check(env, colour: str) -> tuple[bool, str, dict]:
     """HTTP checks against the new colour; without a reachable URL, its healthy targets are the signal."""
     urls = (conf.get("SMOKE_URLS") or {}).get(env.name) or []
     if urls:
-        import requests
-
         results = {}
         for template in urls:
             url = template.replace("{colour}", colour)
@@ -141,6 +131,4 @@ def smoke_check(env, colour: str) -> tuple[bool, str, dict]:
 
 def metrics(env):
     """The environment's metrics source (CloudWatch or Prometheus), see portal.cloud.metrics."""
-    from portal.cloud.metrics import metrics_source
-
     return metrics_source(env)

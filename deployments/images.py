@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 from deployments import awsextra
+from deployments.errors import ImageNotApproved
+from portal.cloud.errors import CloudError
 
 OWNER_ALIASES = ("self", "amazon", "aws-marketplace")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -102,3 +104,16 @@ def verdict(env, *, image_id: str = "", launch_template_version: str = "") -> Im
                         reason=f"launch template version {launch_template_version}"
                                f"{f' (number {number})' if number != launch_template_version else ''} boots "
                                f"{out.image_id or 'no image'}: {out.reason}")
+
+
+def require_approved_image(*, environment, image_id: str = "", launch_template_version: str = ""):
+    """The image the release would boot, approved; ImageNotApproved otherwise. Only reads AWS."""
+    try:
+        found = verdict(environment, image_id=image_id, launch_template_version=launch_template_version)
+    except CloudError as exc:
+        if exc.is_not_found or exc.code.startswith(("InvalidLaunchTemplate", "InvalidAMIID")):
+            raise ImageNotApproved(f"the image cannot be checked: {exc.words}") from exc
+        raise
+    if not found.approved:
+        raise ImageNotApproved(f"refused before anything was changed: {found.reason}")
+    return found

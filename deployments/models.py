@@ -1,7 +1,7 @@
 """Releases, rollouts (blue-green and canary), rollbacks and scale actions per environment.
 
 The environment row (portal.cloud.Environment) is the aggregate root: every change of listener
-weights or capacity happens under `select_for_update` on it (see services.lock_environment).
+weights or capacity happens under `select_for_update` on it (see mechanics.lock_environment).
 The database also enforces one active deployment and one active rollback per environment.
 """
 

@@ -17,21 +17,20 @@ from django.utils import timezone
 
 from deployments import cloudops, conf
 from deployments.bounds import phase_bounds, threshold
-from deployments.models import Analysis, Deployment, DeploymentState, Strategy
-from deployments.services import (
-    AlreadyInProgress,
-    DeploymentError,
-    ImageNotApproved,
-    _scale_apply,
-    environment_rollback,
+from deployments.errors import AlreadyInProgress, DeploymentError, ImageNotApproved
+from deployments.images import require_approved_image
+from deployments.mechanics import (
     event_add,
     fmt_weights,
     lock_environment,
     raise_alert,
-    require_approved_image,
+    scale_apply,
     set_state,
 )
+from deployments.models import Analysis, Deployment, DeploymentState, Strategy
+from deployments.rollback import rollback_start
 from portal.audit.services import audit_record, audits_failures
+from portal.incidents.services import incident_timeline_add
 
 log = logging.getLogger(__name__)
 SYSTEM = "system:rollout"
@@ -130,8 +129,8 @@ def _pending(dep: Deployment, env, now, after_commit) -> bool:
     idle = cloudops.capacity(env, dep.to_colour)
     baseline["to_desired_before"] = idle.desired
     if idle.desired != target:
-        _scale_apply(env=env, colour=dep.to_colour, desired=target, actor=SYSTEM, automatic=True, now=now,
-                     reason=f"deployment {dep.release.version}: {dep.to_colour} to the live colour's capacity ({target})")
+        scale_apply(env=env, colour=dep.to_colour, desired=target, actor=SYSTEM, automatic=True, now=now,
+                    reason=f"deployment {dep.release.version}: {dep.to_colour} to the live colour's capacity ({target})")
     dep.started_at = dep.started_at or now
     dep.target_capacity = target
     dep.baseline = baseline
@@ -242,8 +241,8 @@ def _scaling_down(dep: Deployment, env, now, after_commit) -> bool:
     weights = cloudops.read_weights(env)
     if weights.get(dep.from_colour, 0) != 0:
         return _fail(dep, env, now, f"{dep.from_colour} still has {weights[dep.from_colour]} % of the traffic; not scaling it down", after_commit)
-    action = _scale_apply(env=env, colour=dep.from_colour, desired=0, actor=SYSTEM, automatic=True, now=now,
-                          reason=f"deployment {dep.release.version} complete: old colour {dep.from_colour} scaled down")
+    action = scale_apply(env=env, colour=dep.from_colour, desired=0, actor=SYSTEM, automatic=True, now=now,
+                         reason=f"deployment {dep.release.version} complete: old colour {dep.from_colour} scaled down")
     dep.finished_at = now
     dep.weights = weights
     set_state(dep, S.COMPLETED, now=now, fields=("finished_at", "weights"),
@@ -282,7 +281,7 @@ def _analysis_failed(dep: Deployment, env, now, after_commit, reason: str, numbe
             summary=summary + f" ({mode}: roll back by hand)", deployment=dep)))
         return False
     try:
-        environment_rollback(environment=env, actor=SYSTEM, reason=f"analysis failed: {reason}", deployment=dep, automatic=True)
+        rollback_start(environment=env, actor=SYSTEM, reason=f"analysis failed: {reason}", deployment=dep, automatic=True)
     except AlreadyInProgress:
         pass  # a person clicked rollback first: one rollback is enough
     after_commit.append(lambda: _link_incident(dep.pk, raise_alert(
@@ -301,8 +300,6 @@ def _link_incident(deployment_id: int, alert) -> None:
     event_add(environment=dep.environment, deployment=dep, kind="note",
               message=f"Incident opened: {incident.title}", data={"incident": str(incident.public_id)})
     try:
-        from portal.incidents.services import incident_timeline_add
-
         incident_timeline_add(incident=incident, kind="deployment", actor=SYSTEM,
                               text=f"Deployment {dep.release.version} ({dep.get_state_display().lower()})",
                               data={"deployment": str(dep.public_id), "url": dep.get_absolute_url()})

@@ -15,6 +15,7 @@ from deployments.models import (
     Rollback,
     ScaleAction,
 )
+from portal.incidents.models import Incident
 
 
 def active_deployment(environment) -> Deployment | None:
@@ -52,8 +53,6 @@ def history(environment, limit: int = 20) -> list[Deployment]:
 
 def incidents_for(deployment: Deployment) -> list:
     """Incidents of the environment opened while it ran or within an hour after it finished."""
-    from portal.incidents.models import Incident
-
     start = deployment.started_at or deployment.created_at
     end = (deployment.finished_at or timezone.now()) + timedelta(hours=1)
     qs = Incident.objects.filter(opened_at__gte=start, opened_at__lte=end).filter(

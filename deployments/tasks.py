@@ -1,4 +1,4 @@
-"""Celery tasks of the deployments app (queue `actions`): thin callers of rollout/services.
+"""Celery tasks of the deployments app (queue `actions`): thin callers of the rollout and rollback engines and the autoscaler.
 
 Every task takes ids, reloads and locks its rows and checks the state first, so a redelivered or
 duplicated task is harmless. The beat driver (`deployments_drive`) restarts whatever a dead worker
@@ -15,23 +15,23 @@ from celery import shared_task
 from django.utils import timezone
 
 from deployments import conf
+from deployments.autoscale import evaluate_all
+from deployments.mechanics import raise_alert
 from deployments.models import ACTIVE_ROLLBACK_STATES, DRIVEN_STATES, Deployment, Rollback, RollbackState
+from deployments.rollback import rollback_advance
+from deployments.rollout import deployment_advance
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, queue="actions", acks_late=True, soft_time_limit=110, time_limit=130)
 def deployment_step(self, deployment_id: int) -> str:
-    from deployments.rollout import deployment_advance
-
     return deployment_advance(deployment_id=deployment_id)
 
 
 @shared_task(bind=True, queue="actions", acks_late=True, soft_time_limit=110, time_limit=130)
 def rollback_run(self, rollback_id: int) -> str:
     """Carry a rollback through; poll in-process (fast when the old colour is warm), then hand over."""
-    from deployments.services import rollback_advance
-
     deadline = time.monotonic() + float(conf.get("ROLLBACK_TASK_BUDGET_SECONDS"))
     state = rollback_advance(rollback_id=rollback_id)
     while state in ACTIVE_ROLLBACK_STATES and time.monotonic() < deadline:
@@ -63,8 +63,6 @@ def deployments_drive(self) -> dict:
 @shared_task(bind=True, queue="actions", acks_late=False, max_retries=0, soft_time_limit=50, time_limit=60)
 def deployments_watchdog(self) -> int:
     """Never retried: a rollout or rollback that stopped moving raises an alert (once per stall)."""
-    from deployments.services import raise_alert
-
     now = timezone.now()
     stall = timedelta(seconds=float(conf.get("STALL_SECONDS")))
     alerted = 0
@@ -88,6 +86,4 @@ def deployments_watchdog(self) -> int:
 @shared_task(bind=True, queue="actions", acks_late=True, soft_time_limit=100, time_limit=120)
 def autoscale_evaluate(self) -> list[str]:
     """Beat: the automatic scaler, one decision per environment and live colour."""
-    from deployments.autoscale import evaluate_all
-
     return [d.decision for d in evaluate_all()]

@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from deployments import cloudops, selectors, services
+from deployments import cloudops, errors, selectors, services
 from deployments.bounds import phase_bounds
 from deployments.models import Deployment, ScaleAction, Strategy
 from portal.accounts.permissions import forbidden, perm_required
@@ -269,10 +269,10 @@ def _run(request, env, fn, ok: str, anchor: str = "", **kwargs):
         cache.delete(_cloud_state_key(env))  # the page after an action reads AWS afresh
     try:
         result = fn(**kwargs)
-    except services.AlreadyInProgress as exc:
+    except errors.AlreadyInProgress as exc:
         messages.warning(request, exc.detail)
         return None, _back(env, anchor)
-    except services.DeploymentError as exc:
+    except errors.DeploymentError as exc:
         messages.error(request, exc.detail)
         return None, _back(env, anchor)
     except CloudError as exc:

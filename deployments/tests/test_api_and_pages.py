@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from deployments import cloudops, services
+from deployments import cloudops, errors, services
 from deployments.models import Rollback, ScaleAction
-from deployments.services import rollback_advance
+from deployments.rollback import rollback_advance
 from deployments.tests.conftest import drive
 from portal.audit.models import AuditEvent
 from portal.cloud import aws
@@ -87,7 +87,7 @@ def test_scale_bounds_by_role_and_scope(aws_platform, strategies, api_client, ma
     try:
         services.environment_scale(environment=env, colour="green", desired=5, actor=responder, reason="x", approved_by=responder)
         raise AssertionError("a responder approved themselves")
-    except services.NeedsApproval:
+    except errors.NeedsApproval:
         pass
     a = services.environment_scale(environment=env, colour="green", desired=5, actor=responder, reason="x", approved_by=lead)
     assert a.approved_by == lead and a.read_back["desired"] == 5
@@ -99,7 +99,7 @@ def test_scale_cooldown(aws_platform, strategies, responder, settings):
     try:
         services.environment_scale(environment=aws_platform, colour="blue", desired=4, actor=responder, reason="more")
         raise AssertionError("cooldown ignored")
-    except services.CooldownActive as exc:
+    except errors.CooldownActive as exc:
         assert "try again" in exc.detail
     assert ScaleAction.objects.count() == 1
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from deployments import cloudops, services
+from deployments import cloudops, errors, services
 from deployments.models import Rollback
+from deployments.rollback import rollback_advance
 from deployments.tests.conftest import drive
 from portal.audit.models import AuditEvent
 from portal.cloud import aws
@@ -33,7 +34,7 @@ def test_rollback_that_aws_refuses_leaves_an_error_row(aws_platform, strategies,
     _split(env, responder, clock, strategies, fake_metrics, fast)
     monkeypatch.setattr(aws, "set_listener_weights", _access_denied)
     rb = services.environment_rollback(environment=env, actor=responder, reason="bad release")
-    services.rollback_advance(rollback_id=rb.pk)
+    rollback_advance(rollback_id=rb.pk)
     row = AuditEvent.objects.get(verb="environment.weights", result="error")
     assert row.actor_label == "system:rollback" and row.target_type == "cloud.environment"
     assert "AccessDenied" in row.extra["error"] and "ModifyListener" in row.extra["error"]
@@ -67,7 +68,7 @@ def test_failed_scale_keeps_its_error_row(aws_platform, responder, monkeypatch):
 
 
 def test_refusal_by_the_portal_itself_writes_no_error_row(aws_platform, responder):
-    with pytest.raises(services.InvalidInput):
+    with pytest.raises(errors.InvalidInput):
         services.environment_scale(environment=aws_platform, colour="green", desired=1, actor=responder, reason="")
     assert not AuditEvent.objects.filter(verb="environment.scale").exists()
 

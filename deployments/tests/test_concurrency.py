@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connection
 
-from deployments import cloudops, services
+from deployments import cloudops, errors, services
 from deployments.models import Deployment, Rollback
 from deployments.tests.conftest import drive
 from portal.audit.models import AuditEvent
@@ -43,7 +43,7 @@ def test_ten_concurrent_rollbacks_make_one_weight_change_and_one_audit_event(
             rb = services.environment_rollback(environment=env, actor=actor, reason=f"click {i}", automatic=(i == 0))
             with lock:
                 outcomes.append(("started", rb.pk))
-        except services.AlreadyInProgress as exc:
+        except errors.AlreadyInProgress as exc:
             with lock:
                 outcomes.append(("already", exc.detail))
         except Exception as exc:  # noqa: BLE001

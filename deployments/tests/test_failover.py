@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deployments import services
+from deployments import errors, services
 from portal.audit.models import AuditEvent
 
 
@@ -12,7 +12,7 @@ def test_rds_failover_is_for_leads(aws_platform, client, responder, lead):
     try:
         services.rds_failover(environment=aws_platform, actor=responder, reason="x")
         raise AssertionError("a responder failed the database over")
-    except services.NeedsApproval:
+    except errors.NeedsApproval:
         pass
     client.force_login(lead)
     r = client.post("/deployments/rds-failover/", {"environment": "sandbox", "reason": ""}, follow=True)

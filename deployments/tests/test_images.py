@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments import services
+from deployments import errors, services
 from deployments.models import Deployment, Release
 from deployments.rollout import deployment_advance
 from deployments.tests.conftest import drive
@@ -165,10 +165,10 @@ def test_editing_the_allow_list_needs_a_lead_and_is_audited(aws_platform, client
     client.force_login(responder)
     r = client.post("/deployments/images/", {"environment": "sandbox", "owners": "amazon self 111122223333", "reason": "x"})
     assert r.status_code == 403
-    with pytest.raises(services.NeedsApproval):
+    with pytest.raises(errors.NeedsApproval):
         services.environment_images_set(environment=env, owners=["111122223333"], image_ids=[], actor=responder)
     make_token("actions", name="ci-actions")
-    with pytest.raises(services.NeedsApproval):
+    with pytest.raises(errors.NeedsApproval):
         services.environment_images_set(environment=env, owners=["111122223333"], image_ids=[],
                                         actor=ApiToken.objects.get(name="ci-actions"))
     env.refresh_from_db()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from deployments import cloudops, services
+from deployments import cloudops, errors, services
 from deployments.models import Analysis, Deployment, DeploymentEvent, Rollback, ScaleAction
+from deployments.rollback import rollback_advance
 from deployments.rollout import deployment_advance
-from deployments.services import rollback_advance
 from deployments.tests.conftest import drive
 from portal.cloud import aws
 
@@ -202,13 +202,13 @@ def test_rollout_step_run_twice_or_killed_mid_step_still_finishes(aws_platform, 
 def test_one_deployment_at_a_time_and_bad_input(aws_platform, strategies, fake_metrics, responder):
     env = aws_platform
     start(env, responder)
-    with pytest.raises(services.AlreadyInProgress):
+    with pytest.raises(errors.AlreadyInProgress):
         start(env, responder, version="v3")
-    with pytest.raises(services.InvalidInput):
+    with pytest.raises(errors.InvalidInput):
         services.deployment_create(environment=env, version="v4", strategy="canary", actor=responder)
-    with pytest.raises(services.InvalidInput):
+    with pytest.raises(errors.InvalidInput):
         services.deployment_create(environment=env, version="", strategy="canary", launch_template_version="1", actor=responder)
-    with pytest.raises(services.InvalidInput):
+    with pytest.raises(errors.InvalidInput):
         services.deployment_create(environment=env, version="v5", strategy="nope", launch_template_version="1", actor=responder)
     # The database says it too, whatever the service checks.
     from django.db import IntegrityError, transaction
