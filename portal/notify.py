@@ -1,4 +1,7 @@
-"""Notification transports: email, Slack-compatible webhooks and Twilio SMS.
+"""The portal's notification transports: email, Slack-compatible webhooks and Twilio SMS.
+
+Every page and every mail the portal sends goes through here (incident pages, the checklist's
+mail to the leads).
 
 Webhook and Twilio requests go through portal.outbound, with the outbound policy of the incident's
 environment (the default environment when the incident has none): a webhook URL pointing at
@@ -12,6 +15,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 
 from portal import outbound
+from portal.cloud.models import Environment
 
 TIMEOUT = 5
 
@@ -23,8 +27,6 @@ class NotificationError(Exception):
 def _allow_private(incident) -> bool:
     env = incident.environment
     if env is None:
-        from portal.cloud.models import Environment
-
         env = Environment.objects.filter(name=settings.DEFAULT_ENVIRONMENT).select_related("outbound_policy").first()
     return outbound.allows_private_targets(env)
 
@@ -39,12 +41,17 @@ def _post(url: str, *, allow_private: bool, what: str, **kwargs) -> None:
         raise NotificationError(f"{what} answered HTTP {r.status_code}")
 
 
+def mail(*, subject: str, body: str, recipients: list[str]) -> None:
+    """Send one mail from the portal's address; SMTP errors propagate (the caller's task may retry)."""
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+
+
 def deliver(*, channel, incident, subject: str, body: str) -> None:
     if channel.kind == "email":
         recipients = [r.strip() for r in channel.target.split(",") if r.strip()]
         if not recipients:
             raise NotificationError("no email recipients")
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+        mail(subject=subject, body=body, recipients=recipients)
     elif channel.kind == "slack":
         if not channel.webhook_url:
             raise NotificationError("no webhook URL")

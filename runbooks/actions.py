@@ -10,7 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deployments import bounds
+from deployments import errors as deployment_errors
+from deployments import services as deployment_services
 from portal.accounts import roles
+from portal.cloud import aws
 
 
 class ActionFailed(Exception):
@@ -34,8 +38,6 @@ def _env(run):
 
 
 def _live_colour(env) -> str:
-    from portal.cloud import aws
-
     weights = aws.get_listener_weights(env)
     return max(weights, key=lambda c: weights[c]) if weights else "blue"
 
@@ -46,9 +48,6 @@ def _reason(run, step) -> str:
 
 
 def _scale_out(*, run, step, actor) -> dict:
-    from deployments.services import environment_scale
-    from portal.cloud import aws
-
     env = _env(run)
     params = step.get("params") or {}
     colour = params.get("colour") or _live_colour(env)
@@ -56,12 +55,10 @@ def _scale_out(*, run, step, actor) -> dict:
     current = groups[colour].desired
     by = int(params.get("by", 2))
     desired = current + by
-    from deployments.bounds import phase_bounds
-
-    cap = phase_bounds().instances_max
+    cap = bounds.phase_bounds().instances_max
     if desired > cap and current < cap:
         desired = cap  # stay within the phase; beyond it a lead approves on the deployments page
-    result = environment_scale(environment=env, colour=colour, desired=desired, actor=actor, reason=_reason(run, step))
+    result = deployment_services.environment_scale(environment=env, colour=colour, desired=desired, actor=actor, reason=_reason(run, step))
     state = getattr(result, "state", "")
     if state == "failed":
         raise ActionFailed(f"Scale out failed: {getattr(result, 'error', '') or 'AWS did not take the new capacity'}")
@@ -75,12 +72,10 @@ def _scale_out(*, run, step, actor) -> dict:
 
 
 def _rollback(*, run, step, actor) -> dict:
-    from deployments import services
-
     env = _env(run)
     try:
-        result = services.environment_rollback(environment=env, actor=actor, reason=_reason(run, step))
-    except services.AlreadyInProgress as exc:
+        result = deployment_services.environment_rollback(environment=env, actor=actor, reason=_reason(run, step))
+    except deployment_errors.AlreadyInProgress as exc:
         # A second click, or someone else was quicker: nothing new started, and that is fine.
         rb = getattr(exc, "rollback", None)
         return {"words": f"Nothing new started: {exc.detail}.", "already_in_progress": True, "result": _summary(rb)}
@@ -92,18 +87,14 @@ def _rollback(*, run, step, actor) -> dict:
 
 
 def _rds_failover(*, run, step, actor) -> dict:
-    from deployments.services import rds_failover
-
     env = _env(run)
-    result = rds_failover(environment=env, actor=actor, reason=_reason(run, step))
+    result = deployment_services.rds_failover(environment=env, actor=actor, reason=_reason(run, step))
     return {"words": f"Failover of {env.rds_instance_id or 'the database'} to its standby requested.", "result": _summary(result)}
 
 
 def _pause_automation(*, run, step, actor) -> dict:
-    from deployments.services import automation_set
-
     env = _env(run)
-    result = automation_set(environment=env, paused=True, actor=actor, reason=_reason(run, step))
+    result = deployment_services.automation_set(environment=env, paused=True, actor=actor, reason=_reason(run, step))
     return {"words": f"Automation paused on {env.name}: no automatic rollouts, rollbacks or scale-downs until resumed.", "result": _summary(result)}
 
 
@@ -150,8 +141,6 @@ def run_action(name: str, *, run, step, actor) -> dict:
         return spec.func(run=run, step=step, actor=actor)
     except ActionFailed:
         raise
-    except ImportError as exc:
-        raise ActionFailed(f"{spec.label} is not available in this portal yet ({exc.name or exc}).") from exc
     except Exception as exc:  # noqa: BLE001 - the refusal or cloud error is shown in the step, never a 500
         detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if isinstance(detail, (list, tuple)):

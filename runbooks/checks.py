@@ -15,6 +15,14 @@ from typing import Any
 
 from django.utils import timezone
 
+from deployments import selectors as deployment_selectors
+from portal.cloud import aws
+from portal.cloud import metrics as cloud_metrics
+from portal.cloud.clients import client
+from portal.health.selectors import service_statuses
+from portal.phases.selectors import current_phase
+from portal.plan.loader import load_plan
+
 log = logging.getLogger(__name__)
 
 COLOURS = ("blue", "green")
@@ -42,15 +50,11 @@ def _need_env(ctx: CheckContext):
 
 
 def _metrics(ctx: CheckContext):
-    from portal.cloud.metrics import metrics_source
-
-    return metrics_source(_need_env(ctx))
+    return cloud_metrics.metrics_source(_need_env(ctx))
 
 
 def _thresholds(metric: str) -> dict[str, tuple[str, float]]:
     """{"critical": (comparison, value), "warning": ...} for a metric, from the plan's thresholds."""
-    from portal.plan.loader import load_plan
-
     out: dict[str, tuple[str, float]] = {}
     for level, rows in (load_plan().get("thresholds") or {}).items():
         for row in rows or []:
@@ -148,12 +152,10 @@ def p95_now_vs_hour_ago(ctx: CheckContext) -> dict:
 
 
 def recent_deployments(ctx: CheckContext) -> dict:
-    from deployments.selectors import recent_deployments as select_recent
-
     env = _need_env(ctx)
     minutes = int(ctx.params.get("within_minutes", 60))
     rows = []
-    for d in list(select_recent(env, within_minutes=minutes))[:10]:
+    for d in list(deployment_selectors.recent_deployments(env, within_minutes=minutes))[:10]:
         release = getattr(d, "release", None)
         strategy = getattr(d, "strategy", None)
         state = getattr(d, "state", "")
@@ -180,8 +182,6 @@ def recent_deployments(ctx: CheckContext) -> dict:
 
 
 def external_service_status(ctx: CheckContext) -> dict:
-    from portal.health.selectors import service_statuses
-
     wanted = [s.lower() for s in ctx.params.get("services", [])]
     rows = []
     for s in service_statuses():
@@ -235,8 +235,6 @@ def cache_hit_ratio(ctx: CheckContext) -> dict:
 
 
 def rds_connections_vs_max(ctx: CheckContext) -> dict:
-    from portal.cloud import aws
-
     env = _need_env(ctx)
     pct = _metrics(ctx).db_connections_pct(5)
     rds = aws.describe_rds(env)
@@ -280,8 +278,6 @@ def _db_log_metric(ctx: CheckContext, key: str) -> tuple[float | None, str]:
             raise SourceUnavailable(f"Prometheus has no data for {query!r}: is postgres_exporter scraped?")
         raw = result[0]["value"][1] if data.get("resultType") == "vector" else result[1]
         return float(raw), f"Prometheus {query}"
-    from portal.cloud.clients import client
-
     now = timezone.now()
     answer = client(env, "cloudwatch").get_metric_statistics(
         Namespace=env.platform_namespace, MetricName=name, StartTime=now - timedelta(minutes=minutes), EndTime=now,
@@ -317,8 +313,6 @@ def locks(ctx: CheckContext) -> dict:
 
 
 def latest_backup_age(ctx: CheckContext) -> dict:
-    from portal.cloud import aws
-
     env = _need_env(ctx)
     rds = aws.describe_rds(env)
     at = rds.latest_snapshot_at
@@ -337,8 +331,6 @@ def latest_backup_age(ctx: CheckContext) -> dict:
 
 
 def listener_weights(ctx: CheckContext) -> dict:
-    from portal.cloud import aws
-
     env = _need_env(ctx)
     weights = aws.get_listener_weights(env)
     live = max(weights, key=lambda c: weights[c]) if weights else None
@@ -347,8 +339,6 @@ def listener_weights(ctx: CheckContext) -> dict:
 
 
 def group_capacity(ctx: CheckContext) -> dict:
-    from portal.cloud import aws
-
     env = _need_env(ctx)
     groups = aws.describe_groups(env)
     data: dict[str, Any] = {"groups": {}}
@@ -366,8 +356,6 @@ def group_capacity(ctx: CheckContext) -> dict:
         if g.desired and g.in_service < g.desired:
             status = "warning"
     try:
-        from portal.phases.selectors import current_phase
-
         phase = current_phase()
         data["phase"] = {"number": phase.number, "name": phase.name, "instances_min": phase.instances_min, "instances_max": phase.instances_max}
         parts.append(f"phase {phase.number} ({phase.name}) allows {phase.instances_min}-{phase.instances_max} per colour")
@@ -403,8 +391,6 @@ def run_check(source: str, *, environment=None, incident=None, params: dict | No
         out = func(ctx)
     except SourceUnavailable as exc:
         out = _result("unavailable", str(exc))
-    except ImportError as exc:
-        out = _result("unavailable", f"This data is not available yet in this portal ({exc.name or exc}).")
     except Exception as exc:  # noqa: BLE001 - a dead backend shows as a message in the step, never a 500
         log.warning("check source %s failed: %s", source, exc, exc_info=True)
         out = _result("unavailable", f"Could not read {source.replace('_', ' ')}: {_describe(exc)}")

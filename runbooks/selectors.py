@@ -9,7 +9,7 @@ from django.db.models import Count, OuterRef, Subquery
 
 from runbooks.actions import ACTIONS
 from runbooks.models import Runbook, RunbookRun, RunbookVersion, StepOutcome
-from runbooks.services import remaining_from, run_path
+from runbooks.paths import remaining_from, run_path
 
 
 def library() -> list[Runbook]:

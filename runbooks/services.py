@@ -13,78 +13,36 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from portal import errors
 from portal.audit.services import actor_fields, audit_record
+from portal.cloud.models import Environment
+from portal.incidents import escalation
+from portal.incidents import services as incident_services
+from portal.incidents.models import Incident
 from runbooks.actions import ACTIONS, ActionFailed, run_action
 from runbooks.checks import run_check
-from runbooks.loader import END
-from runbooks.models import OutcomeStatus, Runbook, RunbookRun, RunbookVersion, RunStatus, StepOutcome
+from runbooks.models import OutcomeStatus, Runbook, RunbookRun, RunStatus, StepOutcome
+from runbooks.paths import run_path
 
 log = logging.getLogger(__name__)
 
 
-class RunbookError(Exception):
-    """A refused request; `status` and `code` map onto the API's error body and the page's message."""
+class RunbookError(errors.PortalError):
+    """A refused request; `status` and `code` are the API's error body, `detail` the page's message."""
 
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail
+    status, code = 400, "bad_request"
 
 
-class NotFound(RunbookError):
+class NotFound(RunbookError, errors.NotFound):
     status, code = 404, "not_found"
 
 
-class Conflict(RunbookError):
+class Conflict(RunbookError, errors.Conflict):
     status, code = 409, "conflict"
 
 
-class Invalid(RunbookError):
+class Invalid(RunbookError, errors.Invalid):
     status, code = 422, "invalid"
-
-
-# --- path through a run -----------------------------------------------------------------------
-
-
-def _next_of(steps: list[dict], index: int, outcome: StepOutcome | None) -> str:
-    step = steps[index]
-    if step["kind"] == "decision" and outcome is not None and outcome.status == OutcomeStatus.DONE and outcome.answer:
-        for answer in step["answers"]:
-            if answer["id"] == outcome.answer:
-                return answer["next"]
-    if step.get("next"):
-        return step["next"]
-    return steps[index + 1]["id"] if index + 1 < len(steps) else END
-
-
-def run_path(version: RunbookVersion, outcomes: dict[str, StepOutcome]) -> tuple[list[str], str | None]:
-    """(ids of the steps the run went through, id of the current step or None when it reached the end)."""
-    steps = version.steps
-    index_of = {s["id"]: i for i, s in enumerate(steps)}
-    visited: list[str] = []
-    current: str | None = steps[0]["id"] if steps else None
-    while current is not None and current in outcomes:
-        visited.append(current)
-        nxt = _next_of(steps, index_of[current], outcomes[current])
-        current = None if nxt == END else nxt
-        if current is not None and (current not in index_of or current in visited):
-            current = None  # the loader forbids this; a damaged definition ends the run rather than looping
-    return visited, current
-
-
-def remaining_from(version: RunbookVersion, current: str | None) -> int:
-    """Steps still ahead on the default path (decisions counted through their first answer)."""
-    steps = version.steps
-    index_of = {s["id"]: i for i, s in enumerate(steps)}
-    count = 0
-    while current is not None and count <= len(steps):
-        count += 1
-        step = steps[index_of[current]]
-        nxt = step["answers"][0]["next"] if step["kind"] == "decision" else _next_of(steps, index_of[current], None)
-        current = None if nxt == END else nxt
-    return count
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -93,12 +51,7 @@ def remaining_from(version: RunbookVersion, current: str | None) -> int:
 def _timeline(run: RunbookRun, *, actor: Any, text: str, data: dict) -> None:
     if run.incident_id is None:
         return
-    try:
-        from portal.incidents.services import incident_timeline_add
-    except ImportError:
-        log.info("incidents app has no timeline yet; runbook step not added to incident %s", run.incident_id)
-        return
-    incident_timeline_add(incident=run.incident, kind="runbook_step", actor=actor, text=text, data=data)
+    incident_services.incident_timeline_add(incident=run.incident, kind="runbook_step", actor=actor, text=text, data=data)
 
 
 def _user(actor: Any):
@@ -110,8 +63,6 @@ def _label(actor: Any) -> str:
 
 
 def _default_environment():
-    from portal.cloud.models import Environment
-
     return Environment.objects.filter(name=settings.DEFAULT_ENVIRONMENT).first()
 
 
@@ -368,24 +319,14 @@ def _escalate(run: RunbookRun, step: dict, actor: Any, note: str) -> dict:
             "escalated": False,
             "words": "This run has no incident, so there is no escalation policy to follow: call the next level yourself.",
         }
-    from portal.incidents import services as incident_services
-
-    incident = type(run.incident).objects.get(pk=run.incident_id)
+    incident = Incident.objects.get(pk=run.incident_id)
     reason = note or f"escalated from runbook {run.version.runbook.slug}, step {step['id']}"
     try:
-        manual = getattr(incident_services, "incident_escalate_now", None)
-        if manual is not None:
-            result = manual(incident=incident, actor=actor, reason=reason)
-        elif getattr(incident, "next_escalation_at", None) is not None and incident.status == "triggered":
-            # The policy's next page is scheduled: bring it forward to now.
-            now = max(timezone.now(), incident.next_escalation_at)
-            result = incident_services.incident_escalate(incident_id=incident.pk, now=now)
-        else:
-            result = None
+        result = escalation.incident_escalate_now(incident=incident, actor=actor, reason=reason)
     except Exception as exc:  # noqa: BLE001 - shown in the step and on the timeline
         log.warning("escalation from runbook run %s failed", run.public_id, exc_info=True)
         return {"escalated": False, "error": True, "words": f"Escalation failed: {exc}"}
-    level = getattr(result, "level", 0) if result is not None else 0
+    level = result.level
     if level:
         return {"escalated": True, "level": level, "words": f"Level {level} of the escalation policy paged."}
     why = {
@@ -427,7 +368,6 @@ __all__ = [
     "NotFound",
     "RunbookError",
     "run_abandon",
-    "run_path",
     "run_start",
     "step_action_take",
     "step_escalate",

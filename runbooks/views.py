@@ -11,6 +11,8 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.accounts import roles
 from portal.accounts.permissions import forbidden, perm_required
 from portal.accounts.reauth import step_up
+from portal.cloud.models import Environment
+from portal.incidents.models import Incident
 from runbooks import selectors, services
 from runbooks.actions import ACTIONS
 from runbooks.checks import run_check
@@ -20,8 +22,6 @@ from runbooks.models import RunStatus
 def _incident(public_id: str | None):
     if not public_id:
         return None
-    from portal.incidents.models import Incident
-
     try:
         return Incident.objects.select_related("environment").filter(public_id=public_id).first()
     except Exception:  # noqa: BLE001 - a malformed UUID finds nothing
@@ -88,8 +88,6 @@ def start(request, slug: str):
         environment = None
         env_name = request.POST.get("environment")
         if env_name:
-            from portal.cloud.models import Environment
-
             environment = Environment.objects.filter(name=env_name).first()
             if environment is None:
                 messages.error(request, f"No environment named {env_name!r}.")
@@ -102,8 +100,6 @@ def start(request, slug: str):
         return redirect(run.get_absolute_url())
     if request.method != "GET":
         return HttpResponse(status=405)
-    from portal.cloud.models import Environment
-
     open_run = None
     if incident is not None:
         open_run = (

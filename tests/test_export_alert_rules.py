@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from conftest import need
 from portal.health.models import ThresholdRule
-from portal.incidents.services import runbook_for
+from portal.incidents.ingest import runbook_for
 
 pytestmark = pytest.mark.django_db
 

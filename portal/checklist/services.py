@@ -9,26 +9,26 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime, timedelta
-from functools import partial
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.accounts.roles import LEAD, RESPOND, SIGN_OFF
+from portal.accounts.roles import RESPOND, SIGN_OFF
 from portal.audit.services import audit_record
 from portal.checklist.models import (
     ChecklistItem,
-    ChecklistNotification,
     ChecklistVerification,
     Evidence,
     ItemStatus,
     SignOff,
     VerificationOutcome,
 )
+from portal.checklist.notifications import leads_notify_expired, leads_notify_regressed
+from portal.checklist.verify import VERIFIERS, run_check
+from portal.errors import PortalError
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +36,14 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_NOTE_CHARS = 5000
 
 
-class ChecklistError(Exception):
-    """A checklist action refused; `code` maps to an HTTP status (forbidden 403, conflict 409, invalid 422)."""
+class ChecklistError(PortalError):
+    """A checklist action refused; `code` sets the HTTP status (forbidden 403, conflict 409, invalid 422)."""
 
     STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 422}
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code, status=self.STATUS.get(code, 400))
         self.message = message
-
-    @property
-    def status(self) -> int:
-        return self.STATUS.get(self.code, 400)
 
 
 # --- who is acting -------------------------------------------------------------------------------
@@ -321,15 +316,6 @@ def item_configure(*, item: ChecklistItem, actor, required_signers: int, attesta
 
 # --- automated verifications ----------------------------------------------------------------------
 
-def lead_recipients() -> list[str]:
-    User = get_user_model()
-    return sorted(
-        set(
-            User.objects.filter(groups__name=LEAD, is_active=True).exclude(email="").values_list("email", flat=True)
-        )
-    )
-
-
 def verification_record(*, item: ChecklistItem, outcome: str, summary: str, evidence: dict, triggered_by: str,
                         environment_name: str = "") -> ChecklistVerification:
     """Keep a verification result; when a signed-off item now fails, flag it and tell the leads."""
@@ -367,8 +353,20 @@ def verification_record(*, item: ChecklistItem, outcome: str, summary: str, evid
                 extra={"summary": summary[:500], "verification_id": v.pk, "environment": environment_name},
             )
         if verb == "checklist.evidence_stale":
-            _notify_leads_regressed(item, v)
+            leads_notify_regressed(item, v)
     return v
+
+
+def checklist_verify_all(*, items, env, triggered_by: str) -> list[ChecklistVerification]:
+    """Judge each item that has a verifier against `env` and record the result (in item order)."""
+    out = []
+    for item in items:
+        if item.slug not in VERIFIERS:
+            continue
+        result = run_check(item.slug, env)
+        out.append(verification_record(item=item, outcome=result.outcome, summary=result.summary, evidence=result.evidence,
+                                       triggered_by=triggered_by, environment_name=env.name))
+    return out
 
 
 def items_flag_expired(*, now: datetime | None = None) -> list[ChecklistItem]:
@@ -385,66 +383,9 @@ def items_flag_expired(*, now: datetime | None = None) -> list[ChecklistItem]:
             item.save(update_fields=["expiry_flagged_at", "updated_at"])
             audit_record(actor="system:checklist", verb="checklist.expired", target=item,
                          before={"attested_until": item.attested_until}, after={"expired": True})
-            _notify_leads(
-                item, kind="expired",
-                subject=f"[launch readiness] {item.title}: sign-off expired, re-attest",
-                body=(f"The sign-off of \"{item.title}\" expired on {item.attested_until:%Y-%m-%d %H:%M} UTC.\n"
-                      "It no longer counts toward launch readiness until it is prepared and signed again.\n"),
-            )
+            leads_notify_expired(item)
             flagged.append(item)
     return flagged
-
-
-def _notify_leads(item: ChecklistItem, *, kind: str, subject: str, body: str) -> ChecklistNotification:
-    from django.conf import settings
-
-    from portal.checklist.tasks import checklist_send_notification
-
-    url = f"{settings.PORTAL_BASE_URL.rstrip('/')}{item.get_absolute_url()}"
-    note = ChecklistNotification.objects.create(item=item, kind=kind, subject=subject, body=body + url + "\n",
-                                                recipients=lead_recipients())
-    audit_record(actor="system:checklist", verb="checklist.notify_leads", target=item,
-                 after={"notification": note.pk, "kind": kind, "recipients": note.recipients, "subject": note.subject})
-    transaction.on_commit(partial(checklist_send_notification.delay, note.pk))
-    return note
-
-
-def _notify_leads_regressed(item: ChecklistItem, v: ChecklistVerification) -> None:
-    _notify_leads(
-        item, kind="regressed",
-        subject=f"[launch readiness] {item.title}: sign-off no longer backed by evidence",
-        body=(
-            f"The automated verification of \"{item.title}\" failed after the item was signed off.\n\n"
-            f"What the cloud answered: {v.summary}\n"
-            f"Environment: {v.environment_name or '-'}; checked at {v.ran_at:%Y-%m-%d %H:%M} UTC.\n\n"
-            "The item no longer counts toward launch readiness until the check passes again or the item is re-attested.\n"
-        ),
-    )
-
-
-def notification_deliver(*, notification_id: int) -> bool:
-    """Send a recorded notification by email once (a redelivered task finds it delivered)."""
-    from django.conf import settings
-    from django.core.mail import send_mail
-
-    with transaction.atomic():
-        note = ChecklistNotification.objects.select_for_update().filter(pk=notification_id).first()
-        if note is None or note.delivered:
-            return False
-        if not note.recipients:
-            note.error = "no lead has an email address"
-            note.save(update_fields=["error"])
-            return False
-        try:
-            send_mail(note.subject, note.body, settings.DEFAULT_FROM_EMAIL, note.recipients, fail_silently=False)
-        except Exception as exc:  # SMTP trouble: keep the record, say why; the task may retry
-            note.error = str(exc)[:300]
-            note.save(update_fields=["error"])
-            raise
-        note.delivered = True
-        note.error = ""
-        note.save(update_fields=["delivered", "error"])
-    return True
 
 
 def parse_expiry(value: str | None) -> datetime | None:

@@ -6,6 +6,12 @@ import logging
 
 from celery import shared_task
 
+from portal.checklist.models import ChecklistItem
+from portal.checklist.notifications import notification_deliver
+from portal.checklist.services import checklist_verify_all, items_flag_expired
+from portal.checklist.verify import VERIFIERS
+from portal.cloud.models import Environment
+
 log = logging.getLogger(__name__)
 
 
@@ -15,11 +21,6 @@ def checklist_verify(self, slug: str | None = None, environment_name: str | None
 
     The scheduled run (all items) also flags sign-offs whose expiry passed, once each.
     """
-    from portal.checklist.models import ChecklistItem
-    from portal.checklist.services import items_flag_expired
-    from portal.checklist.verify import VERIFIERS, verify_items
-    from portal.cloud.models import Environment
-
     out: dict = {}
     if not slug:
         expired = items_flag_expired()
@@ -34,7 +35,7 @@ def checklist_verify(self, slug: str | None = None, environment_name: str | None
     items = ChecklistItem.objects.filter(slug__in=list(VERIFIERS))
     if slug:
         items = items.filter(slug=slug)
-    for v in verify_items(items, env=env, triggered_by=triggered_by):
+    for v in checklist_verify_all(items=items, env=env, triggered_by=triggered_by):
         out[v.item.slug] = v.outcome
     return out
 
@@ -42,6 +43,4 @@ def checklist_verify(self, slug: str | None = None, environment_name: str | None
 @shared_task(bind=True, queue="default", acks_late=True, soft_time_limit=60, time_limit=90,
              autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def checklist_send_notification(self, notification_id: int) -> bool:
-    from portal.checklist.services import notification_deliver
-
     return notification_deliver(notification_id=notification_id)

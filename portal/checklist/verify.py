@@ -8,7 +8,7 @@ becomes an "error" result (could not check), never a pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +16,11 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from portal.checklist.models import ChecklistItem, VerificationOutcome
+from portal.checklist.models import VerificationOutcome
+from portal.cloud import aws
+from portal.phases.selectors import current_phase
+from portal.plan.loader import load_plan
+from portal.plan.models import PlanFact
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +92,10 @@ def _when(value) -> datetime | None:
     return parsed
 
 
-def _aws():
-    from portal.cloud import aws
-
-    return aws
-
-
 # --- the verifiers ------------------------------------------------------------------------------
 
 def verify_backups(env) -> Result:
-    rds = _aws().describe_rds(env)
+    rds = aws.describe_rds(env)
     retention = int(_get(rds, "backup_retention_days", "BackupRetentionPeriod", default=0) or 0)
     latest = _when(_get(rds, "latest_snapshot_at", "LatestRestorableTime"))
     now = timezone.now()
@@ -123,7 +121,7 @@ def verify_backups(env) -> Result:
 
 
 def verify_load_balancer(env) -> Result:
-    arns = list(_aws().listener_target_groups(env))
+    arns = list(aws.listener_target_groups(env))
     wanted = {"blue": env.blue_target_group_arn, "green": env.green_target_group_arn}
     missing = [colour for colour, arn in wanted.items() if not arn or arn not in arns]
     evidence = {"listener": env.listener_arn, "forwards_to": arns, "expected": wanted}
@@ -133,9 +131,6 @@ def verify_load_balancer(env) -> Result:
 
 
 def verify_auto_scaling(env) -> Result:
-    from portal.phases.selectors import current_phase
-
-    aws = _aws()
     phase = current_phase()
     groups = aws.describe_groups(env)
     evidence: dict[str, Any] = {"phase": {"number": phase.number, "name": phase.name,
@@ -168,13 +163,9 @@ def verify_auto_scaling(env) -> Result:
 
 
 def critical_thresholds() -> list[dict]:
-    from portal.plan.models import PlanFact
-
     fact = PlanFact.objects.filter(section="thresholds", key="critical").first()
     if fact is not None:
         return list(fact.data or [])
-    from portal.plan.loader import load_plan
-
     return list((load_plan().get("thresholds") or {}).get("critical") or [])
 
 
@@ -194,7 +185,7 @@ def _alarm_matches(alarm, threshold: dict) -> bool:
 
 
 def verify_alert_rules(env) -> Result:
-    alarms = list(_aws().list_alarms(env))
+    alarms = list(aws.list_alarms(env))
     thresholds = critical_thresholds()
     covered, missing = {}, []
     for t in thresholds:
@@ -216,7 +207,7 @@ def verify_alert_rules(env) -> Result:
 
 
 def verify_ssl(env) -> Result:
-    certs = list(_aws().acm_certificates(env))
+    certs = list(aws.acm_certificates(env))
     now = timezone.now()
     rows, good = [], []
     for c in certs:
@@ -245,7 +236,6 @@ def _dns_name_norm(name) -> str:
 
 
 def verify_dns(env) -> Result:
-    aws = _aws()
     records = list(aws.route53_records(env))
     alb_dns = _dns_name_norm(_alb_dns_name(env))
     rows, hits = [], []
@@ -272,7 +262,6 @@ def verify_dns(env) -> Result:
 
 
 def _alb_dns_name(env) -> str:
-    aws = _aws()
     fn = getattr(aws, "load_balancer_dns_name", None)
     if fn is not None:
         return fn(env) or ""
@@ -284,7 +273,7 @@ def _alb_dns_name(env) -> str:
 
 
 def verify_cdn(env) -> Result:
-    dists = list(_aws().cloudfront_distributions(env))
+    dists = list(aws.cloudfront_distributions(env))
     rows = [{"id": _get(d, "id", "Id"), "domain": _get(d, "domain", "domain_name", "DomainName"),
              "enabled": bool(_get(d, "enabled", "Enabled", default=True)), "status": _get(d, "status", "Status"),
              "origins": _plain(_get(d, "origins", "Origins", default=[]))} for d in dists]
@@ -321,16 +310,3 @@ def run_check(slug: str, env) -> Result:
                       {"error": type(exc).__name__, "message": str(exc)[:1000]})
     result.evidence = _plain(result.evidence)
     return result
-
-
-def verify_items(items: Iterable[ChecklistItem], *, env, triggered_by: str) -> list:
-    from portal.checklist.services import verification_record
-
-    out = []
-    for item in items:
-        if item.slug not in VERIFIERS:
-            continue
-        result = run_check(item.slug, env)
-        out.append(verification_record(item=item, outcome=result.outcome, summary=result.summary, evidence=result.evidence,
-                                       triggered_by=triggered_by, environment_name=env.name))
-    return out

@@ -23,6 +23,7 @@ from portal.checklist.services import (
     verification_record,
 )
 from portal.checklist.verify import VERIFIERS, run_check
+from portal.tasking import enqueue
 
 
 def _rows(items):
@@ -171,11 +172,7 @@ def verify_now(request, slug):
 @require_POST
 @perm_required(RESPOND)
 def verify_all(request):
-    from django.db import transaction
-
-    from portal.checklist.tasks import checklist_verify
-
-    transaction.on_commit(lambda: checklist_verify.delay(triggered_by=request.user.get_username()))
+    enqueue("portal.checklist.tasks.checklist_verify", triggered_by=request.user.get_username())
     messages.success(request, "The automated verifications are running; results appear on each item.")
     return redirect("checklist:board")
 

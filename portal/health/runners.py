@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portal import outbound
+from portal.cloud import aws
+from portal.cloud.clients import client
+from portal.cloud.errors import CloudError
+from portal.cloud.metrics import metrics_source
 from portal.health import httpclient
 from portal.health.models import Check, compare
 
@@ -162,15 +166,9 @@ def run_statuspage(check: Check, timeout: float) -> Outcome:
 # AWS (through portal.cloud.aws only)
 
 
-def _aws():
-    from portal.cloud import aws
-
-    return aws
-
-
 def run_asg(check: Check, timeout: float) -> Outcome:
     colour = (check.config or {}).get("colour", "blue")
-    groups = _aws().describe_groups(check.environment)
+    groups = aws.describe_groups(check.environment)
     g = groups.get(colour)
     if g is None:
         return Outcome(False, f"no {colour} auto scaling group found")
@@ -186,7 +184,6 @@ def run_asg(check: Check, timeout: float) -> Outcome:
 
 def run_target_health(check: Check, timeout: float) -> Outcome:
     colour = (check.config or {}).get("colour", "blue")
-    aws = _aws()
     targets = aws.describe_target_health(check.environment, colour)
     weights = aws.get_listener_weights(check.environment)
     weight = int(weights.get(colour, 0) or 0)
@@ -207,7 +204,7 @@ def run_target_health(check: Check, timeout: float) -> Outcome:
 
 def run_rds(check: Check, timeout: float) -> Outcome:
     cfg = check.config or {}
-    state = _aws().describe_rds(check.environment)
+    state = aws.describe_rds(check.environment)
     detail = {"status": state.status, "multi_az": state.multi_az, "instance_class": state.instance_class,
               "max_connections": state.max_connections}
     problems = []
@@ -217,7 +214,6 @@ def run_rds(check: Check, timeout: float) -> Outcome:
         problems.append("not Multi-AZ")
     pct = None
     try:
-        from portal.cloud.metrics import metrics_source
 
         pct = metrics_source(check.environment).db_connections_pct(5)
     except Exception as exc:  # noqa: BLE001 - connections are extra information here
@@ -234,11 +230,10 @@ def run_rds(check: Check, timeout: float) -> Outcome:
 
 def run_elasticache(check: Check, timeout: float) -> Outcome:
     cfg = check.config or {}
-    state = _aws().describe_cache(check.environment)
+    state = aws.describe_cache(check.environment)
     detail: dict[str, Any] = {"status": state.status, "node_type": state.node_type}
     ratio = None
     try:
-        from portal.cloud.metrics import metrics_source
 
         ratio = metrics_source(check.environment).cache_hit_ratio(5)
     except Exception as exc:  # noqa: BLE001
@@ -255,7 +250,7 @@ def run_elasticache(check: Check, timeout: float) -> Outcome:
 
 def run_alarm(check: Check, timeout: float) -> Outcome:
     names = set((check.config or {}).get("names") or [])
-    alarms = _aws().list_alarms(check.environment)
+    alarms = aws.list_alarms(check.environment)
     if names:
         alarms = [a for a in alarms if a.name in names]
     firing = [a for a in alarms if a.state == "ALARM"]
@@ -268,9 +263,6 @@ def run_alarm(check: Check, timeout: float) -> Outcome:
 
 def run_s3(check: Check, timeout: float) -> Outcome:
     """HeadBucket on each of the environment's buckets (through the cloud layer's client)."""
-    from portal.cloud.clients import client
-    from portal.cloud.errors import CloudError
-
     buckets = dict(check.environment.buckets or {})
     wanted = (check.config or {}).get("buckets") or list(buckets)
     if not wanted:
@@ -296,7 +288,6 @@ def run_s3(check: Check, timeout: float) -> Outcome:
 
 
 def run_metric_threshold(check: Check, timeout: float) -> Outcome:
-    from portal.cloud.metrics import metrics_source
 
     rule = check.rule
     if rule is None:
@@ -342,10 +333,6 @@ AWS_KINDS = {Check.Kind.ASG, Check.Kind.TARGET_HEALTH, Check.Kind.RDS, Check.Kin
 
 
 def _cloud_error_words(exc: BaseException) -> str | None:
-    try:
-        from portal.cloud.errors import CloudError
-    except ImportError:
-        return None
     if isinstance(exc, CloudError):
         return f"AWS {exc.operation} failed ({exc.code}): {exc.message or 'no details'}"[:500]
     return None

@@ -3,7 +3,9 @@ creates the sandbox environment's AWS and metric checks when that environment ex
 
 from __future__ import annotations
 
+from portal.cloud.models import Environment
 from portal.health.models import Check, Slo, ThresholdRule
+from portal.health.services import health_checks_ensure_for_environment
 from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 DEFAULT_WINDOW_MINUTES = 5
@@ -74,9 +76,6 @@ def register_beat(stats: SeedStats) -> None:
 
 
 def seed_environment_checks(stats: SeedStats) -> None:
-    from portal.cloud.models import Environment
-    from portal.health.services import health_checks_ensure_for_environment
-
     for env in Environment.objects.filter(name="sandbox"):
         before = Check.objects.filter(environment=env).count()
         health_checks_ensure_for_environment(environment=env, actor="system:seed")

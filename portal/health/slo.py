@@ -20,7 +20,10 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from portal.cloud.metrics import metrics_source
+from portal.cloud.models import Environment
 from portal.health.models import Slo, SloSample, compare
+from portal.incidents import ingest
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,6 @@ SAMPLE_MINUTES = 1
 
 
 def _environment(slo: Slo):
-    from portal.cloud.models import Environment
-
     if slo.environment_id:
         return slo.environment
     return Environment.objects.filter(name=settings.DEFAULT_ENVIRONMENT).first()
@@ -59,8 +60,6 @@ def slo_evaluate(*, slo: Slo, now: datetime | None = None, source=None) -> Slo:
             Slo.objects.filter(pk=slo.pk).update(evaluated_at=now, note="no environment to measure")
             slo.refresh_from_db()
             return slo
-        from portal.cloud.metrics import metrics_source
-
         source = metrics_source(env)
     since = now - timedelta(days=slo.window_days)
     note = ""
@@ -134,14 +133,12 @@ def _sync_burn_alert(slo: Slo) -> None:
     if want == slo.alert_raised:
         return
     try:
-        from portal.incidents.services import alert_ingest_internal
-
         why = []
         if fast:
             why.append(f"burning the error budget {slo.burn_rate_1h:.1f}x over 1 h (pages at {FAST_BURN}x)")
         if slow:
             why.append(f"{slo.burn_rate_6h:.1f}x over 6 h (pages at {SLOW_BURN}x)")
-        alert_ingest_internal(
+        ingest.alert_ingest_internal(
             source="health", fingerprint=f"slo:{slo.slug}", name=f"SLO burn rate: {slo.name}", severity="critical",
             firing=want, summary="; ".join(why) if want else "burn rate back under the paging thresholds",
             labels={"slo": slo.slug}, grouping_key=f"slo:{slo.slug}",

@@ -18,8 +18,8 @@ from django.http.request import RawPostDataException
 from ninja import Router, Schema
 
 from portal.api_auth import ScopedTokenAuth, TokenAuth, require_scope
-from portal.errors import Conflict, Invalid, NotFound, PortalError, Unavailable
-from portal.incidents import services, sns
+from portal.errors import Invalid, NotFound, PortalError, Unavailable
+from portal.incidents import ingest, rejects, services, sns
 from portal.incidents.models import Incident, Source
 from portal.incidents.parsing import PayloadError, decode_json, parse_cloudwatch_message, screen_alertmanager
 from portal.incidents.selectors import incident_list
@@ -113,7 +113,7 @@ def _client(request: HttpRequest) -> tuple[str, str]:
 
 def _record(request: HttpRequest, source: str, status: int, reason: str, detail: str, body: bytes | str = b"") -> None:
     remote, agent = _client(request)
-    services.delivery_reject(source=source, reason=reason, detail=detail, status_code=status, remote_addr=remote, user_agent=agent, body=body)
+    rejects.delivery_reject(source=source, reason=reason, detail=detail, status_code=status, remote_addr=remote, user_agent=agent, body=body)
 
 
 def _reject(request: HttpRequest, source: str, status: int, reason: str, detail: str, body: bytes | str = b""):
@@ -138,7 +138,7 @@ def request_limit() -> int:
 def _store(request, *, source: str, payload, dedup_key: str = "", count: int = 0) -> dict:
     remote, _ = _client(request)
     try:
-        delivery, created = services.delivery_store(source=source, payload=payload, dedup_key=dedup_key, remote_addr=remote, alert_count=count)
+        delivery, created = ingest.delivery_store(source=source, payload=payload, dedup_key=dedup_key, remote_addr=remote, alert_count=count)
     except DatabaseError as exc:
         # Not stored: the sender must retry (Alertmanager and SNS retry on 5xx only).
         raise Unavailable(f"the delivery could not be stored ({exc.__class__.__name__}); retry") from exc
@@ -287,10 +287,7 @@ def get_incident(request, incident_id: str):
              tags=["incidents"], summary="Acknowledge (stops escalation); acknowledging twice is a no-op", auth=ScopedTokenAuth("actions"))
 def acknowledge(request, incident_id: str):
     token = require_scope(request, "actions")
-    try:
-        inc = services.incident_acknowledge(incident=_get(incident_id), actor=token)
-    except services.InvalidTransition as exc:
-        raise Conflict(str(exc)) from exc
+    inc = services.incident_acknowledge(incident=_get(incident_id), actor=token)  # InvalidTransition: 409
     return 200, incident_out(inc)
 
 

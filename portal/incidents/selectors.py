@@ -8,6 +8,8 @@ from datetime import timedelta
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
+from deployments import selectors as deployment_selectors
+from portal.cloud.models import Environment
 from portal.incidents.models import Incident
 
 
@@ -37,8 +39,6 @@ def open_incidents(limit: int = 10) -> list[Incident]:
 
 
 def filter_choices() -> dict:
-    from portal.cloud.models import Environment
-
     services = Incident.objects.exclude(service="").values_list("service", flat=True).distinct().order_by("service")[:100]
     return {
         "statuses": Incident.Status.choices,
@@ -81,14 +81,10 @@ def response_figures(*, weeks: int = 8, now=None) -> list[dict]:
 
 
 def recent_deployments_for(incident: Incident) -> list:
-    """Deployments in progress or finished within the last hour in the incident's environment (if that app exists)."""
+    """Deployments in progress or finished within the last hour in the incident's environment."""
     if incident.environment_id is None:
         return []
     try:
-        from deployments.selectors import recent_deployments
-    except ImportError:
-        return []
-    try:
-        return list(recent_deployments(incident.environment, within_minutes=60, at=incident.opened_at))
+        return list(deployment_selectors.recent_deployments(incident.environment, within_minutes=60, at=incident.opened_at))
     except Exception:  # noqa: BLE001 - context must never break the incident page
         return []

@@ -10,7 +10,8 @@ from celery import shared_task
 from django.db import DatabaseError
 from django.utils import timezone
 
-from portal.incidents import services
+from portal import notify
+from portal.incidents import escalation, ingest, rejects
 from portal.incidents.models import AlertDelivery
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ SWEEP_AFTER = timedelta(seconds=30)
 @shared_task(bind=True, queue="default", acks_late=True, max_retries=5, soft_time_limit=110, time_limit=130)
 def process_delivery(self, delivery_id: int) -> str:
     try:
-        return services.delivery_process(delivery_id=delivery_id)
+        return ingest.delivery_process(delivery_id=delivery_id)
     except (DatabaseError, requests.RequestException) as exc:
         # Deadlock, a database hiccup or SNS's SubscribeURL not answering: the delivery stays pending; retry, and the sweep is the backstop.
         if self.request.retries >= self.max_retries:
@@ -29,7 +30,7 @@ def process_delivery(self, delivery_id: int) -> str:
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
     except Exception as exc:
         log.exception("delivery %s failed", delivery_id)
-        services.delivery_mark_failed(delivery_id=delivery_id, error=f"{exc.__class__.__name__}: {exc}")
+        ingest.delivery_mark_failed(delivery_id=delivery_id, error=f"{exc.__class__.__name__}: {exc}")
         raise
 
 
@@ -49,23 +50,23 @@ def sweep_deliveries(self) -> int:
 
 @shared_task(bind=True, queue="default", acks_late=True)
 def prune_rejected_deliveries(self) -> int:
-    return services.rejected_deliveries_prune()
+    return rejects.rejected_deliveries_prune()
 
 
 @shared_task(bind=True, queue="default", acks_late=True)
 def escalate_incident(self, incident_id: int) -> int:
-    return services.incident_escalate(incident_id=incident_id).level
+    return escalation.incident_escalate(incident_id=incident_id).level
 
 
 @shared_task(bind=True, queue="default", acks_late=True)
 def check_escalations(self) -> int:
-    return len(services.escalations_due())
+    return len(escalation.escalations_due())
 
 
 @shared_task(bind=True, queue="default", acks_late=True, max_retries=5, soft_time_limit=60, time_limit=90)
 def send_notification(self, notification_id: int) -> str:
     final = self.request.retries >= self.max_retries or self.request.is_eager
     try:
-        return services.notification_send(notification_id=notification_id, final_attempt=final)
-    except services.NotificationError as exc:
+        return escalation.notification_send(notification_id=notification_id, final_attempt=final)
+    except notify.NotificationError as exc:
         raise self.retry(exc=exc, countdown=min(5 * 2 ** self.request.retries, 300)) from exc

@@ -28,7 +28,7 @@ def library_copy(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_incident(db):
     def make(name: str = "HighErrorRate", environment=None, severity: str = "critical"):
-        from portal.incidents.services import alert_ingest_internal
+        from portal.incidents.ingest import alert_ingest_internal
 
         alert = alert_ingest_internal(
             source="test", fingerprint=f"fp-{name}", name=name, severity=severity, firing=True,

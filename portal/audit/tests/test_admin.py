@@ -18,7 +18,7 @@ def superuser_client(client, django_user_model):
 
 @pytest.fixture
 def incident(db):
-    from portal.incidents.services import alert_ingest_internal
+    from portal.incidents.ingest import alert_ingest_internal
 
     alert = alert_ingest_internal(source="test", fingerprint="fp-admin", name="DiskFull", severity="critical", firing=True,
                                   summary="disk full", labels={"host": "a"})

@@ -270,7 +270,7 @@ def test_seeded_service_check_reaches_the_sandbox_status_server_by_its_policy(lo
     from django.utils import timezone
 
     from portal.cloud.models import Environment, SimulatorState
-    from portal.health import services
+    from portal.health import dispatch, services
     from portal.health.models import CheckResult
     from portal.health.seed import seed_services
     from portal.plan.loader import SeedStats, load_plan
@@ -283,13 +283,13 @@ def test_seeded_service_check_reaches_the_sandbox_status_server_by_its_policy(lo
     local_server.expect_request("/stripe/").respond_with_data("Stripe is up (sandbox)")
 
     services.outbound_policy_set(environment=env, allow_private_targets=True, actor="system:test")
-    services.poll_once(wait=True)
+    dispatch.poll_once(wait=True)
     result = CheckResult.objects.get(check_obj__slug="service-stripe")
     assert result.ok, result.reason
 
     services.outbound_policy_set(environment=env, allow_private_targets=False, actor="system:test")
     Check.objects.filter(slug="service-stripe").update(next_due_at=timezone.now())
-    services.poll_once(wait=True)
+    dispatch.poll_once(wait=True)
     latest = CheckResult.objects.filter(check_obj__slug="service-stripe").order_by("-created_at").first()
     assert not latest.ok and "loopback address" in latest.reason
     assert len(local_server.log) == 1

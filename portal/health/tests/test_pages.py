@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from portal.audit.models import AuditEvent
-from portal.health import services
+from portal.health import maintenance, services
 from portal.health.models import Check, Slo, ThresholdRule
 from portal.health.runners import Outcome
 from portal.health.seed import seed
@@ -57,7 +57,7 @@ def test_grid_shows_every_check_to_a_viewer(client, viewer, seeded):
     check = Check.objects.get(slug="service-twilio")
     services.check_record_result(check_id=check.pk, outcome=Outcome(False, "DNS lookup failed for status.twilio.com (unreachable from here)"),
                                  started_at=timezone.now())
-    services.rollups_refresh()
+    maintenance.rollups_refresh()
     login(client, viewer)
     resp = client.get("/health/")
     assert resp.status_code == 200
@@ -77,7 +77,7 @@ def test_grid_query_count_does_not_grow_with_checks(client, viewer, seeded):
     for i in range(20):
         c = Check.objects.create(slug=f"extra-{i}", name=f"Extra {i}", kind="http", group="external", config={"url": "http://127.0.0.1:1/"})
         services.check_record_result(check_id=c.pk, outcome=Outcome(True, "ok", 5.0), started_at=timezone.now())
-    services.rollups_refresh()
+    maintenance.rollups_refresh()
     with CaptureQueriesContext(connection) as many:
         resp = client.get("/health/grid/")
     assert resp.status_code == 200 and "Extra 19" in resp.content.decode()

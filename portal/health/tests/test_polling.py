@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from werkzeug import Response
 
-from portal.health import services
+from portal.health import dispatch, maintenance, services
 from portal.health.models import Check, CheckResult, CheckRollup, Heartbeat
 from portal.health.runners import Outcome
 from portal.incidents.models import Alert, Incident
@@ -65,7 +65,7 @@ def test_three_failures_open_an_incident_and_recovery_resolves_it(make_check):
 
 
 def test_a_failed_alert_ingest_is_retried_by_the_next_poll(make_check, monkeypatch):
-    import portal.incidents.services as inc
+    import portal.incidents.ingest as inc
 
     check = make_check(fail_threshold=1)
     real = inc.alert_ingest_internal
@@ -87,14 +87,14 @@ def test_a_failed_alert_ingest_is_retried_by_the_next_poll(make_check, monkeypat
 def test_claim_moves_the_schedule_and_blocks_a_second_claim(make_check):
     now = timezone.now()
     check = make_check(interval_seconds=60, next_due_at=now - timedelta(seconds=1))
-    claims = services.checks_claim_due(now=now)
+    claims = dispatch.checks_claim_due(now=now)
     assert [c.check_id for c in claims] == [check.pk]
-    assert services.checks_claim_due(now=now) == []
+    assert dispatch.checks_claim_due(now=now) == []
     check.refresh_from_db()
     assert check.next_due_at == now - timedelta(seconds=1) + timedelta(seconds=60)
     # A late answer from a reaped claim is dropped.
     later = now + timedelta(seconds=check.timeout_seconds + services.CLAIM_GRACE_SECONDS + 1)
-    assert services.claims_reap(now=later) == 1
+    assert dispatch.claims_reap(now=later) == 1
     check.refresh_from_db()
     assert check.claim_token is None and "timed out" in check.last_reason
     assert services.check_record_result(check_id=check.pk, outcome=OK, started_at=now, token=claims[0].token) is None
@@ -110,7 +110,7 @@ def test_poll_runs_due_checks_concurrently_and_a_hanging_one_delays_nobody(make_
     hanging = [make_check(config={"url": local_server.url_for("/hang")}, timeout_seconds=1, environment=private_env) for _ in range(2)]
     healthy = [make_check(config={"url": local_server.url_for("/ok")}, timeout_seconds=1, environment=private_env) for _ in range(12)]
     start = timezone.now()
-    out = services.poll_once(wait=True)
+    out = dispatch.poll_once(wait=True)
     assert out["claimed"] == 14
     for c in healthy:
         r = CheckResult.objects.get(check_obj=c)
@@ -120,7 +120,7 @@ def test_poll_runs_due_checks_concurrently_and_a_hanging_one_delays_nobody(make_
         r = CheckResult.objects.get(check_obj=c)
         assert not r.ok and r.reason.startswith("timed out after 1 s")
     # Nothing is due again within the interval.
-    assert services.poll_once(wait=True)["claimed"] == 0
+    assert dispatch.poll_once(wait=True)["claimed"] == 0
 
 
 def test_rollups_and_retention(make_check):
@@ -129,12 +129,12 @@ def test_rollups_and_retention(make_check):
     for i, ok in enumerate([True, True, False, True]):
         record(check, Outcome(ok, "x", latency_ms=10.0 * (i + 1)), at=now - timedelta(minutes=i))
     record(check, OK, at=now - timedelta(days=8))
-    assert services.rollups_refresh(hours=2, now=now) == 1
+    assert maintenance.rollups_refresh(hours=2, now=now) == 1
     roll = CheckRollup.objects.get(check_obj=check, hour=now.replace(minute=0))
     assert (roll.count, roll.ok_count, roll.latency_max_ms) == (4, 3, 40.0)
     assert roll.latency_avg_ms == pytest.approx(25.0)
     old_rollup = CheckRollup.objects.create(check_obj=check, hour=now - timedelta(days=401), count=1, ok_count=1)
-    deleted = services.retention_sweep(now=now)
+    deleted = maintenance.retention_sweep(now=now)
     assert deleted["results"] == 1 and deleted["rollups"] == 1
     assert not CheckRollup.objects.filter(pk=old_rollup.pk).exists()
     assert CheckResult.objects.filter(check_obj=check).count() == 4
@@ -144,8 +144,8 @@ def test_watchdog_raises_when_polling_stalls_and_resolves_after(make_check, clie
     check = make_check(interval_seconds=60)
     now = timezone.now()
     record(check, OK, at=now)
-    assert services.watchdog_run(now=now + timedelta(seconds=120))["stalled"] is False
-    out = services.watchdog_run(now=now + timedelta(seconds=181))
+    assert maintenance.watchdog_run(now=now + timedelta(seconds=120))["stalled"] is False
+    out = maintenance.watchdog_run(now=now + timedelta(seconds=181))
     assert out["stalled"] and out["alert_raised"]
     alert = Alert.objects.get(fingerprint="health:watchdog:polling-stalled")
     assert alert.status == "firing" and alert.severity == "critical"
@@ -154,7 +154,7 @@ def test_watchdog_raises_when_polling_stalls_and_resolves_after(make_check, clie
     assert 'portal_health_heartbeat_timestamp_seconds{component="watchdog"}' in body
     assert "portal_health_polling_stalled 1.0" in body
     record(check, OK, at=now + timedelta(seconds=200))
-    assert services.watchdog_run(now=now + timedelta(seconds=201))["stalled"] is False
+    assert maintenance.watchdog_run(now=now + timedelta(seconds=201))["stalled"] is False
     alert.refresh_from_db()
     assert alert.status == "resolved"
 
@@ -181,7 +181,7 @@ def test_two_pollers_started_together_run_each_due_check_once(require_postgres, 
 
         try:
             barrier.wait()
-            outs.append(services.poll_once(wait=True))
+            outs.append(dispatch.poll_once(wait=True))
         finally:
             connection.close()
 

@@ -125,7 +125,7 @@ def subscribe_calls(fake_aws):
 
 @pytest.fixture(autouse=True)
 def _fresh_reject_sampler():
-    from portal.incidents.services import REJECT_SAMPLER
+    from portal.incidents.rejects import REJECT_SAMPLER
 
     REJECT_SAMPLER.reset()
     yield

@@ -1,6 +1,6 @@
 import pytest
 
-from portal.incidents import services
+from portal.incidents import ingest, services
 from portal.incidents.models import Notification, NotificationChannel
 from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
@@ -16,7 +16,7 @@ def sandbox_may_reach_local_servers():
 
 
 def make_incident(name="HighErrorRate", fp="e1", severity="critical"):
-    return services.alert_ingest_internal(source="health", fingerprint=fp, name=name, severity=severity, firing=True,
+    return ingest.alert_ingest_internal(source="health", fingerprint=fp, name=name, severity=severity, firing=True,
                                           summary="5xx above 5%", labels={"service": "api"}).incident
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from portal.incidents import services
+from portal.incidents import ingest
 from portal.incidents.models import Incident
 from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
@@ -20,7 +20,7 @@ def login(page, user):
 
 def make_incident():
     seed(load_plan(), reset=False)
-    alert = services.alert_ingest_internal(source="health", fingerprint="api-5xx", name="HighErrorRate", severity="critical",
+    alert = ingest.alert_ingest_internal(source="health", fingerprint="api-5xx", name="HighErrorRate", severity="critical",
                                            firing=True, summary="5xx above 5% on api", labels={"service": "api"})
     return alert.incident
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from portal import outbound
-from portal.incidents import services
+from portal.incidents import ingest
 from portal.incidents.models import EscalationLevel, Notification, NotificationChannel
 from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
@@ -27,7 +27,7 @@ def slack_channel(db):
 
 
 def _page(channel):
-    inc = services.alert_ingest_internal(source="health", fingerprint="n1", name="HighErrorRate", severity="critical",
+    inc = ingest.alert_ingest_internal(source="health", fingerprint="n1", name="HighErrorRate", severity="critical",
                                          firing=True, summary="5xx above 5%", labels={}).incident
     return inc, Notification.objects.get(incident=inc, channel=channel)
 

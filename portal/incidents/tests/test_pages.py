@@ -1,7 +1,7 @@
 import pytest
 from django.core import mail
 
-from portal.incidents import services
+from portal.incidents import escalation, ingest, services
 from portal.incidents.models import Incident, RejectedDelivery
 from portal.incidents.seed import seed
 from portal.plan.loader import load_plan
@@ -13,7 +13,7 @@ def seeded(db):
 
 
 def open_incident(name="HighErrorRate", severity="critical", fp="e1"):
-    return services.alert_ingest_internal(source="health", fingerprint=fp, name=name, severity=severity, firing=True,
+    return ingest.alert_ingest_internal(source="health", fingerprint=fp, name=name, severity=severity, firing=True,
                                           summary="5xx above 5%", labels={"service": "api"}).incident
 
 
@@ -23,9 +23,9 @@ def test_seed_is_idempotent_and_maps_runbooks(seeded):
     stats = seed(load_plan(), reset=False)
     assert stats.created == 0
     assert PeriodicTask.objects.filter(task="portal.incidents.tasks.check_escalations").count() == 1
-    assert services.runbook_for("HighErrorRate", {}) == "high-error-rate"
-    assert services.runbook_for("APIHighLatency", {}) == "slow-performance"
-    assert services.runbook_for("RDSConnectionsHigh", {}) == "database-issues"
+    assert ingest.runbook_for("HighErrorRate", {}) == "high-error-rate"
+    assert ingest.runbook_for("APIHighLatency", {}) == "slow-performance"
+    assert ingest.runbook_for("RDSConnectionsHigh", {}) == "database-issues"
 
 
 def test_list_detail_panel_for_a_viewer_without_buttons(client, viewer, seeded):
@@ -93,16 +93,16 @@ def test_escalation_with_controlled_time(seeded, responder):
     assert inc.escalation_level == 1
     assert [m.to for m in mail.outbox] == [["oncall@localhost"]]
     assert inc.timeline.filter(kind="notification", text__contains="on-call email").exists()
-    assert services.escalations_due(now=t0 + timedelta(minutes=4)) == []
+    assert escalation.escalations_due(now=t0 + timedelta(minutes=4)) == []
     assert len(mail.outbox) == 1
-    services.escalations_due(now=t0 + timedelta(minutes=5, seconds=1))
+    escalation.escalations_due(now=t0 + timedelta(minutes=5, seconds=1))
     inc.refresh_from_db()
     assert inc.escalation_level == 2 and mail.outbox[-1].to == ["leads@localhost"]
 
     other = open_incident(name="DatabaseDown", fp="db")
     services.incident_acknowledge(incident=other, actor=responder)
     sent = len(mail.outbox)
-    services.escalations_due(now=t0 + timedelta(hours=2))
+    escalation.escalations_due(now=t0 + timedelta(hours=2))
     other.refresh_from_db()
     # The unacknowledged one repeats from level 1 (one more mail); the acknowledged one pages nobody.
     assert other.escalation_level == 1 and len(mail.outbox) == sent + 1
@@ -115,12 +115,12 @@ def test_page_created_before_ack_is_not_sent_after_it(seeded, responder, monkeyp
     from portal.incidents import tasks
     from portal.incidents.models import Notification
 
-    monkeypatch.setattr(tasks.send_notification, "delay", lambda *a: None)  # the worker is slow
+    monkeypatch.setattr(tasks.send_notification, "apply_async", lambda *a, **kw: None)  # the worker is slow
     inc = open_incident()
     assert Notification.objects.filter(incident=inc, status="pending").count() == 1
     services.incident_acknowledge(incident=inc, actor=responder)
     n = Notification.objects.get(incident=inc)
-    assert services.notification_send(notification_id=n.pk) == "skipped"
+    assert escalation.notification_send(notification_id=n.pk) == "skipped"
     n.refresh_from_db()
     assert n.status == "cancelled" and mail.outbox == []
 
@@ -150,12 +150,12 @@ def test_failed_channel_is_recorded(seeded, settings):
 def test_manual_escalation_pages_the_next_level_now(seeded, responder):
     inc = open_incident()  # level 1 paged at once
     before = len(mail.outbox)
-    result = services.incident_escalate_now(incident=inc, actor=responder, reason="need a DBA")
+    result = escalation.incident_escalate_now(incident=inc, actor=responder, reason="need a DBA")
     assert result.level == 2 and mail.outbox[-1].to == ["leads@localhost"] and len(mail.outbox) == before + 1
     assert inc.timeline.filter(kind="escalation", text__contains="need a DBA").exists()
     services.incident_acknowledge(incident=inc, actor=responder)
-    assert services.incident_escalate_now(incident=inc, actor=responder).level == 0  # acknowledged: nobody paged
+    assert escalation.incident_escalate_now(incident=inc, actor=responder).level == 0  # acknowledged: nobody paged
     assert len(mail.outbox) == before + 1
     services.incident_resolve(incident=inc, actor=responder)
     with pytest.raises(services.InvalidTransition):
-        services.incident_escalate_now(incident=inc, actor=responder)
+        escalation.incident_escalate_now(incident=inc, actor=responder)

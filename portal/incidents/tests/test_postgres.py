@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from portal.incidents import services
+from portal.incidents import escalation, ingest, services
 from portal.incidents.models import Alert, AlertDelivery, Incident
 from portal.incidents.tests.conftest import load
 
@@ -81,7 +81,7 @@ def test_concurrent_internal_alerts(require_postgres):
     def worker():
         try:
             barrier.wait(timeout=10)
-            services.alert_ingest_internal(source="health", fingerprint="rds", name="RDSDown", severity="critical",
+            ingest.alert_ingest_internal(source="health", fingerprint="rds", name="RDSDown", severity="critical",
                                            firing=True, summary="down", labels={})
         except Exception as exc:  # noqa: BLE001
             errors.append(repr(exc))
@@ -108,7 +108,7 @@ def test_ack_racing_the_escalation_never_pages_after_the_ack(require_postgres, r
 
     seed(load_plan(), reset=False)
     for i in range(6):
-        inc = services.alert_ingest_internal(source="health", fingerprint=f"race{i}", name=f"Race{i}", severity="critical",
+        inc = ingest.alert_ingest_internal(source="health", fingerprint=f"race{i}", name=f"Race{i}", severity="critical",
                                              firing=True, summary="", labels={}).incident
         Incident.objects.filter(pk=inc.pk).update(next_escalation_at=timezone.now() - timedelta(seconds=1))
         barrier = threading.Barrier(2)
@@ -117,7 +117,7 @@ def test_ack_racing_the_escalation_never_pages_after_the_ack(require_postgres, r
         def escalate(pk=inc.pk):
             try:
                 barrier.wait(timeout=10)
-                services.incident_escalate(incident_id=pk)
+                escalation.incident_escalate(incident_id=pk)
             except Exception as exc:  # noqa: BLE001
                 errors.append(repr(exc))
             finally:

@@ -235,10 +235,10 @@ def test_subscribe_url_is_checked_like_the_cert_url(client, sns_signer, label, u
 
 def test_stored_subscription_is_checked_again_before_it_is_visited(sns_signer, wire):
     """A delivery stored before these checks (or written by hand) is input too: the task re-checks it."""
-    from portal.incidents import services
+    from portal.incidents import ingest
 
     bad = dict(load("sns/subscription-confirmation.json"), SubscribeURL=BAD_SUBSCRIBE_URLS[0][1])
-    delivery, _ = services.delivery_store(source="sns", payload=bad, dedup_key="stored-1")
+    delivery, _ = ingest.delivery_store(source="sns", payload=bad, dedup_key="stored-1")
     delivery.refresh_from_db()
     assert delivery.status == "rejected" and delivery.error.startswith("bad_subscribe_url")
     assert wire.sent == [] and sns_signer.aws.sent == []
@@ -327,24 +327,24 @@ def test_nul_in_an_sns_envelope_is_refused(api_client, sns_signer):
 
 
 def test_junk_flood_is_sampled_and_counted(api_client, client):
-    from portal.incidents import services
+    from portal.incidents import rejects
     from portal.metrics import EVENTS
 
     before = EVENTS.labels("delivery_rejected", "alertmanager")._value.get()
-    floods = services.REJECT_SAMPLE_FIRST + services.REJECT_SAMPLE_EVERY + 30
+    floods = rejects.REJECT_SAMPLE_FIRST + rejects.REJECT_SAMPLE_EVERY + 30
     for _ in range(floods):
         assert api_client.post(AM, raw=b"junk", token=None).status_code == 401
     rows = RejectedDelivery.objects.filter(reason="unauthorized")
-    assert rows.count() == services.REJECT_SAMPLE_FIRST + 1
-    assert sum(rows.values_list("weight", flat=True)) == services.REJECT_SAMPLE_FIRST + services.REJECT_SAMPLE_EVERY
+    assert rows.count() == rejects.REJECT_SAMPLE_FIRST + 1
+    assert sum(rows.values_list("weight", flat=True)) == rejects.REJECT_SAMPLE_FIRST + rejects.REJECT_SAMPLE_EVERY
     assert EVENTS.labels("delivery_rejected", "alertmanager")._value.get() - before == floods
 
 
 def test_rejections_are_kept_for_a_bounded_time(db):
-    from portal.incidents import services, tasks
+    from portal.incidents import rejects, tasks
 
     old = RejectedDelivery.objects.create(source="alertmanager", reason="malformed_json")
-    RejectedDelivery.objects.filter(pk=old.pk).update(received_at=dt.datetime.now(dt.UTC) - services.REJECT_RETENTION - dt.timedelta(minutes=1))
+    RejectedDelivery.objects.filter(pk=old.pk).update(received_at=dt.datetime.now(dt.UTC) - rejects.REJECT_RETENTION - dt.timedelta(minutes=1))
     fresh = RejectedDelivery.objects.create(source="alertmanager", reason="malformed_json")
     assert tasks.prune_rejected_deliveries() == 1
     assert list(RejectedDelivery.objects.values_list("pk", flat=True)) == [fresh.pk]

@@ -1,11 +1,11 @@
 import pytest
 
-from portal.incidents import services
+from portal.incidents import ingest, services
 from portal.incidents.models import Alert, AlertDelivery, Incident, TimelineEntry
 
 
 def raise_db(firing=True, fingerprint="db-conn", severity="critical"):
-    return services.alert_ingest_internal(
+    return ingest.alert_ingest_internal(
         source="health", fingerprint=fingerprint, name="DatabaseConnectionsHigh", severity=severity, firing=firing,
         summary="connections at 92%", labels={"service": "api"},
     )

@@ -124,12 +124,12 @@ def test_five_mb_accepted_six_mb_refused(api_client, alerts_token, db):
 def test_database_down_answers_503(api_client, alerts_token, db, monkeypatch):
     from django.db import OperationalError
 
-    from portal.incidents import services
+    from portal.incidents import ingest
 
     def boom(**kw):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(services, "delivery_store", boom)
+    monkeypatch.setattr(ingest, "delivery_store", boom)
     r = post_am(api_client, load("alertmanager/firing-v0.25.json"), alerts_token)
     assert r.status_code == 503 and r.json()["error"] == "unavailable"
 
@@ -142,7 +142,7 @@ def test_dead_broker_loses_nothing_and_the_sweep_processes(api_client, alerts_to
     def dead(*a, **kw):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.process_delivery, "delay", dead)
+    monkeypatch.setattr(tasks.process_delivery, "apply_async", dead)
     r = post_am(api_client, load("alertmanager/firing-v0.25.json"), alerts_token)
     assert r.status_code == 200
     delivery = AlertDelivery.objects.get()

@@ -1,0 +1,365 @@
+"""Alert intake: the delivery outbox (store, then process), alerts and their grouping into incidents.
+
+Dedup rests on the database: a unique (source, fingerprint) per alert, a partial unique index for
+one open incident per grouping key, an IntegrityError fallback, row locks (select_for_update) and,
+on PostgreSQL, a transaction-scoped advisory lock per grouping key so one key's alerts are applied
+one transaction at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from portal.audit.services import audit_record
+from portal.cloud.models import Environment
+from portal.incidents import sns
+from portal.incidents.models import (
+    SEVERITY_RANK,
+    Alert,
+    AlertDelivery,
+    AlertEvent,
+    AlertSourceConfig,
+    Incident,
+    RunbookMapping,
+    Source,
+    TimelineEntry,
+)
+from portal.incidents.parsing import (
+    AlertIn,
+    PayloadError,
+    cloudwatch_alert,
+    parse_alertmanager,
+    parse_cloudwatch_message,
+)
+from portal.incidents.services import OPEN, incident_resolve_locked, timeline_write
+from portal.metrics import EVENTS
+from portal.tasking import enqueue
+
+log = logging.getLogger(__name__)
+# A fresh firing within this window after the key's incident resolved reopens it instead of opening another.
+REOPEN_WINDOW = timedelta(minutes=30)
+
+
+def delivery_store(*, source: str, payload, dedup_key: str = "", remote_addr: str = "", alert_count: int = 0) -> tuple[AlertDelivery, bool]:
+    """Keep the raw payload durably and queue its processing. Returns (delivery, created); a repeated
+    dedup_key (SNS MessageId) returns the first delivery. Database errors propagate (the caller answers 5xx)."""
+    try:
+        with transaction.atomic():
+            delivery = AlertDelivery.objects.create(
+                source=source, payload=payload, dedup_key=dedup_key[:200], remote_addr=remote_addr[:64], alert_count=alert_count
+            )
+            enqueue("portal.incidents.tasks.process_delivery", delivery.pk)
+    except IntegrityError:
+        if not dedup_key:
+            raise
+        EVENTS.labels("delivery_duplicate", source).inc()
+        return AlertDelivery.objects.get(source=source, dedup_key=dedup_key[:200]), False
+    EVENTS.labels("delivery_received", source).inc()
+    return delivery, True
+
+
+def delivery_process(*, delivery_id: int) -> str:
+    """Apply a stored delivery's alerts. Idempotent: only a pending delivery is processed, once."""
+    with transaction.atomic():
+        claimed = AlertDelivery.objects.filter(pk=delivery_id, status=AlertDelivery.Status.PENDING).update(
+            attempts=F("attempts") + 1
+        )
+        if not claimed:
+            return "skipped"
+    delivery = AlertDelivery.objects.get(pk=delivery_id)
+    try:
+        with transaction.atomic():
+            # Lock the delivery: a sweep and the first task racing for it process it once.
+            locked = AlertDelivery.objects.select_for_update().get(pk=delivery_id)
+            if locked.status != AlertDelivery.Status.PENDING:
+                return "skipped"
+            note = _process_payload(delivery)
+            locked.status = AlertDelivery.Status.PROCESSED
+            locked.processed_at = timezone.now()
+            locked.error = note
+            locked.save(update_fields=["status", "processed_at", "error"])
+    except PayloadError as exc:
+        AlertDelivery.objects.filter(pk=delivery_id).update(
+            status=AlertDelivery.Status.REJECTED, processed_at=timezone.now(), error=f"{exc.reason}: {exc.detail}"[:2000]
+        )
+        return "rejected"
+    return "processed"
+
+
+def delivery_mark_failed(*, delivery_id: int, error: str) -> None:
+    AlertDelivery.objects.filter(pk=delivery_id, status=AlertDelivery.Status.PENDING).update(
+        status=AlertDelivery.Status.FAILED, processed_at=timezone.now(), error=error[:2000]
+    )
+
+
+def _process_payload(delivery: AlertDelivery) -> str:
+    if delivery.source == Source.ALERTMANAGER:
+        alerts = parse_alertmanager(delivery.payload)
+        _apply_alerts(source=Source.ALERTMANAGER, alerts=alerts, delivery=delivery)
+        truncated = delivery.payload.get("truncatedAlerts") or 0
+        return f"{truncated} alerts truncated by Alertmanager" if truncated else ""
+    if delivery.source == Source.SNS:
+        return _process_sns(delivery)
+    raise PayloadError("unknown_source", f"no processor for source {delivery.source}")
+
+
+def _process_sns(delivery: AlertDelivery) -> str:
+    message = delivery.payload
+    kind = message.get("Type")
+    if kind == "SubscriptionConfirmation":
+        sns.confirm_subscription(message)
+        audit_record(actor="system:sns", verb="incidents.sns_subscription_confirmed", target=("sns_topic", message["TopicArn"]))
+        return "subscription confirmed"
+    if kind == "UnsubscribeConfirmation":
+        audit_record(actor="system:sns", verb="incidents.sns_unsubscribed", target=("sns_topic", message["TopicArn"]))
+        return "unsubscribe noted"
+    alarm = parse_cloudwatch_message(message.get("Message"))
+    alert = cloudwatch_alert(alarm)
+    if alert is None:
+        return f"{alarm['AlarmName']}: INSUFFICIENT_DATA (no change)"
+    _apply_alerts(source=Source.SNS, alerts=[alert], delivery=delivery)
+    return ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Alerts -> incidents
+
+
+def _source_config(source: str) -> AlertSourceConfig:
+    config = AlertSourceConfig.objects.filter(source=source).first()
+    return config or AlertSourceConfig(source=source)
+
+
+def _grouping_key(config: AlertSourceConfig, alert: AlertIn) -> str:
+    if config.grouping_labels:
+        parts = [f"{name}={alert.labels.get(name, '')}" for name in config.grouping_labels]
+        return f"{config.source}:labels:" + ",".join(parts)
+    return alert.grouping_key
+
+
+def _advisory_lock(key: str) -> None:
+    if connection.vendor == "postgresql":
+        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [digest])
+
+
+def _apply_alerts(*, source: str, alerts: list[AlertIn], delivery: AlertDelivery | None) -> list[Alert]:
+    config = _source_config(source)
+    groups: dict[str, list[AlertIn]] = {}
+    for a in alerts:
+        groups.setdefault(_grouping_key(config, a)[:500], []).append(a)
+    result = []
+    for key in sorted(groups):
+        with transaction.atomic():
+            _advisory_lock(key)
+            result.extend(_apply_group(source=source, key=key, items=groups[key], config=config, delivery=delivery))
+    return result
+
+
+def _environment_for(labels: dict):
+    name = labels.get("environment") or labels.get("env")
+    if not name:
+        return None
+    return Environment.objects.filter(name=str(name)[:50]).first()
+
+
+def runbook_for(name: str, labels: dict) -> str:
+    """The runbook slug of the first mapping (by priority) whose name pattern and labels match."""
+    for mapping in RunbookMapping.objects.all():
+        if mapping.name_pattern:
+            try:
+                if not re.search(mapping.name_pattern, name, re.IGNORECASE):
+                    continue
+            except re.error:
+                continue
+        matchers = mapping.label_matchers or {}
+        if any(str(labels.get(k, "")).lower() != str(v).lower() for k, v in matchers.items()):
+            continue
+        if not mapping.name_pattern and not matchers:
+            continue
+        return mapping.runbook_slug
+    return ""
+
+
+def _new_alert(source: str, a: AlertIn, now) -> Alert:
+    return Alert(
+        source=source, fingerprint=a.fingerprint, name=a.name, status=a.status, severity=a.severity,
+        summary=a.summary, labels=a.labels, annotations=a.annotations, generator_url=a.generator_url,
+        starts_at=a.starts_at or (now if a.status == "firing" else None),
+        ends_at=(a.ends_at or now) if a.status == "resolved" else None,
+        last_received_at=now, environment=_environment_for(a.labels),
+    )
+
+
+def _update_alert(alert: Alert, a: AlertIn, now) -> str:
+    """Apply one report to a known alert (in memory); returns its effect: fired, repeat, resolved, stale, ignored."""
+    alert.last_received_at = now
+    if a.status == "firing":
+        if alert.status == Alert.Status.FIRING:
+            effect = "repeat"
+        elif alert.ends_at and (a.starts_at or now) <= alert.ends_at:
+            # The firing twin of an episode whose resolution already arrived: nothing to open.
+            return "stale"
+        else:
+            alert.status = Alert.Status.FIRING
+            alert.starts_at = a.starts_at or now
+            alert.ends_at = None
+            effect = "fired"
+        alert.labels, alert.annotations, alert.summary, alert.severity = a.labels, a.annotations, a.summary, a.severity
+        alert.generator_url = a.generator_url or alert.generator_url
+        return effect
+    if alert.status == Alert.Status.RESOLVED:
+        return "ignored"
+    if a.ends_at and alert.starts_at and a.ends_at < alert.starts_at:
+        return "stale"  # a resolution from an earlier episode
+    alert.status = Alert.Status.RESOLVED
+    alert.ends_at = a.ends_at or now
+    return "resolved"
+
+
+_ALERT_FIELDS = ["last_received_at", "status", "starts_at", "ends_at", "labels", "annotations", "summary", "severity", "generator_url", "incident"]
+
+
+def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSourceConfig, now) -> tuple[Incident, bool]:
+    """The key's open incident: a recently resolved one reopened, or a new one."""
+    recent = (
+        Incident.objects.select_for_update()
+        .filter(grouping_key=key, status=Incident.Status.RESOLVED, resolved_at__gte=now - REOPEN_WINDOW)
+        .order_by("-resolved_at")
+        .first()
+    )
+    try:
+        with transaction.atomic():
+            if recent is not None:
+                recent.status = Incident.Status.TRIGGERED
+                recent.reopened_count += 1
+                recent.acknowledged_at = recent.resolved_at = None
+                recent.acknowledged_by = recent.resolved_by = recent.resolve_reason = ""
+                recent.escalation_level = recent.escalation_round = 0
+                recent.next_escalation_at = now
+                recent.save()
+                timeline_write(recent, TimelineEntry.Kind.REOPENED, f"system:{source}", f"Reopened: {a.name} fired again")
+                audit_record(actor=f"system:{source}", verb="incident.reopen", target=recent, after={"status": recent.status})
+                return recent, True
+            incident = Incident.objects.create(
+                grouping_key=key, source=source, status=Incident.Status.TRIGGERED, severity=a.severity,
+                environment=_environment_for(a.labels), title=a.title or a.name, service=a.labels.get("service", "")[:100],
+                runbook_slug=runbook_for(a.name, a.labels), auto_resolve=config.auto_resolve, opened_at=now,
+                next_escalation_at=now,
+            )
+            timeline_write(incident, TimelineEntry.Kind.OPENED, f"system:{source}", f"Opened by {a.name}", {"grouping_key": key})
+            audit_record(actor=f"system:{source}", verb="incident.open", target=incident, after={"severity": incident.severity, "grouping_key": key})
+    except IntegrityError:
+        # Another transaction opened it first (possible where advisory locks do not exist).
+        return Incident.objects.select_for_update().get(grouping_key=key, status__in=OPEN), False
+    EVENTS.labels("incident_opened", source).inc()
+    return incident, True
+
+
+def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSourceConfig, delivery) -> list[Alert]:
+    """Apply one grouping key's reports in one transaction: known alerts locked in one query, new ones
+    inserted in one statement (a unique violation rolls the group back; the task retries)."""
+    now = timezone.now()
+    incident = Incident.objects.select_for_update().filter(grouping_key=key, status__in=OPEN).first()
+    items = sorted(items, key=lambda x: x.fingerprint)
+    known = {
+        al.fingerprint: al
+        for al in Alert.objects.select_for_update().filter(source=source, fingerprint__in=[a.fingerprint for a in items]).order_by("fingerprint")
+    }
+    new: dict[str, Alert] = {}
+    applied: list[tuple[Alert, AlertIn, str]] = []
+    for a in items:
+        alert = known.get(a.fingerprint) or new.get(a.fingerprint)
+        if alert is None:
+            alert = new[a.fingerprint] = _new_alert(source, a, now)
+            effect = "fired" if a.status == "firing" else "resolved_first"
+        else:
+            effect = _update_alert(alert, a, now)
+        applied.append((alert, a, effect))
+
+    opened = False
+    for alert, a, effect in applied:
+        wants_incident = effect == "fired" or (effect == "repeat" and alert.incident_id is None and incident is None)
+        if wants_incident and incident is None:
+            incident, opened = _open_incident_for(source=source, key=key, a=a, config=config, now=now)
+        if incident is not None and effect in ("fired", "repeat") and alert.incident_id != incident.pk:
+            alert.incident = incident
+            if SEVERITY_RANK.get(a.severity, 0) > SEVERITY_RANK.get(incident.severity, 0):
+                incident.severity = a.severity
+                incident.save(update_fields=["severity", "updated_at"])
+
+    if new:
+        with transaction.atomic():
+            Alert.objects.bulk_create(list(new.values()))
+    changed = [al for al in known.values()]
+    if changed:
+        Alert.objects.bulk_update(changed, _ALERT_FIELDS)
+
+    events, timeline, resolved_any = [], [], False
+    for alert, a, effect in applied:
+        events.append(AlertEvent(alert=alert, status=a.status, starts_at=a.starts_at, ends_at=a.ends_at, delivery=delivery, effect=effect))
+        if incident is None or alert.incident_id != incident.pk:
+            continue
+        if effect == "fired":
+            timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_FIRING, actor_label=f"system:{source}",
+                                          text=f"{a.name} firing" + (f": {a.summary}" if a.summary else ""),
+                                          data={"fingerprint": a.fingerprint, "generator_url": a.generator_url}))
+        elif effect == "resolved":
+            resolved_any = True
+            timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_RESOLVED, actor_label=f"system:{source}",
+                                          text=f"{a.name} resolved", data={"fingerprint": a.fingerprint}))
+    AlertEvent.objects.bulk_create(events)
+    TimelineEntry.objects.bulk_create(timeline)
+    if incident is not None and opened:
+        enqueue("portal.incidents.tasks.escalate_incident", incident.pk)
+    if (
+        incident is not None and resolved_any and incident.auto_resolve
+        and not incident.alerts.filter(status=Alert.Status.FIRING).exists()
+    ):
+        incident_resolve_locked(incident, actor=f"system:{source}", reason="all alerts resolved")
+    return [alert for alert, _, _ in applied]
+
+
+def alert_ingest_internal(
+    *, source: str, fingerprint: str, name: str, severity: str, firing: bool, summary: str, labels: dict,
+    annotations: dict | None = None, environment=None, grouping_key: str | None = None,
+) -> Alert:
+    """Raise or resolve an alert from the portal itself (health checks, deployments): same pipeline and dedup."""
+    labels = {str(k): str(v) for k, v in (labels or {}).items()}
+    labels.setdefault("alertname", name)
+    labels.setdefault("severity", severity)
+    if environment is not None:
+        labels.setdefault("environment", environment.name)
+    now = timezone.now()
+    a = AlertIn(
+        fingerprint=f"{source}:{fingerprint}"[:200], name=name[:200], status="firing" if firing else "resolved",
+        severity=severity if severity in SEVERITY_RANK else "warning", summary=(summary or "")[:500], labels=labels,
+        annotations=dict(annotations or {}), starts_at=now if firing else None, ends_at=None if firing else now,
+        grouping_key=f"internal:{grouping_key or source + ':' + name}",
+        title=f"{name}: {summary}"[:300] if summary else name[:300],
+    )
+    payload = {"source": source, "fingerprint": fingerprint, "name": name, "severity": severity, "firing": firing,
+               "summary": summary, "labels": labels, "annotations": annotations or {}, "grouping_key": grouping_key}
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                delivery = AlertDelivery.objects.create(source=Source.INTERNAL, payload=payload, alert_count=1,
+                                                        status=AlertDelivery.Status.PROCESSED, processed_at=now, attempts=attempt)
+                alert = _apply_alerts(source=Source.INTERNAL, alerts=[a], delivery=delivery)[0]
+            break
+        except IntegrityError:
+            # The same alert was created concurrently (under another grouping key): once more finds it.
+            if attempt == 2:
+                raise
+    if environment is not None and alert.environment_id is None:
+        Alert.objects.filter(pk=alert.pk).update(environment=environment)
+        alert.environment = environment
+    return alert
