@@ -9,7 +9,7 @@ from ninja import Router, Schema, Status
 
 from portal.api_auth import ScopedTokenAuth, require_scope
 from portal.cloud.models import Environment
-from portal.errors import Invalid, NotFound, PortalError
+from portal.errors import Invalid, NotFound
 from portal.incidents.models import Incident
 from runbooks import selectors, services
 from runbooks.actions import ACTIONS
@@ -28,10 +28,6 @@ class StepIn(Schema):
     note: str = ""
     answer: str = ""
     evidence: dict | None = None
-
-
-def _raise(exc: services.RunbookError):
-    raise PortalError(exc.detail, status=exc.status, code=exc.code) from exc
 
 
 def _run(run_id: uuid.UUID):
@@ -82,28 +78,25 @@ def record_step(request: HttpRequest, run_id: uuid.UUID, step_id: str, payload: 
         raise NotFound(f"step {step_id!r} is not in {run.version}")
     if payload.status not in OutcomeStatus.values:
         raise Invalid(f"status must be one of {', '.join(OutcomeStatus.values)}")
-    try:
-        if step["kind"] == "action" and payload.status == OutcomeStatus.DONE:
-            spec = ACTIONS[step["action"]]
-            require_scope(request, spec.scope, environment=run.environment)
-            outcome = services.step_action_take(run=run, step_id=step_id, note=payload.note, actor=token)
-        elif step["kind"] == "escalate" and payload.status == OutcomeStatus.DONE:
-            outcome = services.step_escalate(run=run, step_id=step_id, note=payload.note, actor=token)
-        else:
-            evidence = payload.evidence
-            if evidence is not None and len(str(evidence)) > 20000:
-                raise Invalid("evidence is larger than 20000 characters")
-            outcome = services.step_record(
-                run=run,
-                step_id=step_id,
-                status=payload.status,
-                note=payload.note,
-                answer=payload.answer,
-                evidence={"source": "api", **evidence} if evidence else None,
-                actor=token,
-            )
-    except services.RunbookError as exc:
-        _raise(exc)
+    if step["kind"] == "action" and payload.status == OutcomeStatus.DONE:
+        spec = ACTIONS[step["action"]]
+        require_scope(request, spec.scope, environment=run.environment)
+        outcome = services.step_action_take(run=run, step_id=step_id, note=payload.note, actor=token)
+    elif step["kind"] == "escalate" and payload.status == OutcomeStatus.DONE:
+        outcome = services.step_escalate(run=run, step_id=step_id, note=payload.note, actor=token)
+    else:
+        evidence = payload.evidence
+        if evidence is not None and len(str(evidence)) > 20000:
+            raise Invalid("evidence is larger than 20000 characters")
+        outcome = services.step_record(
+            run=run,
+            step_id=step_id,
+            status=payload.status,
+            note=payload.note,
+            answer=payload.answer,
+            evidence={"source": "api", **evidence} if evidence else None,
+            actor=token,
+        )
     run.refresh_from_db()
     body = selectors.run_to_dict(run)
     body["recorded"] = {"step": outcome.step_id, "status": outcome.status, "evidence": outcome.evidence}
@@ -125,10 +118,7 @@ def start_run(request: HttpRequest, slug: str, payload: RunIn):
         environment = Environment.objects.filter(name=payload.environment).first()
         if environment is None:
             raise NotFound(f"no environment {payload.environment!r}")
-    try:
-        run = services.run_start(runbook=runbook, incident=incident, environment=environment, actor=token)
-    except services.RunbookError as exc:
-        _raise(exc)
+    run = services.run_start(runbook=runbook, incident=incident, environment=environment, actor=token)
     return Status(201, selectors.run_to_dict(run))
 
 
