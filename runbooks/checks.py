@@ -7,12 +7,15 @@ message ("unavailable") instead of an exception. The result is what gets saved a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from string import Template
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from deployments import selectors as deployment_selectors
@@ -268,11 +271,9 @@ def _db_log_metric(ctx: CheckContext, key: str) -> tuple[float | None, str]:
     name, stat, promql, filter_hint = DB_LOG_METRICS[key]
     minutes = int(ctx.params.get("minutes", 15))
     if env.metrics_source == "prometheus":
-        from string import Template
-
         ms = _metrics(ctx)
         query = Template(ctx.params.get("promql") or promql).safe_substitute(window=f"{minutes}m")
-        data = ms._get("/api/v1/query", {"query": query})
+        data = ms.query(query)
         result = data.get("result") or []
         if not result:
             raise SourceUnavailable(f"Prometheus has no data for {query!r}: is postgres_exporter scraped?")
@@ -404,8 +405,4 @@ def _describe(exc: Exception) -> str:
 
 
 def _jsonable(value):
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
-
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder, default=str))

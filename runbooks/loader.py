@@ -16,6 +16,10 @@ from typing import Any
 import yaml
 from django.db import transaction
 
+from portal.audit.services import audit_record
+from runbooks.checks import SOURCES
+from runbooks.models import Runbook, RunbookVersion
+
 log = logging.getLogger(__name__)
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -110,8 +114,6 @@ def _text(d: dict, key: str, fname: str, *, required: bool = False, default: str
 
 def parse_runbook(text: str, fname: str) -> dict:
     """Parse and validate one runbook file; returns the normalised definition or raises RunbookLoadError."""
-    from runbooks.checks import SOURCES
-
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
     except RunbookLoadError as exc:
@@ -279,9 +281,6 @@ def content_hash(text: str) -> str:
 
 
 def sync_file(path: Path, *, actor: Any, report: SyncReport, base: Path | None = None) -> None:
-    from portal.audit.services import audit_record
-    from runbooks.models import Runbook, RunbookVersion
-
     fname = str(path.relative_to(base)) if base and path.is_relative_to(base) else path.name
     try:
         text = path.read_text(encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from portal.plan.loader import SeedStats
 from runbooks.loader import sync_library
+from runbooks.models import Runbook
 
 
 def seed(plan: dict, *, reset: bool) -> SeedStats:
@@ -15,8 +16,6 @@ def seed(plan: dict, *, reset: bool) -> SeedStats:
     stats.unchanged += len(report.unchanged)
     for error in report.errors:
         stats.notes.append(f"runbook not loaded: {error}")
-    from runbooks.models import Runbook
-
     loaded = set(Runbook.objects.exclude(current_version=None).values_list("slug", flat=True))
     for item in plan.get("runbooks") or []:
         slug = item.get("slug")

@@ -16,6 +16,7 @@ from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from portal.accounts.models import ApiToken
 from portal.accounts.roles import RESPOND, SIGN_OFF
 from portal.audit.services import audit_record
 from portal.checklist.models import (
@@ -50,8 +51,6 @@ class ChecklistError(PortalError):
 
 def _person(actor):
     """The user behind an actor: the user, or the person who created an API token."""
-    from portal.accounts.models import ApiToken
-
     if isinstance(actor, ApiToken):
         return actor.created_by
     if getattr(actor, "is_authenticated", False):
@@ -60,8 +59,6 @@ def _person(actor):
 
 
 def _label(actor) -> str:
-    from portal.accounts.models import ApiToken
-
     if isinstance(actor, ApiToken):
         person = actor.created_by
         return f"{person.get_username()} (token {actor.name})" if person else f"token {actor.name}"
@@ -71,8 +68,6 @@ def _label(actor) -> str:
 
 
 def _signer_key(actor) -> str:
-    from portal.accounts.models import ApiToken
-
     person = _person(actor)
     if person is not None:
         return f"user:{person.pk}"
@@ -83,8 +78,6 @@ def _signer_key(actor) -> str:
 
 def _can(actor, perm: str, scope: str) -> bool:
     """Users need the permission; API tokens need the scope (checked again here, not only at the edge)."""
-    from portal.accounts.models import ApiToken
-
     if isinstance(actor, ApiToken):
         if not actor.grants(scope):
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
@@ -23,6 +24,7 @@ from portal.checklist.services import (
     verification_record,
 )
 from portal.checklist.verify import VERIFIERS, run_check
+from portal.cloud.models import Environment
 from portal.tasking import enqueue
 
 
@@ -152,8 +154,6 @@ def add_evidence(request, slug):
 @require_POST
 @perm_required(RESPOND)
 def verify_now(request, slug):
-    from portal.cloud.models import Environment
-
     item = _item(slug)
     if slug not in VERIFIERS:
         messages.error(request, "The cloud cannot answer this item; people sign it off.")
@@ -205,6 +205,4 @@ def evidence_file(request, slug, public_id):
 
 
 def _default_env() -> str:
-    from django.conf import settings
-
     return settings.DEFAULT_ENVIRONMENT

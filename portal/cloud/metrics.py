@@ -290,6 +290,10 @@ class PrometheusSource(MetricsSource):
                              str(body.get("error") or resp.reason))
         return body.get("data") or {}
 
+    def query(self, promql: str) -> Any:
+        """The `data` of an instant query for any PromQL (runbook checks ask for what the portal does not chart)."""
+        return self._get("/api/v1/query", {"query": promql})
+
     @staticmethod
     def _num(raw) -> float | None:
         try:

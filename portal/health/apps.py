@@ -6,6 +6,7 @@ class HealthConfig(AppConfig):
     label = "health"
 
     def ready(self) -> None:
+        # Inside ready(): metrics.py imports the models, which cannot load before the app registry does.
         from portal.health.metrics import scrape
         from portal.metrics import register_scrape_hook
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from django.db.models import Count, Max
 from prometheus_client.core import GaugeMetricFamily
+
+from portal.health.models import Check, CheckResult, Heartbeat
 
 
 def scrape():
-    from django.db.models import Count, Max
-
-    from portal.health.models import Check, CheckResult, Heartbeat
-
     beats = GaugeMetricFamily(
         "portal_health_heartbeat_timestamp_seconds",
         "Unix time of the last beat of the health poller and watchdog (alert when it stops moving)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, F, Max, Q, Sum, Window
+from django.db.models import Case, Count, F, IntegerField, Max, Q, Sum, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -19,8 +19,6 @@ def service_statuses(*, limit: int | None = None) -> list[dict]:
     """The external services (status pages, HTTP checks) with their status and the reason in words.
 
     With `limit`, failing ones come first so a short list never hides an outage."""
-    from django.db.models import Case, IntegerField, Value, When
-
     qs = Check.objects.filter(group=Check.Group.EXTERNAL)
     if limit is not None:
         qs = qs.annotate(
@@ -140,8 +138,6 @@ GRID_FIELDS = ("slug", "name", "group", "status", "enabled", "last_result_at", "
 
 def grid_checks():
     """Checks in grid order: failing first, then by group, environment and name."""
-    from django.db.models import Case, IntegerField, Value, When
-
     return (
         Check.objects.select_related("environment")
         .only(*GRID_FIELDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import markdown as _markdown
 import nh3
 from django import template
+from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
 
 register = template.Library()
@@ -34,8 +35,6 @@ def get_item(mapping, key):
 @register.filter
 def iso(value):
     """An ISO 8601 string (as stored in evidence JSON) as a datetime for the |date filter."""
-    from django.utils.dateparse import parse_datetime
-
     if not isinstance(value, str):
         return value
     return parse_datetime(value)

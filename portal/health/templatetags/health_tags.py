@@ -7,14 +7,14 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from portal.outbound import redact_url
+
 register = template.Library()
 
 
 @register.filter(name="redact_url")
 def redact_url_filter(url):
     """A URL as pages show it: userinfo, token-like query values and webhook secrets as ***."""
-    from portal.outbound import redact_url
-
     return redact_url(str(url or ""))
 
 

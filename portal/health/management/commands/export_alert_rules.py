@@ -20,6 +20,7 @@ import yaml
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.cloud.metrics import DEFAULT_PROMQL
+from portal.cloud.models import Environment
 from portal.health.models import ThresholdRule
 
 GROUP_NAME = "ftw-portal-thresholds"
@@ -108,8 +109,6 @@ class Command(BaseCommand):
     def handle(self, *args, output=None, environment=None, **options):
         env = None
         if environment:
-            from portal.cloud.models import Environment
-
             env = Environment.objects.filter(name=environment).first()
             if env is None:
                 raise CommandError(f"no environment named {environment!r}")
