@@ -30,6 +30,9 @@ NO_STEP_UP = {
     "incidents:note": "an incident record", "incidents:postmortem": "an incident record",
     "incidents:reopen": "an incident record", "incidents:resolve": "an incident record",
     "phases:focus": "a launch-plan to-do item",
+    # On-call records: who carries the pager changes no environment (audited by the oncall services).
+    "oncall:take": "an override of the rota", "oncall:override_delete": "an override of the rota",
+    "oncall:schedule_feed_reset": "a calendar feed's token",
 }
 
 
