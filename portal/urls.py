@@ -1,4 +1,3 @@
-import importlib.util
 
 from django.conf import settings
 from django.contrib import admin
@@ -24,18 +23,16 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-# Page routes of the domain apps; an app without urls.py yet is skipped.
-for prefix, module in [
-    ("incidents/", "portal.incidents.urls"),
-    ("health/", "portal.health.urls"),
-    ("checklist/", "portal.checklist.urls"),
-    ("phases/", "portal.phases.urls"),
-    ("runbooks/", "runbooks.urls"),
-    ("deployments/", "deployments.urls"),
-    ("oncall/", "portal.oncall.urls"),
-]:
-    if importlib.util.find_spec(module) is not None:
-        urlpatterns.append(path(prefix, include(module)))
+# Page routes of the domain apps, each added explicitly.
+urlpatterns += [
+    path("incidents/", include("portal.incidents.urls")),
+    path("health/", include("portal.health.urls")),
+    path("checklist/", include("portal.checklist.urls")),
+    path("phases/", include("portal.phases.urls")),
+    path("runbooks/", include("runbooks.urls")),
+    path("deployments/", include("deployments.urls")),
+    path("oncall/", include("portal.oncall.urls")),
+]
 
 # The environments' pages; with the sandbox installed, its drills page joins them (same paths and names).
 environment_patterns = list(cloud_urls.urlpatterns)

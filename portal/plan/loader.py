@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -96,9 +95,6 @@ def seed_all(*, reset: bool = False) -> SeedStats:
     with transaction.atomic():
         total.add(seed_plan_facts(plan, reset=reset))
         for dotted in getattr(settings, "PORTAL_SEEDERS", []):
-            module_name = dotted.rsplit(".", 1)[0]
-            if importlib.util.find_spec(module_name) is None:
-                continue  # the app has no seeder yet
             seeder = import_string(dotted)
             result = seeder(plan, reset=reset)
             if isinstance(result, SeedStats):
