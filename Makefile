@@ -24,6 +24,7 @@ migrate: venv
 
 run: migrate
 	$(PY) manage.py demo_users
+	$(PY) manage.py seed_defaults  # again: level 1 of the seeded policies now pages the demo rotation
 	@echo ""
 	@echo "  FairTradeWorker Ops Portal: http://127.0.0.1:8000"
 	@echo "  AWS sandbox endpoint:       http://127.0.0.1:4566"

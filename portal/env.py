@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -78,3 +79,12 @@ def env_secret(name: str, default: str | None = None) -> str | None:
         except OSError as exc:
             raise ImproperlyConfigured(f"{file_var} points at {path!r}, which cannot be read: {exc}") from exc
     return os.environ.get(name, default)
+
+
+def env_url(name: str, default: str) -> str:
+    """An http(s) base URL without a trailing slash (an operator's setting, e.g. an API's base)."""
+    value = os.environ.get(name, default).strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"{name} must be an http(s) URL such as https://api.example.com, got {value!r}")
+    return value

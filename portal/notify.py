@@ -1,27 +1,105 @@
-"""The portal's notification transports: email, Slack-compatible webhooks and Twilio SMS.
+"""The portal's notification transports: email, SMS and voice (Twilio), Slack, and Slack-compatible webhooks.
 
-Every page and every mail the portal sends goes through here (incident pages, the checklist's
-mail to the leads).
+Every page and every mail the portal sends goes through here (incident pages, personal pages, test
+pages and verification codes, handoff messages, the checklist's mail to the leads).
 
-Webhook and Twilio requests go through portal.outbound, with the outbound policy of the incident's
-environment (the default environment when the incident has none): a webhook URL pointing at
-loopback, private or metadata addresses is refused unless that environment's policy allows them.
+- Email: Django's mail framework (EMAIL_HOST / EMAIL_PORT: SendGrid's SMTP relay, or any other).
+- SMS and voice: Twilio's Python library, its API domain pointed at TWILIO_API_BASE.
+- Slack: Slack's SDK (WebClient, chat.postMessage) at SLACK_API_BASE with SLACK_BOT_TOKEN.
+- Webhooks (a channel's URL, which a person types in): through portal.outbound, with the outbound policy
+  of the incident's environment (the default environment when the incident has none): a webhook URL
+  pointing at loopback, private or metadata addresses is refused unless that policy allows them.
+
+Why the Twilio and Slack bases do not go through portal.outbound's policy: they are operator settings
+read once at start-up (strictly: an http(s) URL, https in production), never a value a user can
+type, so there is no request forgery to guard against; and in the embedded default they point at the
+sandbox's stand-ins on 127.0.0.1, which the policy would refuse. The SDKs bring their own HTTP stacks
+(requests for Twilio, urllib for Slack); each call has a timeout.
+
 Errors name the exception class and the host, never the URL (a Slack hook's path is its token).
 """
 
 from __future__ import annotations
 
+from xml.sax.saxutils import escape
+
 from django.conf import settings
 from django.core.mail import send_mail
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client as TwilioClient
 
 from portal import outbound
 from portal.cloud.models import Environment
+from portal.errors import Unavailable
 
 TIMEOUT = 5
+SMS_LIMIT = 1500  # Twilio takes 1600 characters; leave room for the sender's prefix
 
 
-class NotificationError(Exception):
+class NotificationError(Unavailable):
     """A channel refused or could not take the page; the text is safe to store and show."""
+
+    code = "notification_failed"
+
+
+def twilio_client() -> TwilioClient:
+    """Twilio's client with its API domain at TWILIO_API_BASE (the library's documented `base_url` of a
+    Domain; region and edge stay unset, so the host is used as given)."""
+    sid, token = settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN
+    if not sid or not token:
+        raise NotificationError("Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)")
+    client = TwilioClient(sid, token, http_client=TwilioHttpClient(timeout=TIMEOUT))
+    client.api.base_url = settings.TWILIO_API_BASE.rstrip("/")
+    return client
+
+
+def _twilio_error(exc: Exception) -> NotificationError:
+    if isinstance(exc, TwilioRestException):
+        return NotificationError(f"Twilio answered HTTP {exc.status} (code {exc.code}): {exc.msg}"[:500])
+    return NotificationError(outbound.error_words(exc, settings.TWILIO_API_BASE))
+
+
+def _twilio_from() -> str:
+    if not settings.TWILIO_FROM:
+        raise NotificationError("Twilio is not configured (TWILIO_FROM)")
+    return settings.TWILIO_FROM
+
+
+def sms(*, to: str, body: str) -> str:
+    """Send one SMS through Twilio; returns the message SID."""
+    client, sender = twilio_client(), _twilio_from()
+    try:
+        return client.messages.create(to=to, from_=sender, body=body[:SMS_LIMIT]).sid
+    except (TwilioException, OSError, ValueError) as exc:  # requests' errors are OSErrors
+        raise _twilio_error(exc) from None
+
+
+def voice_call(*, to: str, say: str) -> str:
+    """Place one call through Twilio that reads `say` out (inline TwiML); returns the call SID."""
+    client, sender = twilio_client(), _twilio_from()
+    twiml = f"<Response><Say>{escape(say)}</Say><Pause length=\"1\"/><Say>{escape(say)}</Say></Response>"
+    try:
+        return client.calls.create(to=to, from_=sender, twiml=twiml).sid
+    except (TwilioException, OSError, ValueError) as exc:
+        raise _twilio_error(exc) from None
+
+
+def slack_post(*, channel: str, text: str) -> str:
+    """Post to a Slack user id (a direct message from the bot) or channel through the Web API; returns the ts."""
+    if not settings.SLACK_BOT_TOKEN:
+        raise NotificationError("Slack is not configured (SLACK_BOT_TOKEN)")
+    client = WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_BASE.rstrip("/") + "/api/",
+                       timeout=TIMEOUT)
+    try:
+        answer = client.chat_postMessage(channel=channel, text=text)
+    except SlackApiError as exc:
+        raise NotificationError(f"Slack refused the message: {exc.response.get('error', 'error')}") from None
+    except (OSError, ValueError) as exc:  # urllib's errors are OSErrors
+        raise NotificationError(outbound.error_words(exc, settings.SLACK_API_BASE)) from None
+    return str(answer.get("ts") or "")
 
 
 def _allow_private(incident) -> bool:
@@ -57,12 +135,9 @@ def deliver(*, channel, incident, subject: str, body: str) -> None:
             raise NotificationError("no webhook URL")
         _post(channel.webhook_url, allow_private=_allow_private(incident), what="webhook", json={"text": body})
     elif channel.kind == "sms":
-        sid, token = settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN
-        if not sid or not token:
-            raise NotificationError("Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)")
-        url = f"{settings.TWILIO_BASE_URL.rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
-        _post(url, allow_private=_allow_private(incident), what="Twilio",
-              data={"To": channel.target, "From": settings.TWILIO_FROM, "Body": body[:1500]}, auth=(sid, token))
+        if not channel.target:
+            raise NotificationError("no phone number")
+        sms(to=channel.target, body=body)
     else:
         raise NotificationError(f"unknown channel kind {channel.kind}")
 

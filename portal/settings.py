@@ -13,7 +13,7 @@ import dj_database_url
 from cryptography.fernet import Fernet as _Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_secret, env_str
+from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_secret, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PORTAL_ENV = env_choice("PORTAL_ENV", ("development", "production", "test"), "development")
@@ -289,21 +289,37 @@ for _i, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
 if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY (or FIELD_ENCRYPTION_KEY_FILE) must be set when PORTAL_ENV=production")
 
-# Notifications
+# Notifications. Outside services are reached at TWILIO_API_BASE, SLACK_API_BASE and EMAIL_HOST:EMAIL_PORT
+# (defaults: the real services). With the sandbox on, the defaults are its local stand-ins (a Twilio API,
+# a Slack Web API and an SMTP catcher on 127.0.0.1, started by `manage.py sandbox`) with dummy
+# credentials, so every page lands on /sandbox/messages/; any variable set in the environment wins.
+SANDBOX_TWILIO_PORT = env_int("SANDBOX_TWILIO_PORT", 4580, minimum=1)
+SANDBOX_SLACK_PORT = env_int("SANDBOX_SLACK_PORT", 4581, minimum=1)
+SANDBOX_SMTP_PORT = env_int("SANDBOX_SMTP_PORT", 1025, minimum=1)
+_standin = f"http://{SANDBOX_HOST}" if SANDBOX_ENABLED else ""
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION or SANDBOX_ENABLED
+    else "django.core.mail.backends.console.EmailBackend",
 )
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST = env_str("EMAIL_HOST", SANDBOX_HOST if SANDBOX_ENABLED else "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", SANDBOX_SMTP_PORT if SANDBOX_ENABLED else 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ops-portal@localhost")
-TWILIO_BASE_URL = env_str("TWILIO_BASE_URL", "https://api.twilio.com")
-TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
-TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN") or ""
-TWILIO_FROM = env_str("TWILIO_FROM")
+TWILIO_API_BASE = env_url("TWILIO_API_BASE", f"{_standin}:{SANDBOX_TWILIO_PORT}" if SANDBOX_ENABLED else "https://api.twilio.com")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000sandbox" if SANDBOX_ENABLED else "")
+TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN") or ("sandbox-auth-token" if SANDBOX_ENABLED else "")
+TWILIO_FROM = env_str("TWILIO_FROM", "+15005550006" if SANDBOX_ENABLED else "")
+SLACK_API_BASE = env_url("SLACK_API_BASE", f"{_standin}:{SANDBOX_SLACK_PORT}" if SANDBOX_ENABLED else "https://slack.com")
+SLACK_BOT_TOKEN = env_secret("SLACK_BOT_TOKEN") or ("xoxb-sandbox-token" if SANDBOX_ENABLED else "")
+SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET") or ("sandbox-signing-secret" if SANDBOX_ENABLED else "")
+if PRODUCTION:
+    for _name in ("TWILIO_API_BASE", "SLACK_API_BASE"):
+        if not globals()[_name].startswith("https://"):
+            raise ImproperlyConfigured(f"{_name} must be an https:// URL when PORTAL_ENV=production")
 SNS_ALLOWED_TOPIC_ARNS = env_list("SNS_ALLOWED_TOPIC_ARNS", [])
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
 

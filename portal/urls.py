@@ -37,9 +37,13 @@ urlpatterns += [
 # The environments' pages; with the sandbox installed, its drills page joins them (same paths and names).
 environment_patterns = list(cloud_urls.urlpatterns)
 if settings.SANDBOX_ENABLED:
-    from portal.sandbox.urls import drill_patterns  # the sandbox app exists only when it is installed
+    from portal.sandbox.urls import (  # the sandbox app exists only when it is installed
+        drill_patterns,
+        sandbox_patterns,
+    )
 
     environment_patterns = drill_patterns + environment_patterns  # before <slug:name>/
+    urlpatterns.append(path("sandbox/", include((sandbox_patterns, "sandbox"))))
 urlpatterns.append(path("environments/", include((environment_patterns, cloud_urls.app_name))))
 
 handler403 = "portal.views.error_403"

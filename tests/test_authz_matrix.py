@@ -146,6 +146,7 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "oncall:personal_feed": (PUBLIC, None),  # the secret token is the credential; a wrong one is a 404
     "oncall:schedule_feed": (PUBLIC, None),
     "oncall:schedule_feed_reset": (None, L),
+    "sandbox:messages": (V, None),  # the sandbox only: its stand-ins hold no real person's messages
 }
 
 # Routes where a dummy kwarg would hide the permission check behind a 404: the check runs after the
@@ -262,6 +263,7 @@ def _role_allowed(least: str, role: str) -> bool:
     return least == PUBLIC or (role != "anonymous" and RANK[role] >= RANK[least])
 
 
+@pytest.mark.usefixtures("growth_phases")  # pages that show the phase read the seeded phases
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", sorted(ROUTES))
 def test_page_route_matrix(name, client, users_by_role):
@@ -411,6 +413,7 @@ def test_every_api_operation_has_a_matrix_entry():
     assert not stale, "API_MATRIX entries for operations that no longer exist: " + ", ".join(stale)
 
 
+@pytest.mark.usefixtures("growth_phases")  # pages that show the phase read the seeded phases
 @pytest.mark.django_db
 @pytest.mark.parametrize("op", API_OPS)
 def test_api_operation_matrix(op, api_client, make_token):

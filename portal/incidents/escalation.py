@@ -1,6 +1,8 @@
 """Escalation: page the policy's levels in turn until someone acknowledges, and send each page.
 
-Pages go out through portal.notify; the incident's row lock orders a page against an acknowledgement.
+A level pages its channels and, when it targets a schedule or a person, that person by their rules
+(portal.incidents.paging). Pages go out through portal.notify; the incident's row lock orders a page
+against an acknowledgement.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from portal import notify
 from portal.audit.services import audit_record
+from portal.incidents import paging
 from portal.incidents.models import EscalationPolicy, Incident, Notification, TimelineEntry
 from portal.incidents.services import InvalidTransition, incident_lock, timeline_write
 from portal.tasking import enqueue
@@ -32,7 +35,8 @@ def _page_next_level(inc: Incident, *, now, actor, manual: bool = False, reason:
     """Page the level after the last one paged (level 1 of the next round after the last level);
     the caller holds the incident's row lock."""
     policy = EscalationPolicy.objects.filter(severity=inc.severity).first()
-    levels = list(policy.levels.prefetch_related("channels").order_by("number")) if policy else []
+    levels = (list(policy.levels.select_related("target_schedule", "target_user").prefetch_related("channels").order_by("number"))
+              if policy else [])
     if not levels:
         inc.next_escalation_at = None
         inc.save(update_fields=["next_escalation_at"])
@@ -63,7 +67,13 @@ def _page_next_level(inc: Incident, *, now, actor, manual: bool = False, reason:
     else:
         inc.next_escalation_at = None
     inc.save(update_fields=["escalation_level", "escalation_round", "next_escalation_at"])
-    names = ", ".join(c.name for c in level.channels.all() if c.enabled) or "no enabled channels"
+    person = paging.level_page_person(inc=inc, level=level, round_=round_, now=now)
+    targets = [c.name for c in level.channels.all() if c.enabled]
+    if person is not None:
+        who = person.user.get_username() if person.user is not None else "nobody"
+        where = f" on call on {level.target_schedule}" if level.target_schedule_id else ""
+        targets.append(f"{who}{where}" + (f", {person.note}" if person.note else ""))
+    names = ", ".join(targets) or "no enabled channels"
     text = f"Level {level.number} paged ({names})" + (f": {reason}" if reason else "")
     timeline_write(inc, TimelineEntry.Kind.ESCALATION, actor, text, {"level": level.number, "round": round_, "manual": manual})
     for pk in created:

@@ -27,7 +27,7 @@ class Severity(models.TextChoices):
     WARNING = "warning", "Warning"
 
 
-SEVERITY_RANK = {Severity.WARNING: 1, Severity.CRITICAL: 2}
+SEVERITY_RANK: dict[str, int] = {Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 class AlertSourceConfig(models.Model):
@@ -277,14 +277,26 @@ class EscalationPolicy(models.Model):
 
 
 class EscalationLevel(models.Model):
+    """A level pages its channels and, besides, one person: whoever is on call on `target_schedule` at
+    that moment, or `target_user`, each by their own notification rules (PersonalPage rows)."""
+
     policy = models.ForeignKey(EscalationPolicy, on_delete=models.CASCADE, related_name="levels")
     number = models.PositiveSmallIntegerField()
     delay_minutes = models.PositiveIntegerField(default=0, help_text="Minutes unacknowledged after the previous level")
     channels = models.ManyToManyField(NotificationChannel, blank=True)
+    target_schedule = models.ForeignKey("oncall.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                        help_text="Page whoever is on call on this schedule when the level fires")
+    target_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                    help_text="Page this person")
 
     class Meta:
         ordering = ["policy", "number"]
-        constraints = [models.UniqueConstraint(fields=["policy", "number"], name="escalation_level_unique_number")]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "number"], name="escalation_level_unique_number"),
+            # One person per level: a schedule's on-call person or a named one, never both.
+            models.CheckConstraint(condition=Q(target_schedule__isnull=True) | Q(target_user__isnull=True),
+                                   name="escalation_level_one_person_target"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.policy} level {self.number}"
@@ -318,6 +330,52 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id} level {self.level} ({self.status})"
+
+
+class PersonalPage(models.Model):
+    """One step of a person's notification rules for one escalation level: e.g. SMS at once, a voice
+    call after 3 minutes. Sent by the sweep when due, to a verified method of its kind only, and never
+    after the incident is acknowledged. For a schedule's level the person is resolved again at send
+    time: an override moves the page to whoever covers by then."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        MOVED = "moved", "Moved to the covering person"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="personal_pages")
+    level = models.PositiveSmallIntegerField()
+    round = models.PositiveSmallIntegerField(default=0)
+    schedule = models.ForeignKey("oncall.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_pages")
+    kind = models.CharField(max_length=10, help_text="A contact kind: email, sms, voice, slack")
+    delay_minutes = models.PositiveIntegerField(default=0)
+    level_started_at = models.DateTimeField(help_text="When the level fired; due_at = this + delay")
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    to = models.CharField(max_length=254, blank=True, help_text="Where it went (the verified method's value at send time)")
+    provider_id = models.CharField(max_length=100, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            # The escalation may fire twice for one level (a redelivered task): one page per person, rule, level and round.
+            models.UniqueConstraint(fields=["incident", "level", "round", "user", "kind", "delay_minutes"],
+                                    name="personal_page_once_per_rule"),
+        ]
+        indexes = [
+            # The sweep: status='pending' AND due_at <= now ORDER BY due_at.
+            models.Index(fields=["due_at"], condition=Q(status="pending"), name="personal_page_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.user_id} for incident {self.incident_id} ({self.status})"
 
 
 class RunbookMapping(models.Model):

@@ -13,6 +13,7 @@ from portal.incidents.models import (
     RunbookMapping,
     Source,
 )
+from portal.oncall.models import Schedule
 from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 # Alert-name patterns per troubleshooting runbook; lower priority is tried first (database before errors).
@@ -29,6 +30,10 @@ CHANNELS = [
     {"name": "on-call SMS", "kind": "sms", "target": "", "enabled": False},
 ]
 
+# The schedule whose on-call person level 1 pages (by their own rules), besides level 1's channels: the
+# demo rotation's primary (manage.py demo_users) or an operator's schedule of that slug.
+PAGED_SCHEDULE = "primary"
+
 # severity -> (repeat_after_minutes, [(level number, delay minutes, channel names)])
 POLICIES = {
     "critical": (30, [(1, 0, ["on-call email", "ops chat webhook", "on-call SMS"]), (2, 5, ["leads email", "on-call SMS"])]),
@@ -39,6 +44,7 @@ PERIODIC = [
     ("incidents: escalation check", "portal.incidents.tasks.check_escalations", 30),
     ("incidents: delivery outbox sweep", "portal.incidents.tasks.sweep_deliveries", 30),
     ("incidents: prune rejected deliveries", "portal.incidents.tasks.prune_rejected_deliveries", 3600),
+    ("incidents: personal pages sweep", "portal.incidents.tasks.sweep_personal_pages", 15),
 ]
 
 
@@ -59,12 +65,25 @@ def seed_escalation(*, reset: bool, stats: SeedStats) -> None:
         values = {"name": f"{severity.capitalize()} incidents", "repeat": True, "repeat_after_minutes": repeat_after}
         policy = upsert_seeded(EscalationPolicy, {"severity": severity}, values, reset=reset, stats=stats)
         if policy.levels.exists() and not reset:
+            _link_schedule(policy, stats)
             continue  # an operator's levels are theirs
         policy.levels.all().delete()
         for number, delay, names in levels:
             level = EscalationLevel.objects.create(policy=policy, number=number, delay_minutes=delay)
             level.channels.set([channels[n] for n in names])
             stats.created += 1
+        _link_schedule(policy, stats)
+
+
+def _link_schedule(policy: EscalationPolicy, stats: SeedStats) -> None:
+    """Level 1 pages the primary schedule's on-call person once that schedule exists (the demo rotation
+    is made after the first seed). A level that already targets a person is left as it is."""
+    schedule = Schedule.objects.filter(slug=PAGED_SCHEDULE).first()
+    if schedule is None:
+        return
+    linked = policy.levels.filter(number=1, target_schedule__isnull=True, target_user__isnull=True).update(target_schedule=schedule)
+    if linked:
+        stats.updated += linked
 
 
 def register_beat(stats: SeedStats) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import requests
 from celery import shared_task
@@ -11,7 +11,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from portal import notify
-from portal.incidents import escalation, ingest, rejects
+from portal.incidents import escalation, ingest, paging, rejects
 from portal.incidents.models import AlertDelivery
 
 log = logging.getLogger(__name__)
@@ -70,3 +70,15 @@ def send_notification(self, notification_id: int) -> str:
         return escalation.notification_send(notification_id=notification_id, final_attempt=final)
     except notify.NotificationError as exc:
         raise self.retry(exc=exc, countdown=min(5 * 2 ** self.request.retries, 300)) from exc
+
+
+@shared_task(bind=True, queue="default", acks_late=True, soft_time_limit=60, time_limit=90)
+def send_personal_page(self, page_id: int) -> str:
+    """A page due at once (the sweep is the backstop; the claim makes a second run a no-op)."""
+    return paging.personal_page_send(page_id=page_id)
+
+
+@shared_task(bind=True, queue="default", acks_late=True, soft_time_limit=110, time_limit=130)
+def sweep_personal_pages(self, now: str | None = None) -> int:
+    """Beat's sweep of due personal pages (`now`, an ISO date-time, lets a test drive the clock)."""
+    return len(paging.personal_pages_due(now=datetime.fromisoformat(now) if now else None))

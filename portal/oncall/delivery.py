@@ -1,10 +1,8 @@
-"""How the on-call app reaches a person: one transport entry point, `send`, for every kind.
+"""How the on-call app reaches a person: one entry point, `send`, for every kind of contact method.
 
-Step one (this module today): email goes through Django's mail framework; SMS, voice and Slack have
-no transport yet and answer "not connected", so a test page to them is recorded as failed with that
-reason. Step two replaces the entries of `TRANSPORTS` with the Twilio and Slack SDK clients
-(TWILIO_API_BASE, SLACK_API_BASE) without changing any caller: services call `send` and
-`deliver_verification_code` only.
+The transports are portal.notify's (Django mail; Twilio's library for SMS and voice; Slack's SDK);
+`TRANSPORTS` maps a contact kind to one, so callers (verification codes, test pages, personal pages,
+handoff messages) never name a provider.
 """
 
 from __future__ import annotations
@@ -13,9 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.conf import settings
-from django.core.mail import send_mail
-
+from portal import notify
 from portal.oncall.models import ContactKind, ContactMethod
 
 log = logging.getLogger(__name__)
@@ -27,7 +23,8 @@ class Message:
     to: str  # address, E.164 number or Slack user id
     subject: str
     body: str
-    purpose: str  # "verification", "test" or "page"
+    purpose: str  # "verification", "test", "page" or "handoff"
+    spoken: str = ""  # what a voice call reads out (default: the body)
 
 
 @dataclass(frozen=True)
@@ -38,28 +35,43 @@ class DeliveryResult:
 
 
 def _email(message: Message) -> DeliveryResult:
-    sent = send_mail(message.subject, message.body, settings.DEFAULT_FROM_EMAIL, [message.to], fail_silently=False)
-    return DeliveryResult(ok=bool(sent), detail="handed to the mail server" if sent else "the mail backend sent nothing")
+    notify.mail(subject=message.subject, body=message.body, recipients=[message.to])
+    return DeliveryResult(ok=True, detail="handed to the mail server")
 
 
-def _not_connected(message: Message) -> DeliveryResult:
-    return DeliveryResult(ok=False, detail=f"no {message.kind} transport is connected yet")
+def _sms(message: Message) -> DeliveryResult:
+    sid = notify.sms(to=message.to, body=message.body)
+    return DeliveryResult(ok=True, detail="accepted by Twilio", provider_id=sid)
+
+
+def _voice(message: Message) -> DeliveryResult:
+    sid = notify.voice_call(to=message.to, say=message.spoken or message.body)
+    return DeliveryResult(ok=True, detail="call placed through Twilio", provider_id=sid)
+
+
+def _slack(message: Message) -> DeliveryResult:
+    ts = notify.slack_post(channel=message.to, text=message.body)
+    return DeliveryResult(ok=True, detail="posted to Slack", provider_id=ts)
 
 
 TRANSPORTS: dict[str, Callable[[Message], DeliveryResult]] = {
     ContactKind.EMAIL: _email,
-    ContactKind.SMS: _not_connected,
-    ContactKind.VOICE: _not_connected,
-    ContactKind.SLACK: _not_connected,
+    ContactKind.SMS: _sms,
+    ContactKind.VOICE: _voice,
+    ContactKind.SLACK: _slack,
 }
 
 
 def send(message: Message) -> DeliveryResult:
     """Send one message; a transport failure is an answer (ok=False), never an exception."""
-    transport = TRANSPORTS.get(message.kind, _not_connected)
+    transport = TRANSPORTS.get(message.kind)
+    if transport is None:
+        return DeliveryResult(ok=False, detail=f"no transport for {message.kind!r}")
     try:
         return transport(message)
-    except Exception as exc:  # noqa: BLE001 - SMTP, HTTP or SDK errors all become a recorded failure
+    except notify.NotificationError as exc:
+        return DeliveryResult(ok=False, detail=str(exc)[:500])
+    except Exception as exc:  # noqa: BLE001 - SMTP or SDK errors all become a recorded failure
         log.warning("delivery of a %s %s message failed", message.kind, message.purpose, exc_info=True)
         return DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}"[:500])
 

@@ -13,6 +13,8 @@ from portal.oncall.models import ContactMethod, NotificationRule, Schedule
 
 ACTOR = "system:demo-seed"
 ZONE = "Europe/Berlin"
+# Critical: SMS and email at once, a voice call after 3 minutes unacknowledged. Warning: email.
+DEMO_RULES = [("critical", "sms", 0), ("critical", "email", 0), ("critical", "voice", 3), ("warning", "email", 0)]
 
 
 def _monday_nine(now: datetime) -> datetime:
@@ -23,7 +25,7 @@ def _monday_nine(now: datetime) -> datetime:
 
 def seed_demo_rotation(usernames: list[str], now: datetime | None = None) -> list[Schedule]:
     """Primary: the demo people in turn, daily at 09:00 Berlin. Secondary: the same people the other way
-    round, weekly. Each person gets an (unverified-by-default, here verified) demo email and rules."""
+    round, weekly. Each person gets verified demo contact methods (email, an SMS and voice number) and rules."""
     users = list(get_user_model().objects.filter(username__in=usernames, is_active=True).order_by("username"))
     if not users:
         return []
@@ -38,11 +40,13 @@ def seed_demo_rotation(usernames: list[str], now: datetime | None = None) -> lis
     for slug, (name, layers) in wanted.items():
         schedule = Schedule.objects.filter(slug=slug).first()
         out.append(schedule or services.schedule_create(slug=slug, name=name, time_zone=ZONE, layers=layers, actor=ACTOR))
-    for user in users:
+    for index, user in enumerate(users):
         address = f"{user.username}@example.test"
-        if not ContactMethod.objects.filter(user=user, kind="email").exists():
-            services.contact_method_add(user=user, kind="email", value=address, actor=ACTOR, verified=True)
-        if not NotificationRule.objects.filter(user=user).exists():
-            for severity in ("critical", "warning"):
-                services.notification_rule_add(user=user, severity=severity, kind="email", delay_minutes=0, actor=ACTOR)
+        number = f"+1555010{index:04d}"  # 555-01xx: fictional numbers; the sandbox's Twilio stand-in takes them
+        for kind, value in (("email", address), ("sms", number), ("voice", number)):
+            if not ContactMethod.objects.filter(user=user, kind=kind).exists():
+                services.contact_method_add(user=user, kind=kind, value=value, actor=ACTOR, verified=True)
+        for severity, kind, delay in DEMO_RULES:
+            if not NotificationRule.objects.filter(user=user, severity=severity, kind=kind).exists():
+                services.notification_rule_add(user=user, severity=severity, kind=kind, delay_minutes=delay, actor=ACTOR)
     return out

@@ -10,7 +10,15 @@ from django.utils import timezone
 
 from portal.errors import NotFound
 from portal.oncall import schedule as compute
-from portal.oncall.models import LayerMember, Override, RotationLayer, Schedule
+from portal.oncall.models import (
+    ContactMethod,
+    LayerMember,
+    NotificationRule,
+    Override,
+    RotationLayer,
+    Schedule,
+    Severity,
+)
 
 HORIZON = timedelta(days=14)
 
@@ -104,3 +112,46 @@ def find_schedule(slug: str) -> Schedule:
     if schedule is None:
         raise NotFound(f"no schedule {slug!r}")
     return schedule
+
+
+# ------------------------------------------------------------------------------------------------
+# Paging: who to page and how
+
+
+def on_call_user(schedule: Schedule, at: datetime):
+    """The person on call on `schedule` at `at` (overrides included), or None. Read fresh each time:
+    a page resolves its person when it is sent, so an override made since moves it."""
+    schedule = schedules_with_layers().get(pk=schedule.pk)
+    segment = compute.who_is_on_call(schedule_spec(schedule, at, at + compute.LOOKAHEAD), at)
+    return segment.user if segment else None
+
+
+STINT_LOOKBACK = timedelta(days=2)
+
+
+def current_stint(schedule: Schedule, at: datetime) -> compute.Segment | None:
+    """The unbroken stint of whoever is on call at `at`, with its real start (looking back two days at most)."""
+    start = at - STINT_LOOKBACK
+    spec = schedule_spec(schedule, start, at + timedelta(minutes=1))
+    for stint in compute.merge_segments(compute.final_schedule(spec, start, at + timedelta(minutes=1)), by_source=False):
+        if stint.start <= at < stint.end:
+            return stint
+    return None
+
+
+def rule_severity(incident_severity: str) -> str:
+    """People keep rules for critical and warning pages; anything else pages by the warning rules."""
+    return Severity.CRITICAL if incident_severity == Severity.CRITICAL else Severity.WARNING
+
+
+def paging_rules(user, severity: str) -> list[tuple[str, int]]:
+    """(contact kind, delay minutes) of a person's rules for a severity, soonest first."""
+    return list(NotificationRule.objects.filter(user=user, severity=rule_severity(severity))
+                .order_by("delay_minutes", "kind").values_list("kind", "delay_minutes"))
+
+
+def verified_method(user, kind: str) -> ContactMethod | None:
+    """The method a page of `kind` goes to: the person's oldest verified one (never an unverified one)."""
+    return (ContactMethod.objects.filter(user=user, kind=kind, verified_at__isnull=False)
+            .order_by("verified_at", "pk").first())
+

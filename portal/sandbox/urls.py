@@ -10,3 +10,8 @@ drill_patterns = [
     path("drills/stop-all/", views.drills_stop_all, name="drills_stop_all"),
     path("drills/<uuid:public_id>/stop/", views.drill_stop_view, name="drill_stop"),
 ]
+
+# /sandbox/ pages (portal/urls.py adds them when the sandbox is installed).
+sandbox_patterns = [
+    path("messages/", views.messages_page, name="messages"),
+]

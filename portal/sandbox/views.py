@@ -1,4 +1,5 @@
-"""The drills page (sandbox only): start a drill, stop one or all. Its routes live in the cloud namespace."""
+"""The sandbox's pages: drills (start one, stop one or all; routes in the cloud namespace) and the messages
+the stand-ins received (/sandbox/messages/)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.accounts.permissions import perm_required
-from portal.accounts.roles import ADMINISTER
+from portal.accounts.roles import ADMINISTER, VIEW
 from portal.cloud.models import Drill
 from portal.cloud.selectors import active_drills, recent_drills
 from portal.sandbox.forms import DrillForm
+from portal.sandbox.models import SandboxMessage
 from portal.sandbox.services import DrillError, drill_start, drill_stop
 
 
@@ -57,3 +59,15 @@ def drills_stop_all(request):
     stopped = drill_stop(all=True, actor=request.user)
     messages.success(request, f"Stopped {len(stopped)} drill{'s' if len(stopped) != 1 else ''}.")
     return redirect("cloud:drills")
+
+
+@require_GET
+@perm_required(VIEW)
+def messages_page(request):
+    """Every email, SMS, call and Slack message the portal sent to the stand-ins. The sandbox holds no real
+    people's messages, so anyone signed in may read them (the app is never installed in production)."""
+    kind = request.GET.get("kind", "")
+    rows = SandboxMessage.objects.all()
+    if kind in SandboxMessage.Kind.values:
+        rows = rows.filter(kind=kind)
+    return render(request, "sandbox/messages.html", {"rows": rows[:200], "kind": kind, "kinds": SandboxMessage.Kind.choices})

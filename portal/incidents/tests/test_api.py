@@ -66,7 +66,7 @@ def test_openapi_documents_the_routes(client, db):
 def test_slack_and_twilio_channels_reach_local_servers(httpserver, settings):
     seed(load_plan(), reset=False)
     sandbox_may_reach_local_servers()
-    settings.TWILIO_BASE_URL = httpserver.url_for("/")
+    settings.TWILIO_API_BASE = httpserver.url_for("/")
     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM = "AC123", "secret", "+15550000"
     httpserver.expect_request("/hook", method="POST").respond_with_json({"ok": True})
     httpserver.expect_request("/2010-04-01/Accounts/AC123/Messages.json", method="POST").respond_with_json({"sid": "SM1"}, status=201)

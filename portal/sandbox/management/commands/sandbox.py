@@ -7,6 +7,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.sandbox import standins
 from portal.sandbox.runner import Sandbox, is_moto, port_in_use
 
 
@@ -41,10 +42,26 @@ class Command(BaseCommand):
         sandbox.start()
         if status_port:
             self.stdout.write(f"Fake status pages on http://{host}:{status_port}/<service>/api/v2/status.json")
+        running = self.start_standins(host)
         try:
             sandbox.run(ticks=opts["ticks"])
         except KeyboardInterrupt:
             pass
         finally:
+            for standin in running:
+                standin.stop()
             sandbox.stop()
             self.stdout.write("AWS sandbox stopped.")
+
+    def start_standins(self, host: str) -> list:
+        """The Twilio, Slack and SMTP stand-ins the settings point at by default (see /sandbox/messages/)."""
+        running = []
+        for name, factory, port in (("Twilio API", standins.twilio, settings.SANDBOX_TWILIO_PORT),
+                                    ("Slack Web API", standins.slack, settings.SANDBOX_SLACK_PORT),
+                                    ("SMTP catcher", standins.smtp, settings.SANDBOX_SMTP_PORT)):
+            if port_in_use(host, port):
+                self.stdout.write(f"{name} stand-in: port {port} is taken (another sandbox?); not started")
+                continue
+            running.append(factory(host, port).start())
+            self.stdout.write(f"{name} stand-in on {host}:{port} (messages: /sandbox/messages/)")
+        return running

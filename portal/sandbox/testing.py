@@ -1,0 +1,42 @@
+"""pytest fixtures for the sandbox's stand-ins: each on a free 127.0.0.1 port, with the settings pointed
+at it for the test (used by the incidents, on-call and sandbox tests; never imported by product code)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from portal.sandbox import standins
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def twilio_standin(settings, transactional_db):
+    server = standins.twilio("127.0.0.1", free_port()).start()
+    settings.TWILIO_API_BASE = server.url
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM = "AC0123456789test", "token", "+15005550006"
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack_standin(settings, transactional_db):
+    server = standins.slack("127.0.0.1", free_port()).start()
+    settings.SLACK_API_BASE, settings.SLACK_BOT_TOKEN = server.url, "xoxb-test-token"
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_standin(settings, transactional_db):
+    catcher = standins.smtp("127.0.0.1", free_port()).start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", catcher.port, False
+    yield catcher
+    catcher.stop()
