@@ -27,11 +27,12 @@ from deployments.models import (
     ScaleAction,
 )
 from deployments.services import scale_request_approval
+from portal.actors import Actor
 from portal.audit.services import audits_failures
 from portal.cloud.models import Environment
 
 log = logging.getLogger(__name__)
-SYSTEM = "system:autoscaler"
+SYSTEM = Actor.system("autoscaler")
 D = AutoscaleDecision.Decision
 
 

@@ -19,7 +19,8 @@ from deployments import cloudops
 from deployments.errors import DeploymentError
 from deployments.models import Deployment, DeploymentEvent, DeploymentState, ScaleAction
 from portal.accounts.roles import APPROVE
-from portal.audit.services import actor_fields, audit_record, audit_record_later, audits_failures
+from portal.actors import Actor
+from portal.audit.services import audit_record, audit_record_later, audits_failures
 from portal.cloud.models import Environment
 from portal.incidents.ingest import alert_ingest_internal
 
@@ -36,22 +37,12 @@ def now() -> datetime:
     return timezone.now()
 
 
-def actor_label(actor: Any) -> str:
-    return actor_fields(actor)["actor_label"]
-
-
-def actor_user(actor: Any) -> Any:
-    """The person behind `actor`, or None for a token or a system actor."""
-    return actor if getattr(actor, "is_authenticated", False) and not isinstance(actor, str) else None
-
-
 def can_approve(who: Any) -> bool:
-    """A lead (a user with the approve permission, or a token of lead scope)."""
-    if who is None or isinstance(who, str):
-        return False
-    if hasattr(who, "grants"):
-        return bool(who.grants("lead"))
-    return bool(getattr(who, "is_authenticated", False) and who.has_perm(APPROVE))
+    """A lead (a user with the approve permission, or a token of lead scope); never the portal itself."""
+    actor = Actor.of(who)
+    if actor.token is not None:
+        return bool(actor.token.grants("lead"))
+    return bool(actor.user is not None and actor.user.has_perm(APPROVE))
 
 
 def lock_environment(environment: Environment) -> Environment:
@@ -63,7 +54,7 @@ def event_add(*, environment: Environment, kind: str, message: str, deployment: 
               data: dict | None = None, actor: Any = None, at: datetime | None = None) -> DeploymentEvent:
     return DeploymentEvent.objects.create(
         environment=environment, deployment=deployment, rollback=rollback, at=at or now(), kind=kind,
-        message=message[:500], data=data or {}, actor_label=actor_label(actor) if actor is not None else "",
+        message=message[:500], data=data or {}, actor_label=Actor.of(actor).label if actor is not None else "",
     )
 
 
@@ -128,8 +119,8 @@ def scale_apply(*, env: Environment, colour: str, desired: int, actor: Any, reas
     action = ScaleAction.objects.create(
         environment=env, colour=colour, from_desired=int(group.desired), to_desired=int(desired), reason=reason[:500],
         state=ScaleAction.State.DRY_RUN if dry_run else ScaleAction.State.APPLIED, automatic=automatic,
-        requested_by=actor_user(actor), requested_by_label=requested_by_label or actor_label(actor),
-        approved_by=actor_user(approved_by), approved_by_label=actor_label(approved_by) if approved_by is not None else "",
+        requested_by=Actor.of(actor).user, requested_by_label=requested_by_label or Actor.of(actor).label,
+        approved_by=Actor.of(approved_by).user, approved_by_label=Actor.of(approved_by).label if approved_by is not None else "",
         created_at=at,
     )
     if not dry_run:
@@ -152,7 +143,7 @@ def scale_apply(*, env: Environment, colour: str, desired: int, actor: Any, reas
     audit_record(actor=actor, verb="environment.scale", target=env, before={"desired": action.from_desired},
                  after={"desired": int(desired), "read_back": action.read_back}, result="ok" if action.state != "failed" else "error",
                  extra={"colour": colour, "reason": reason, "automatic": automatic, "dry_run": dry_run,
-                        "approved_by": actor_label(approved_by) if approved_by else None, "scale_action": str(action.public_id)})
+                        "approved_by": Actor.of(approved_by).label if approved_by else None, "scale_action": str(action.public_id)})
     return action
 
 

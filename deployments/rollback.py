@@ -8,6 +8,7 @@ change is read back once (the wrapper's own read after ModifyListener) and that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -19,8 +20,6 @@ from deployments import cloudops, conf
 from deployments.bounds import phase_bounds
 from deployments.errors import AlreadyInProgress, NothingToRollBack
 from deployments.mechanics import (
-    actor_label,
-    actor_user,
     audited,
     event_add,
     fmt_weights,
@@ -40,11 +39,12 @@ from deployments.models import (
     RollbackState,
     other_colour,
 )
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
 from portal.tasking import enqueue
 
-SYSTEM = "system:rollback"
+SYSTEM = Actor.system("rollback")
 R = RollbackState
 
 
@@ -91,13 +91,13 @@ def rollback_start(*, environment: Environment, actor: Any, reason: str = "", de
             at = now_()
             rb = Rollback.objects.create(
                 environment=env, deployment=dep, from_colour=other_colour(target), to_colour=target, automatic=automatic,
-                reason=reason, requested_by=actor_user(actor), requested_by_label=actor_label(actor), requested_at=at,
+                reason=reason, requested_by=Actor.of(actor).user, requested_by_label=Actor.of(actor).label, requested_at=at,
                 weights_before=weights,
             )
             if dep is not None and dep.state != DeploymentState.ROLLING_BACK:
                 dep.paused_from = dep.state if dep.is_active else ""
                 set_state(dep, DeploymentState.ROLLING_BACK, now=at, actor=actor, fields=("paused_from",),
-                          message=f"{'Automatic rollback' if automatic else 'Rollback requested by ' + actor_label(actor)}"
+                          message=f"{'Automatic rollback' if automatic else 'Rollback requested by ' + Actor.of(actor).label}"
                                   + (f": {reason}" if reason else ""), data={"rollback": str(rb.public_id)})
             event_add(environment=env, deployment=dep, rollback=rb, kind="rollback", actor=actor, at=at,
                       message=f"Rollback to {target} requested" + (f": {reason}" if reason else ""),
@@ -175,7 +175,7 @@ def _check_capacity(env: Environment, rb: Rollback, now: datetime, seen: Seen) -
                   data={"healthy": healthy, "needed": needed, **numbers})
         return
     if numbers["target_desired"] < needed:
-        scale_apply(env=env, colour=rb.to_colour, desired=needed, actor=f"system:rollback:{rb.public_id}",
+        scale_apply(env=env, colour=rb.to_colour, desired=needed, actor=Actor.system(f"rollback:{rb.public_id}"),
                     reason=f"rollback: {rb.to_colour} needs {needed} healthy instances before it takes traffic",
                     automatic=True, requested_by_label=rb.requested_by_label, now=now)
     rb.scaled_up = True
@@ -266,4 +266,4 @@ def _fail(env: Environment, rb: Rollback, now: datetime, error: str) -> None:
                                   labels={"rollback": str(rb.public_id)}))
 
 
-STEPS = {R.REQUESTED: _check_capacity, R.SCALING_UP: _wait_capacity, R.SWITCHING: _switch}
+STEPS: dict[str, Callable[[Environment, Rollback, datetime, Seen], None]] = {R.REQUESTED: _check_capacity, R.SCALING_UP: _wait_capacity, R.SWITCHING: _switch}

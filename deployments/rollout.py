@@ -9,8 +9,10 @@ middle of it, finds the state the last committed pass left and carries on from t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -29,11 +31,12 @@ from deployments.mechanics import (
 )
 from deployments.models import Analysis, Deployment, DeploymentState, Strategy
 from deployments.rollback import rollback_start
+from portal.actors import Actor
 from portal.audit.services import audit_record, audits_failures
 from portal.incidents.services import incident_timeline_add
 
 log = logging.getLogger(__name__)
-SYSTEM = "system:rollout"
+SYSTEM = Actor.system("rollout")
 S = DeploymentState
 
 
@@ -105,7 +108,7 @@ def _pending(dep: Deployment, env, now, after_commit) -> bool:
     bounds = phase_bounds()
     live = cloudops.capacity(env, dep.from_colour)
     target = max(bounds.instances_min, live.desired, live.in_service)
-    baseline = {"from_in_service": live.in_service, "from_desired": live.desired, "phase_min": bounds.instances_min}
+    baseline: dict[str, Any] = {"from_in_service": live.in_service, "from_desired": live.desired, "phase_min": bounds.instances_min}
     try:
         ms = _metrics(env)
         minutes = dep.strategy.analysis_minutes
@@ -251,7 +254,7 @@ def _scaling_down(dep: Deployment, env, now, after_commit) -> bool:
     return False
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[..., bool]] = {
     S.PENDING: _pending, S.PREPARING: _preparing, S.SMOKE: _smoke, S.SHIFTING: _shifting,
     S.HOLDING: _holding, S.WATCHING: _watching, S.SCALING_DOWN: _scaling_down,
 }

@@ -11,6 +11,8 @@ The engines are deployments.rollout and deployments.rollback.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,8 +27,6 @@ from deployments.errors import (
     NeedsApproval,
 )
 from deployments.mechanics import (
-    actor_label,
-    actor_user,
     audit_bounds,
     audited,
     can_approve,
@@ -50,6 +50,7 @@ from deployments.models import (
     other_colour,
 )
 from deployments.rollback import rollback_start
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import COLOURS, Environment
 from portal.tasking import enqueue
@@ -105,14 +106,14 @@ def deployment_create(
             if release is None:
                 release = Release.objects.create(
                     environment=env, version=version, launch_template_version=launch_template_version,
-                    image_id=image_id, notes=notes[:500], created_by_label=actor_label(actor))
+                    image_id=image_id, notes=notes[:500], created_by_label=Actor.of(actor).label)
             elif (release.launch_template_version, release.image_id) != (launch_template_version, image_id):
                 raise InvalidInput(f"release {version} already exists with another launch spec "
                                    f"(launch template version {release.launch_template_version or '-'}, image {release.image_id or '-'})")
             now = timezone.now()
             dep = Deployment.objects.create(
                 environment=env, release=release, strategy=strategy, from_colour=source, to_colour=other_colour(source),
-                state=DeploymentState.PENDING, weights=weights, created_by=actor_user(actor), created_by_label=actor_label(actor),
+                state=DeploymentState.PENDING, weights=weights, created_by=Actor.of(actor).user, created_by_label=Actor.of(actor).label,
                 wake_at=now, state_entered_at=now, progressed_at=now,
             )
             event_add(environment=env, deployment=dep, kind="state", actor=actor,
@@ -171,8 +172,8 @@ def deployment_pause(*, deployment: Deployment, actor, reason: str = "") -> Depl
             raise InvalidState(f"a deployment that is {dep.get_state_display().lower()} cannot be paused")
         before = dep.state
         dep.paused_from = dep.state
-        dep.pause_reason = (reason or f"paused by {actor_label(actor)}")[:300]
-        set_state(dep, DeploymentState.PAUSED, actor=actor, message=f"Paused by {actor_label(actor)}" + (f": {reason}" if reason else ""),
+        dep.pause_reason = (reason or f"paused by {Actor.of(actor).label}")[:300]
+        set_state(dep, DeploymentState.PAUSED, actor=actor, message=f"Paused by {Actor.of(actor).label}" + (f": {reason}" if reason else ""),
                   fields=("paused_from", "pause_reason"))
         audit_record(actor=actor, verb="deployment.pause", target=dep, before={"state": before}, after={"state": dep.state},
                      extra={"reason": reason, "environment": env.name})
@@ -191,10 +192,10 @@ def deployment_resume(*, deployment: Deployment, actor, reason: str = "") -> Dep
         dep.wake_at = now
         if target == DeploymentState.HOLDING and dep.step_index >= 0:
             # Hold the step again: an inconclusive analysis needs a fresh window of traffic.
-            dep.wake_at = now + timezone.timedelta(seconds=dep.strategy.steps[dep.step_index][1])
+            dep.wake_at = now + timedelta(seconds=dep.strategy.steps[dep.step_index][1])
         dep.paused_from = ""
         dep.pause_reason = ""
-        set_state(dep, target, now=now, actor=actor, message=f"Resumed by {actor_label(actor)}" + (f": {reason}" if reason else ""),
+        set_state(dep, target, now=now, actor=actor, message=f"Resumed by {Actor.of(actor).label}" + (f": {reason}" if reason else ""),
                   fields=("wake_at", "paused_from", "pause_reason"))
         audit_record(actor=actor, verb="deployment.resume", target=dep, before={"state": "paused"}, after={"state": dep.state},
                      extra={"reason": reason, "environment": env.name})
@@ -218,7 +219,7 @@ def deployment_promote(*, deployment: Deployment, actor, reason: str = "") -> De
         dep.pause_reason = ""
         dep.baseline = {**(dep.baseline or {}), "promoted": True}
         set_state(dep, DeploymentState.SHIFTING, now=now, actor=actor,
-                  message=f"Promoted by {actor_label(actor)}: remaining holds skipped" + (f" ({reason})" if reason else ""),
+                  message=f"Promoted by {Actor.of(actor).label}: remaining holds skipped" + (f" ({reason})" if reason else ""),
                   fields=("step_index", "wake_at", "paused_from", "pause_reason", "baseline"))
         audit_record(actor=actor, verb="deployment.promote", target=dep, before=before, after={"state": dep.state},
                      extra={"reason": reason, "environment": env.name})
@@ -244,7 +245,7 @@ def deployment_abort(*, deployment: Deployment, actor, reason: str = "") -> Depl
                 scale_apply(env=env, colour=dep.to_colour, desired=int(before_desired), actor=actor, automatic=False,
                             reason=f"deployment {dep.release.version} aborted: idle {dep.to_colour} back to {before_desired}", now=now)
             dep.finished_at = now
-            dep.failure_reason = f"aborted by {actor_label(actor)}" + (f": {reason}" if reason else "")
+            dep.failure_reason = f"aborted by {Actor.of(actor).label}" + (f": {reason}" if reason else "")
             set_state(dep, DeploymentState.ABORTED, now=now, actor=actor, message=dep.failure_reason,
                       fields=("finished_at", "failure_reason"))
             audit_record(actor=actor, verb="deployment.abort", target=dep, after={"state": dep.state},
@@ -311,8 +312,8 @@ def scale_request_approval(*, environment: Environment, colour: str, desired: in
         group = cloudops.groups(env)[colour]
         action = ScaleAction.objects.create(
             environment=env, colour=colour, from_desired=int(group.desired), to_desired=int(desired), reason=reason[:500],
-            state=ScaleAction.State.AWAITING_APPROVAL, automatic=isinstance(actor, str), requested_by=actor_user(actor),
-            requested_by_label=actor_label(actor), created_at=timezone.now())
+            state=ScaleAction.State.AWAITING_APPROVAL, automatic=Actor.of(actor).is_system, requested_by=Actor.of(actor).user,
+            requested_by_label=Actor.of(actor).label, created_at=timezone.now())
         audit_record(actor=actor, verb="environment.scale_requested", target=env, after={"colour": colour, "desired": desired},
                      extra={"reason": reason, "scale_action": str(action.public_id)})
         return action
@@ -329,12 +330,12 @@ def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
         if action.state != ScaleAction.State.AWAITING_APPROVAL:
             raise InvalidState(f"this scale request is already {action.get_state_display().lower()}")
         # Four eyes: whoever asked (a person or a token) never approves their own request.
-        me = actor_user(actor)
-        if (me is not None and me.pk == action.requested_by_id) or actor_label(actor) == action.requested_by_label:
+        me = Actor.of(actor).user
+        if (me is not None and me.pk == action.requested_by_id) or Actor.of(actor).label == action.requested_by_label:
             raise NeedsApproval("you asked for this scale yourself: another lead must approve it")
         action.state = ScaleAction.State.APPLIED
-        action.approved_by = actor_user(actor)
-        action.approved_by_label = actor_label(actor)
+        action.approved_by = Actor.of(actor).user
+        action.approved_by_label = Actor.of(actor).label
         action.save(update_fields=["state", "approved_by", "approved_by_label"])
         try:
             read_back = cloudops.set_capacity(env, action.colour, action.to_desired)
@@ -349,7 +350,7 @@ def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
         action.save(update_fields=["read_back", "applied_at", "state", "error"])
         audit_record(actor=actor, verb="environment.scale", target=env, before={"desired": action.from_desired},
                      after={"desired": action.to_desired, "read_back": read_back},
-                     extra={"colour": action.colour, "reason": action.reason, "approved_by": actor_label(actor),
+                     extra={"colour": action.colour, "reason": action.reason, "approved_by": Actor.of(actor).label,
                             "requested_by": action.requested_by_label, "scale_action": str(action.public_id)})
         return action
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from django.db import transaction
 
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from runbooks.checks import SOURCES
 from runbooks.models import Runbook, RunbookVersion
@@ -295,7 +296,7 @@ def sync_file(path: Path, *, actor: Any, report: SyncReport, base: Path | None =
         log.warning("runbook not loaded: %s", exc)
         return
     digest = content_hash(text)
-    actor_label = actor if isinstance(actor, str) else getattr(actor, "username", "") or "system"
+    actor_label = Actor.of(actor).label
     with transaction.atomic():
         runbook = Runbook.objects.select_for_update().filter(slug=definition["slug"]).first()
         if runbook is None:

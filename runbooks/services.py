@@ -14,7 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal import errors
-from portal.audit.services import actor_fields, audit_record
+from portal.actors import Actor
+from portal.audit.services import audit_record
 from portal.cloud.models import Environment
 from portal.incidents import escalation
 from portal.incidents import services as incident_services
@@ -49,17 +50,9 @@ class Invalid(RunbookError, errors.Invalid):
 
 
 def _timeline(run: RunbookRun, *, actor: Any, text: str, data: dict) -> None:
-    if run.incident_id is None:
+    if run.incident is None:
         return
     incident_services.incident_timeline_add(incident=run.incident, kind="runbook_step", actor=actor, text=text, data=data)
-
-
-def _user(actor: Any):
-    return actor_fields(actor)["actor"]
-
-
-def _label(actor: Any) -> str:
-    return actor_fields(actor)["actor_label"]
 
 
 def _default_environment():
@@ -94,8 +87,8 @@ def run_start(*, runbook: Runbook, actor: Any, incident=None, environment=None) 
             version=version,
             incident=incident,
             environment=environment,
-            started_by=_user(actor),
-            started_by_label=_label(actor),
+            started_by=Actor.of(actor).user,
+            started_by_label=Actor.of(actor).label,
         )
         audit_record(
             actor=actor,
@@ -179,8 +172,8 @@ def step_record(
                     note=note,
                     answer=answer,
                     evidence=evidence or {},
-                    actor=_user(actor),
-                    actor_label=_label(actor),
+                    actor=Actor.of(actor).user,
+                    actor_label=Actor.of(actor).label,
                 )
         except IntegrityError as exc:
             raise Conflict(f"step {step_id!r} was recorded by someone else at the same moment") from exc

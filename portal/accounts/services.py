@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from portal.accounts.models import ApiToken, TokenScope, hash_token
 from portal.accounts.roles import ADMIN, ROLES, ensure_roles
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
 from portal.errors import Invalid
@@ -32,9 +33,11 @@ def user_create_or_update(*, username: str, role: str, password: str, email: str
         validate_password(password, user=user)
     ensure_roles()
     created = user is None
-    before = None if created else {"role": [g.name for g in user.groups.all()], "is_active": user.is_active}
-    if created:
+    if user is None:
+        before = None
         user = User(username=username, email=email)
+    else:
+        before = {"role": [g.name for g in user.groups.all()], "is_active": user.is_active}
     user.set_password(password)
     user.is_staff = role == ADMIN
     user.is_active = True
@@ -76,7 +79,7 @@ def api_token_create(
     raw = ApiToken.generate()
     token = ApiToken.objects.create(
         name=name, scope=scope, token_hash=hash_token(raw), prefix=raw[:10], expires_at=expires_at, environments=grants,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=Actor.of(actor).user,
     )
     audit_record(actor=actor, verb="api_token.create", target=token,
                  after={"name": name, "scope": scope, "expires_at": expires_at, "environments": grants})

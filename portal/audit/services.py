@@ -17,7 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, models, transaction
 
 from portal import context
-from portal.accounts.models import ApiToken
+from portal.actors import Actor
 from portal.audit.models import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -29,17 +29,10 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder, default=str))
 
 
-def actor_fields(actor: Any) -> dict[str, Any]:
-    """Map a user, an ApiToken, a 'system:<x>' string or None to the actor columns."""
-    if actor is None:
-        return {"actor": None, "actor_token": None, "actor_label": "system"}
-    if isinstance(actor, str):
-        return {"actor": None, "actor_token": None, "actor_label": actor[:150]}
-    if isinstance(actor, ApiToken):
-        return {"actor": None, "actor_token": actor, "actor_label": actor.audit_label}
-    if getattr(actor, "is_authenticated", False):
-        return {"actor": actor, "actor_token": None, "actor_label": actor.get_username()}
-    return {"actor": None, "actor_token": None, "actor_label": "anonymous"}
+def actor_columns(actor: Any) -> dict[str, Any]:
+    """The audit row's actor columns, written from the one Actor (see portal.actors)."""
+    who = Actor.of(actor)
+    return {"actor": who.user, "actor_token": who.token, "actor_label": who.label}
 
 
 def audit_record(
@@ -62,7 +55,7 @@ def audit_record(
         target_type, target_id = str(target[0]), str(target[1])
     ctx = context.current()
     return AuditEvent.objects.create(
-        **actor_fields(actor),
+        **actor_columns(actor),
         verb=verb,
         target_type=target_type,
         target_id=target_id,
@@ -131,7 +124,7 @@ def audit_failures(*, actor: Any, verb: str, target: Any = None, extra: dict | N
         raise
 
 
-def audits_failures(verb: str, *, target: str | Callable[[dict], Any] = "environment", actor: str | None = None,
+def audits_failures(verb: str, *, target: str | Callable[[dict], Any] = "environment", actor: Actor | str | None = None,
                     expected: tuple[type[BaseException], ...] = ()) -> Callable:
     """Decorate a keyword-only service: `audit_failures` around it, target and actor from its arguments
     (`target` names the keyword or maps the keywords to a target; `actor` is a fixed system actor)."""

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from portal.accounts.models import ApiToken
 from portal.accounts.roles import RESPOND, SIGN_OFF
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.checklist.models import (
     ChecklistItem,
@@ -49,30 +50,12 @@ class ChecklistError(PortalError):
 
 # --- who is acting -------------------------------------------------------------------------------
 
-def _person(actor):
-    """The user behind an actor: the user, or the person who created an API token."""
-    if isinstance(actor, ApiToken):
-        return actor.created_by
-    if getattr(actor, "is_authenticated", False):
-        return actor
-    return None
-
-
-def _label(actor) -> str:
-    if isinstance(actor, ApiToken):
-        person = actor.created_by
-        return f"{person.get_username()} (token {actor.name})" if person else f"token {actor.name}"
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return str(actor or "system")[:150]
-
-
 def _signer_key(actor) -> str:
-    person = _person(actor)
-    if person is not None:
-        return f"user:{person.pk}"
-    if isinstance(actor, ApiToken):
-        return f"token:{actor.pk}"
+    who = Actor.of(actor)
+    if who.person is not None:
+        return f"user:{who.person.pk}"
+    if who.token is not None:
+        return f"token:{who.token.pk}"
     raise ChecklistError("forbidden", "a sign-off needs a person or a lead's API token")
 
 
@@ -137,7 +120,7 @@ def evidence_add(*, item: ChecklistItem, actor, kind: str, text: str = "", url: 
         item = _lock(item)
         ev = Evidence(
             item=item, kind=kind, text=text, url=url if kind == Evidence.Kind.LINK else "",
-            added_by=_person(actor), added_by_label=_label(actor),
+            added_by=Actor.of(actor).person, added_by_label=Actor.of(actor).label,
         )
         if content is not None:
             name = (getattr(upload, "name", "") or "evidence").rsplit("/", 1)[-1][:200]
@@ -180,8 +163,8 @@ def item_mark_ready(*, item: ChecklistItem, actor, note: str = "") -> tuple[Chec
         if item.status in (ItemStatus.SIGNED_OFF, ItemStatus.REVOKED):
             item.round += 1  # earlier signatures do not count for the new attestation
         item.status = ItemStatus.READY
-        item.ready_by = _person(actor)
-        item.ready_by_label = _label(actor)
+        item.ready_by = Actor.of(actor).person
+        item.ready_by_label = Actor.of(actor).label
         item.ready_at = timezone.now()
         item.signed_off_at = None
         item.attested_until = None
@@ -190,7 +173,7 @@ def item_mark_ready(*, item: ChecklistItem, actor, note: str = "") -> tuple[Chec
         item.expiry_flagged_at = None
         item.save()
         if note:
-            Evidence.objects.create(item=item, kind=Evidence.Kind.NOTE, text=note, added_by=_person(actor), added_by_label=_label(actor))
+            Evidence.objects.create(item=item, kind=Evidence.Kind.NOTE, text=note, added_by=Actor.of(actor).person, added_by_label=Actor.of(actor).label)
         audit_record(actor=actor, verb="checklist.mark_ready", target=item, before=before, after=_state(item), extra={"note": note})
     return item, True
 
@@ -222,7 +205,7 @@ def item_sign_off(*, item: ChecklistItem, actor, note: str = "", expires_at: dat
         try:
             with transaction.atomic():
                 sig = SignOff.objects.create(
-                    item=item, round=item.round, signer=_person(actor), signer_key=key, signer_label=_label(actor),
+                    item=item, round=item.round, signer=Actor.of(actor).person, signer_key=key, signer_label=Actor.of(actor).label,
                     signed_at=now, expires_at=expires_at, note=note, evidence_snapshot=_evidence_snapshot(item),
                 )
         except IntegrityError:
@@ -268,7 +251,7 @@ def item_revoke(*, item: ChecklistItem, actor, reason: str) -> tuple[ChecklistIt
         before = _state(item)
         now = timezone.now()
         revoked = item.sign_offs.filter(round=item.round, revoked_at__isnull=True).update(
-            revoked_at=now, revoked_by_label=_label(actor), revoke_reason=reason
+            revoked_at=now, revoked_by_label=Actor.of(actor).label, revoke_reason=reason
         )
         item.status = ItemStatus.REVOKED
         item.revoked_at = now

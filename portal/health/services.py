@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -26,6 +27,7 @@ from portal.health.models import (
 )
 from portal.health.runners import Outcome
 from portal.incidents import ingest
+from portal.outbound import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 CLAIM_GRACE_SECONDS = 15
 POLL_EVERY_SECONDS = 5
 ALERT_SOURCE = "health"
-SYSTEM_ACTOR = "system:health"
 
 
 def check_record_result(*, check_id: int, outcome: Outcome, started_at: datetime, token: uuid.UUID | None = None,
@@ -98,7 +99,7 @@ def check_alert_sync(*, check: Check) -> bool:
     if want == check.alert_raised:
         return False
     labels = {"check": check.slug, "kind": check.kind, "group": check.group}
-    if check.rule_id:
+    if check.rule is not None:
         labels["metric"] = check.rule.metric
     try:
         ingest.alert_ingest_internal(
@@ -157,6 +158,23 @@ def check_run_now(*, check: Check, actor) -> Check:
     return check
 
 
+def check_url_point(*, check: Check, url: str, environment, actor) -> Check:
+    """Read an external check from `url` (a mirror of its public page) instead of its public URL, which
+    is kept as `public_url`. `environment` owns that URL, so its outbound policy decides what the check
+    may reach (the dispatcher attaches it). Pointing twice at the same URL changes nothing."""
+    cfg = dict(check.config or {})
+    if cfg.get("url") == url and cfg.get("url_environment_id") == environment.pk:
+        return check
+    before = {"url": redact_url(cfg.get("url", ""))}
+    cfg.update(public_url=cfg.get("public_url") or cfg.get("url", ""), url=url, url_environment_id=environment.pk)
+    with transaction.atomic():
+        check.config = cfg
+        check.save(update_fields=["config", "updated_at"])
+        audit_record(actor=actor, verb="health.check.point_url", target=check, before=before,
+                     after={"url": redact_url(url), "url_environment": environment.name})
+    return check
+
+
 def check_set_enabled(*, check: Check, enabled: bool, actor) -> Check:
     with transaction.atomic():
         check = Check.objects.select_for_update().get(pk=check.pk)
@@ -208,7 +226,7 @@ def threshold_rule_update(*, rule: ThresholdRule, actor, value: float, window_mi
     return rule
 
 
-AWS_CHECKS = [
+AWS_CHECKS: list[tuple[str, str, str, dict[str, Any], str]] = [
     # (suffix, name, kind, config, severity)
     ("asg-blue", "Auto scaling group blue", Check.Kind.ASG, {"colour": "blue"}, "critical"),
     ("asg-green", "Auto scaling group green", Check.Kind.ASG, {"colour": "green"}, "critical"),
@@ -228,13 +246,13 @@ def health_checks_ensure_for_environment(*, environment, actor) -> list[Check]:
     created = []
     checks = []
     with transaction.atomic():
-        specs = []
+        specs: list[tuple[str, str, str, str, dict[str, Any], str, ThresholdRule | None, int]] = []
         for suffix, name, kind, config, severity in AWS_CHECKS:
             specs.append((f"{environment.name}-{suffix}", f"{name} ({environment.name})", kind, Check.Group.AWS,
                           config, severity, None, AWS_INTERVAL_SECONDS))
-        for rule in ThresholdRule.objects.all():
-            specs.append((f"{environment.name}-{rule.slug}", f"{rule} ({environment.name})",
-                          Check.Kind.METRIC_THRESHOLD, Check.Group.METRICS, {}, rule.severity, rule,
+        for threshold in ThresholdRule.objects.all():
+            specs.append((f"{environment.name}-{threshold.slug}", f"{threshold} ({environment.name})",
+                          Check.Kind.METRIC_THRESHOLD, Check.Group.METRICS, {}, threshold.severity, threshold,
                           METRIC_INTERVAL_SECONDS))
         for slug, name, kind, group, config, severity, rule, interval in specs:
             check, was_created = Check.objects.get_or_create(

@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
 from portal.incidents import sns
@@ -115,10 +116,10 @@ def _process_sns(delivery: AlertDelivery) -> str:
     kind = message.get("Type")
     if kind == "SubscriptionConfirmation":
         sns.confirm_subscription(message)
-        audit_record(actor="system:sns", verb="incidents.sns_subscription_confirmed", target=("sns_topic", message["TopicArn"]))
+        audit_record(actor=Actor.system("sns"), verb="incidents.sns_subscription_confirmed", target=("sns_topic", message["TopicArn"]))
         return "subscription confirmed"
     if kind == "UnsubscribeConfirmation":
-        audit_record(actor="system:sns", verb="incidents.sns_unsubscribed", target=("sns_topic", message["TopicArn"]))
+        audit_record(actor=Actor.system("sns"), verb="incidents.sns_unsubscribed", target=("sns_topic", message["TopicArn"]))
         return "unsubscribe noted"
     alarm = parse_cloudwatch_message(message.get("Message"))
     alert = cloudwatch_alert(alarm)
@@ -246,8 +247,8 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
                 recent.escalation_level = recent.escalation_round = 0
                 recent.next_escalation_at = now
                 recent.save()
-                timeline_write(recent, TimelineEntry.Kind.REOPENED, f"system:{source}", f"Reopened: {a.name} fired again")
-                audit_record(actor=f"system:{source}", verb="incident.reopen", target=recent, after={"status": recent.status})
+                timeline_write(recent, TimelineEntry.Kind.REOPENED, Actor.system(source), f"Reopened: {a.name} fired again")
+                audit_record(actor=Actor.system(source), verb="incident.reopen", target=recent, after={"status": recent.status})
                 return recent, True
             incident = Incident.objects.create(
                 grouping_key=key, source=source, status=Incident.Status.TRIGGERED, severity=a.severity,
@@ -255,8 +256,8 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
                 runbook_slug=runbook_for(a.name, a.labels), auto_resolve=config.auto_resolve, opened_at=now,
                 next_escalation_at=now,
             )
-            timeline_write(incident, TimelineEntry.Kind.OPENED, f"system:{source}", f"Opened by {a.name}", {"grouping_key": key})
-            audit_record(actor=f"system:{source}", verb="incident.open", target=incident, after={"severity": incident.severity, "grouping_key": key})
+            timeline_write(incident, TimelineEntry.Kind.OPENED, Actor.system(source), f"Opened by {a.name}", {"grouping_key": key})
+            audit_record(actor=Actor.system(source), verb="incident.open", target=incident, after={"severity": incident.severity, "grouping_key": key})
     except IntegrityError:
         # Another transaction opened it first (possible where advisory locks do not exist).
         return Incident.objects.select_for_update().get(grouping_key=key, status__in=OPEN), False
@@ -309,12 +310,12 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         if incident is None or alert.incident_id != incident.pk:
             continue
         if effect == "fired":
-            timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_FIRING, actor_label=f"system:{source}",
+            timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_FIRING, actor_label=Actor.system(source).label,
                                           text=f"{a.name} firing" + (f": {a.summary}" if a.summary else ""),
                                           data={"fingerprint": a.fingerprint, "generator_url": a.generator_url}))
         elif effect == "resolved":
             resolved_any = True
-            timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_RESOLVED, actor_label=f"system:{source}",
+            timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_RESOLVED, actor_label=Actor.system(source).label,
                                           text=f"{a.name} resolved", data={"fingerprint": a.fingerprint}))
     AlertEvent.objects.bulk_create(events)
     TimelineEntry.objects.bulk_create(timeline)
@@ -324,7 +325,7 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         incident is not None and resolved_any and incident.auto_resolve
         and not incident.alerts.filter(status=Alert.Status.FIRING).exists()
     ):
-        incident_resolve_locked(incident, actor=f"system:{source}", reason="all alerts resolved")
+        incident_resolve_locked(incident, actor=Actor.system(source), reason="all alerts resolved")
     return [alert for alert, _, _ in applied]
 
 

@@ -11,7 +11,8 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.audit.services import actor_fields, audit_record
+from portal.actors import Actor
+from portal.audit.services import audit_record
 from portal.errors import Conflict
 from portal.incidents.models import Incident, Notification, TimelineEntry
 from portal.metrics import EVENTS
@@ -29,14 +30,10 @@ class IncidentConflict(Conflict):
     """Another open incident holds this grouping key."""
 
 
-def actor_label(actor) -> str:
-    return actor_fields(actor)["actor_label"]
-
-
 def timeline_write(incident: Incident, kind: str, actor, text: str = "", data: dict | None = None) -> TimelineEntry:
     """A timeline row without its own audit row (the caller's change audits itself)."""
-    label = actor if isinstance(actor, str) else actor_label(actor)
-    return TimelineEntry.objects.create(incident=incident, kind=kind, actor_label=label, text=text, data=data or {})
+    return TimelineEntry.objects.create(incident=incident, kind=kind, actor_label=Actor.of(actor).label, text=text,
+                                        data=data or {})
 
 
 def incident_timeline_add(*, incident: Incident, kind: str, actor, text: str = "", data: dict | None = None) -> TimelineEntry:
@@ -71,7 +68,7 @@ def incident_acknowledge(*, incident: Incident, actor) -> Incident:
             raise InvalidTransition("the incident is resolved; reopen it first")
         inc.status = Incident.Status.ACKNOWLEDGED
         inc.acknowledged_at = timezone.now()
-        inc.acknowledged_by = actor_label(actor)
+        inc.acknowledged_by = Actor.of(actor).label
         inc.next_escalation_at = None
         inc.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "next_escalation_at", "updated_at"])
         _cancel_pending_notifications(inc, keep_manual=True)
@@ -85,7 +82,7 @@ def incident_resolve_locked(inc: Incident, *, actor, reason: str) -> Incident:
     before = inc.status
     inc.status = Incident.Status.RESOLVED
     inc.resolved_at = timezone.now()
-    inc.resolved_by = actor if isinstance(actor, str) else actor_label(actor)
+    inc.resolved_by = Actor.of(actor).label
     inc.resolve_reason = reason[:500]
     inc.next_escalation_at = None
     inc.save(update_fields=["status", "resolved_at", "resolved_by", "resolve_reason", "next_escalation_at", "updated_at"])

@@ -26,6 +26,7 @@ from django.utils.text import slugify
 
 from portal.accounts.models import ApiToken
 from portal.accounts.roles import ADMINISTER, APPROVE, RESPOND
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.errors import Conflict, Forbidden, Invalid
 from portal.oncall import delivery
@@ -269,7 +270,7 @@ def override_create(*, schedule: Schedule, user, starts_at: Any, ends_at: Any, a
         existing = Override.objects.filter(schedule=schedule, dedup_key=dedup_key).first()
         if existing:
             return existing, False
-    label = audit_label(actor)
+    label = Actor.of(actor).label
     try:
         with transaction.atomic():
             override = Override.objects.create(
@@ -309,16 +310,6 @@ def override_delete(*, override: Override, actor) -> None:
                   "starts_at": override.starts_at, "ends_at": override.ends_at}
         audit_record(actor=actor, verb="oncall.override.delete", target=override, before=before)
         override.delete()
-
-
-def audit_label(actor) -> str:
-    if actor is None:
-        return "system"
-    if isinstance(actor, str):
-        return actor[:150]
-    if isinstance(actor, ApiToken):
-        return actor.audit_label[:150]
-    return actor.get_username()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud import aws
 from portal.cloud import metrics as cloud_metrics
@@ -34,18 +35,6 @@ class PhaseError(Invalid, ValueError):
 
     def __init__(self, code: str, message: str):
         super().__init__(message, code=code, status=Conflict.status if code == Conflict.code else Invalid.status)
-
-
-def _actor_user(actor):
-    return actor if getattr(actor, "is_authenticated", False) else None
-
-
-def _actor_label(actor) -> str:
-    if isinstance(actor, str):
-        return actor[:150]
-    if getattr(actor, "is_authenticated", False):
-        return actor.get_username()
-    return str(actor or "system")[:150]
 
 
 def _phase_dict(phase: GrowthPhase) -> dict:
@@ -91,8 +80,8 @@ def phase_move(*, to_phase: GrowthPhase, actor, reason: str = "", from_number: i
             state = _create_state(to_phase, actor, reason)
         else:
             state.phase = to_phase
-            state.set_by = _actor_user(actor)
-            state.set_by_label = _actor_label(actor)
+            state.set_by = Actor.of(actor).user
+            state.set_by_label = Actor.of(actor).label
             state.set_at = now
             state.reason = reason
             state.save(update_fields=["phase", "set_by", "set_by_label", "set_at", "reason"])
@@ -109,7 +98,7 @@ def _create_state(phase: GrowthPhase, actor, reason: str) -> PhaseState:
     try:
         with transaction.atomic():
             return PhaseState.objects.create(
-                key="platform", phase=phase, set_by=_actor_user(actor), set_by_label=_actor_label(actor),
+                key="platform", phase=phase, set_by=Actor.of(actor).user, set_by_label=Actor.of(actor).label,
                 set_at=timezone.now(), reason=reason,
             )
     except IntegrityError:
@@ -125,7 +114,7 @@ def focus_item_set(*, item: PhaseFocusItem, done: bool, actor) -> tuple[PhaseFoc
             return item, False
         before = {"done": item.done, "done_by": item.done_by.get_username() if item.done_by else None}
         item.done = done
-        item.done_by = _actor_user(actor) if done else None
+        item.done_by = Actor.of(actor).user if done else None
         item.done_at = timezone.now() if done else None
         item.save(update_fields=["done", "done_by", "done_at"])
         audit_record(
@@ -149,11 +138,11 @@ def user_count_record(*, users: int, actor, note: str = "", source: str = UserCo
     with transaction.atomic():
         sample = UserCountSample.objects.create(
             at=at or timezone.now(), users=users, source=source, environment=environment,
-            entered_by=_actor_user(actor), note=(note or "")[:300],
+            entered_by=Actor.of(actor).user, note=(note or "")[:300],
         )
         if source == UserCountSample.Source.MANUAL:
             # Samples from the metrics source come every few minutes; only people's entries are audited.
-            audit_record(actor=actor, verb="phase.users_entered", target=("phases.usercountsample", sample.pk),
+            audit_record(actor=actor, verb="phase.users_entered", target=("phases.usercountsample", str(sample.pk)),
                          after={"users": users, "note": sample.note})
     return sample
 

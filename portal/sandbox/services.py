@@ -10,7 +10,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from portal.audit.services import actor_fields, audit_record
+from portal.actors import Actor
+from portal.audit.services import audit_record
 from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Drill, Environment
 from portal.errors import BadRequest
@@ -84,7 +85,7 @@ def drill_start(*, environment: Environment, kind: str, colour: str | None = Non
         drill = Drill.objects.create(
             environment=environment, kind=kind, colour=colour, level=level, target=target,
             seed=int(seed) if seed is not None else int(now.timestamp() * 1000) % 2_147_483_647,
-            ends_at=now + dt.timedelta(minutes=minutes), started_by=actor_fields(actor)["actor_label"],
+            ends_at=now + dt.timedelta(minutes=minutes), started_by=Actor.of(actor).label,
         )
         audit_record(actor=actor, verb="drill.start", target=drill, after=_snapshot(drill),
                      extra={"environment": environment.name})
