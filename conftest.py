@@ -202,6 +202,18 @@ def admin_user(db, django_user_model):
 
 
 @pytest.fixture
+def growth_phases(db):
+    """The plan's growth phases, as seed_defaults stores them (selectors read them, never seed them)."""
+    # Imported here: this module loads before Django's app registry is ready.
+    from portal.phases.models import GrowthPhase
+    from portal.phases.seed import seed_phases
+    from portal.plan.loader import SeedStats, load_plan
+
+    seed_phases(load_plan(), reset=False, stats=SeedStats())
+    return list(GrowthPhase.objects.order_by("number"))
+
+
+@pytest.fixture
 def users_by_role(viewer, responder, lead, admin_user):
     return {"viewer": viewer, "responder": responder, "lead": lead, "admin": admin_user}
 

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from portal.phases.models import GrowthPhase, PhaseState, UserCountSample
-from portal.phases.seed import seed_phases
-from portal.plan.loader import SeedStats, load_plan
 
 
 class NoPhases(LookupError):
-    """The plan has no phases (seed_defaults was never run and plan.yaml has none)."""
+    """No phases are stored (seed_defaults was never run, or plan.yaml has none)."""
 
 
 def _phases() -> list[GrowthPhase]:
+    # A read only: the phases come from seed_defaults (portal.phases.seed), never from a selector.
     phases = list(GrowthPhase.objects.order_by("number"))
     if not phases:
-        # A fresh database (tests, first start) before seed_defaults: load the plan's phases
-        # so that deployments always have scale bounds to enforce. Idempotent.
-        seed_phases(load_plan(), reset=False, stats=SeedStats())
-        phases = list(GrowthPhase.objects.order_by("number"))
-        if not phases:
-            raise NoPhases("no growth phases are defined; run manage.py seed_defaults")
+        raise NoPhases("no growth phases are defined; run manage.py seed_defaults")
     return phases
 
 

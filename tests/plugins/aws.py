@@ -63,7 +63,7 @@ def reset_platform(env, names: dict) -> None:
 
 
 @pytest.fixture
-def aws_platform(db):
+def aws_platform(db, growth_phases):
     install_moto_patches()
     reset_cache()
     with mock_aws():
@@ -113,7 +113,7 @@ def sandbox_server():
 
 
 @pytest.fixture
-def sandbox_env(db, sandbox_server):
+def sandbox_env(db, growth_phases, sandbox_server):
     reset_cache()
     env = register_environment(sandbox_server.names, endpoint_url=sandbox_server.endpoint_url)
     env.platform = sandbox_server.names

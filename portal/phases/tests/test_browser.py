@@ -6,7 +6,8 @@ from django.utils import timezone
 from portal.phases.selectors import current_phase
 from portal.phases.services import user_count_record
 
-pytestmark = pytest.mark.browser
+# The phases come from seed_defaults; the page reads them, so the test seeds them first.
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("growth_phases")]
 
 
 def test_lead_sees_the_users_chart_and_moves_the_phase(page, lead):

@@ -5,6 +5,9 @@ from portal.phases.models import GrowthPhase
 from portal.phases.selectors import current_phase, phase_for_users
 from portal.phases.services import PhaseError, phase_move
 
+# The phases come from seed_defaults; these tests read them, so they seed them first.
+pytestmark = pytest.mark.usefixtures("growth_phases")
+
 
 @pytest.mark.parametrize(
     "users,slug",

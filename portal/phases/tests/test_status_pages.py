@@ -2,6 +2,7 @@ from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
+import pytest
 from django.utils import timezone
 
 from portal.audit.models import AuditEvent
@@ -9,6 +10,9 @@ from portal.phases.models import GrowthPhase, PhaseFocusItem, UserCountSample
 from portal.phases.selectors import current_phase
 from portal.phases.services import phase_move, user_count_record
 from portal.phases.status import Part, _plan, capacity_part, cost_part, growth_rate
+
+# The phases come from seed_defaults; these tests read them, so they seed them first.
+pytestmark = pytest.mark.usefixtures("growth_phases")
 
 
 def _report(total, forecast, by_service):
