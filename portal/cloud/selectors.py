@@ -10,7 +10,6 @@ from django.utils import timezone
 from portal.cloud import aws
 from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Drill, Environment, SimulatorState
-from portal.plan.loader import load_plan
 
 
 @dataclass
@@ -126,20 +125,3 @@ def environment_json(env: Environment) -> dict[str, Any]:
         "drills": [{"id": d.pk, "kind": d.kind, "colour": d.colour or None, "level": d.level, "target": d.target or None,
                     "ends_at": d.ends_at.isoformat()} for d in active_drills(env)],
     }
-
-
-def plan_services() -> dict[str, dict]:
-    """The plan's external services by slug."""
-    return {s["slug"]: s for s in load_plan().get("services", [])}
-
-
-def status_page_url(env, slug: str) -> str | None:
-    """Where the sandbox serves `slug`'s status (None when the sandbox has no status server): from data,
-    the port the sandbox recorded in its environment's SimulatorState."""
-    port = SimulatorState.objects.filter(environment=env).values_list("status_port", flat=True).first()
-    svc = plan_services().get(slug)
-    if not port or svc is None:
-        return None
-    if svc.get("kind") == "statuspage":
-        return f"http://127.0.0.1:{port}/{slug}/api/v2/status.json"
-    return f"http://127.0.0.1:{port}/{slug}/"

@@ -12,13 +12,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.cloud.models import Environment
-from portal.cloud.selectors import status_page_url
 from portal.env import env_int
 from portal.health.models import Check, CheckResult
 from portal.health.runners import Outcome, run_check
@@ -171,28 +169,16 @@ def claims_reap(*, now: datetime | None = None) -> int:
     return n
 
 
-def _sandbox_environment():
-    """The sandbox Environment when the portal runs on the embedded sandbox, else None."""
-    if getattr(settings, "PRODUCTION", False) or settings.DEFAULT_ENVIRONMENT != "sandbox":
-        return None
-    return Environment.objects.filter(name="sandbox").first()
-
-
-def _point_services_at_sandbox(checks: list[Check]) -> None:
-    """In the embedded sandbox the seed's services are read from its fake status server (in memory
-    only: the stored config keeps the public URL). Without that server they try the public URL and
-    report it unreachable in words."""
-    services_ = [c for c in checks if c.group == Check.Group.EXTERNAL and (c.config or {}).get("service")]
-    if not services_:
+def attach_url_environments(checks: list[Check]) -> None:
+    """A check read from a URL another environment owns (`check_url_point`) is reached under that
+    environment's outbound policy: load those environments once per beat, with their policies."""
+    ids = {(c.config or {}).get("url_environment_id") for c in checks} - {None}
+    if not ids:
         return
-    env = _sandbox_environment()
-    if env is None:
-        return
-    for c in services_:
-        url = status_page_url(env, c.config["service"])
-        if url:
-            c.config = {**c.config, "public_url": c.config.get("url", ""), "url": url}
-            # The URL is the sandbox's server, so the sandbox's outbound policy decides what it may reach.
+    envs = Environment.objects.select_related("outbound_policy").in_bulk(ids)
+    for c in checks:
+        env = envs.get((c.config or {}).get("url_environment_id"))
+        if env is not None:
             c.outbound_environment = env
 
 
@@ -228,7 +214,7 @@ def poll_once(*, wait: bool = False, now: datetime | None = None) -> dict:
     reaped = claims_reap(now=now)
     claims = checks_claim_due(now=now, lookahead_seconds=0.0 if wait else LOOKAHEAD_SECONDS)
     checks = Check.objects.select_related("environment__outbound_policy", "rule").in_bulk([c.check_id for c in claims])
-    _point_services_at_sandbox(list(checks.values()))
+    attach_url_environments(list(checks.values()))
     pool = _executor()
     if wait:
         # Runs in the pool, results stored here as they complete (one DB connection, as tests need).

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from portal.cloud.fields import EncryptedTextField
+from portal.cloud.models import Environment
 
 
 class Severity(models.TextChoices):
@@ -94,6 +95,9 @@ class Check(models.Model):
         ThresholdRule, null=True, blank=True, on_delete=models.CASCADE, related_name="checks",
         help_text="For metric_threshold checks: the editable rule they evaluate",
     )
+    # Not a column: the environment that owns the check's URL when it is read from a mirror
+    # (config "url_environment_id", see check_url_point); the dispatcher attaches it for each run.
+    outbound_environment: Environment | None = None
     config = models.JSONField(default=dict, blank=True)
     # Request headers that carry credentials (Authorization, API keys): a JSON object, stored
     # encrypted, sent with HTTP checks, never shown (pages and the API list their names only).

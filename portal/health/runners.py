@@ -57,9 +57,9 @@ def _fmt(v: float | None) -> str:
 
 
 def _allow_private(check: Check) -> bool:
-    """From data: the outbound policy of the environment whose URL this is (the sandbox's for a
-    service check pointed at its fake status server), else the check's own environment."""
-    env = getattr(check, "outbound_environment", None) or check.environment
+    """From data: the outbound policy of the environment whose URL this is (the one that owns the
+    mirror a check was pointed at, see check_url_point), else the check's own environment."""
+    env = check.outbound_environment or check.environment
     return outbound.allows_private_targets(env)
 
 

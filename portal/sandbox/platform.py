@@ -32,6 +32,7 @@ from portal.health.services import outbound_policy_set
 from portal.phases.selectors import current_phase
 from portal.plan.loader import load_plan
 from portal.sandbox.patches import SANDBOX_COSTS, plan_monthly_cost
+from portal.sandbox.statuspages import service_checks_point_at
 
 log = logging.getLogger(__name__)
 
@@ -405,5 +406,6 @@ def register_environment(names: dict, *, endpoint_url: str, name: str = ENV_NAME
                          extra={"source": "sandbox"})
         # Its endpoints (moto, the status pages) are on 127.0.0.1: only this environment may reach them.
         outbound_policy_set(environment=env, allow_private_targets=True, actor=actor)
+        service_checks_point_at(env, actor=actor)
     reset_cache()
     return env

@@ -14,8 +14,41 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from django.db import connection
 from django.utils import timezone
 
-from portal.cloud.models import SimulatorState
-from portal.cloud.selectors import plan_services as services
+from portal.cloud.models import Environment, SimulatorState
+from portal.health.models import Check
+from portal.health.services import check_url_point
+from portal.plan.loader import load_plan
+
+
+def services() -> dict[str, dict]:
+    """The plan's external services by slug."""
+    return {s["slug"]: s for s in load_plan().get("services", [])}
+
+
+def status_page_url(env: Environment, slug: str) -> str | None:
+    """Where the sandbox serves `slug`'s status (None when the sandbox has no status server): from data,
+    the port the sandbox recorded in its environment's SimulatorState."""
+    port = SimulatorState.objects.filter(environment=env).values_list("status_port", flat=True).first()
+    svc = services().get(slug)
+    if not port or svc is None:
+        return None
+    if svc.get("kind") == "statuspage":
+        return f"http://127.0.0.1:{port}/{slug}/api/v2/status.json"
+    return f"http://127.0.0.1:{port}/{slug}/"
+
+
+def service_checks_point_at(env: Environment, *, actor) -> int:
+    """Once, when the sandbox registers its environment: the seeded service checks read this status
+    server instead of the public pages (kept as their `public_url`), under the sandbox environment's
+    outbound policy. Without a status server they keep the public URL and report it unreachable."""
+    n = 0
+    for check in Check.objects.filter(group=Check.Group.EXTERNAL).order_by("pk"):
+        slug = (check.config or {}).get("service")
+        url = status_page_url(env, slug) if slug else None
+        if url:
+            check_url_point(check=check, url=url, environment=env, actor=actor)
+            n += 1
+    return n
 
 
 def _outages(env_name: str) -> dict:

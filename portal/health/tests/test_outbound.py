@@ -265,21 +265,27 @@ def test_redact_url(url, shown):
 
 @pytest.mark.django_db(transaction=True)
 def test_seeded_service_check_reaches_the_sandbox_status_server_by_its_policy(local_server):
-    """The seeded Stripe check (public URL, no environment) is pointed at the sandbox's status server;
-    the sandbox environment's policy, from data, lets that request reach 127.0.0.1."""
+    """The seeded Stripe check (public URL, no environment) is pointed at the sandbox's status server
+    once, when the sandbox registers its environment (the poll does not rewrite it); the sandbox
+    environment's policy, from data, lets that request reach 127.0.0.1."""
     from django.utils import timezone
 
-    from portal.cloud.models import Environment, SimulatorState
+    from portal.audit.models import AuditEvent
     from portal.health import dispatch, services
     from portal.health.models import CheckResult
     from portal.health.seed import seed_services
     from portal.plan.loader import SeedStats, load_plan
+    from portal.sandbox.platform import ENV_FIELDS, register_environment
 
     seed_services(load_plan(), reset=False, stats=SeedStats())
+    public_url = Check.objects.get(slug="service-stripe").config["url"]
     Check.objects.exclude(slug="service-stripe").update(enabled=False)
     Check.objects.filter(slug="service-stripe").update(next_due_at=timezone.now())
-    env = Environment.objects.create(name="sandbox", credentials_mode="static")
-    SimulatorState.objects.create(environment=env, status_port=local_server.port)
+    names = {k: {} if k == "buckets" else f"test-{k}" for k in ENV_FIELDS}
+    env = register_environment(names, endpoint_url="http://127.0.0.1:1", status_port=local_server.port, actor="system:test")
+    stripe = Check.objects.get(slug="service-stripe")
+    assert stripe.config["url"] == f"http://127.0.0.1:{local_server.port}/stripe/"
+    assert stripe.config["public_url"] == public_url and stripe.config["url_environment_id"] == env.pk
     local_server.expect_request("/stripe/").respond_with_data("Stripe is up (sandbox)")
 
     services.outbound_policy_set(environment=env, allow_private_targets=True, actor="system:test")
@@ -293,3 +299,5 @@ def test_seeded_service_check_reaches_the_sandbox_status_server_by_its_policy(lo
     latest = CheckResult.objects.filter(check_obj__slug="service-stripe").order_by("-created_at").first()
     assert not latest.ok and "loopback address" in latest.reason
     assert len(local_server.log) == 1
+    assert AuditEvent.objects.filter(verb="health.check.point_url", target_id=stripe.slug).count() == 1
+    assert Check.objects.get(slug="service-stripe").config == stripe.config

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from portal.cloud import aws
 from portal.cloud.models import Drill, Environment, SimulatorState
 from portal.sandbox.runner import Sandbox
+from portal.sandbox.statuspages import status_page_url
 from tests.plugins.aws import free_port
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,6 @@ def test_sandbox_runs_registers_and_simulates(running_sandbox, admin_user):
     assert "stopped 2 drills" in out.getvalue()
     assert requests.get(f"{status}/stripe/", timeout=5).status_code == 200
 
-    from portal.cloud.selectors import status_page_url
     assert status_page_url(env, "openai") == f"{status}/openai/api/v2/status.json"
     assert status_page_url(env, "stripe") == f"{status}/stripe/"
 
