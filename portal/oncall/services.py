@@ -287,18 +287,32 @@ def override_create(*, schedule: Schedule, user, starts_at: Any, ends_at: Any, a
     return override, True
 
 
+TAKE_REPEAT_WINDOW = timedelta(minutes=1)
+
+
 def pager_take(*, schedule: Schedule, hours: int, actor, now: datetime | None = None) -> tuple[Override, bool]:
-    """"Take the pager": an override for oneself from now for `hours`. A second identical take within the
-    same minute (a double click, a retried form) finds the first instead of stacking another."""
+    """"Take the pager": an override for oneself from now for `hours`. A second identical take within a
+    minute of the first (a double click, a retried form) finds the first instead of stacking another."""
     powers = powers_of(actor)
     if powers.user is None:
         raise Forbidden("taking the pager is for a person")
     if hours not in TAKE_HOURS:
         raise Invalid(f"take the pager for {', '.join(map(str, TAKE_HOURS))} hours")
     now = (now or timezone.now()).replace(microsecond=0)
-    key = f"take:{powers.user.pk}:{hours}:{now:%Y%m%d%H%M}"
-    return override_create(schedule=schedule, user=powers.user, starts_at=now, ends_at=now + timedelta(hours=hours),
-                           actor=actor, reason=f"took the pager for {hours} h", dedup_key=key)
+    prefix = f"take:{powers.user.pk}:{hours}:"
+    with transaction.atomic():
+        # The schedule row serialises takes (PostgreSQL; SQLite's IMMEDIATE transactions do the same),
+        # so two clicks cannot both miss each other. A window, not a minute bucket: clicks either side of
+        # a minute boundary are still one take.
+        Schedule.objects.select_for_update().filter(pk=schedule.pk).first()
+        recent = (Override.objects.filter(schedule=schedule, user=powers.user, dedup_key__startswith=prefix,
+                                          starts_at__gte=now - TAKE_REPEAT_WINDOW, starts_at__lte=now)
+                  .order_by("-starts_at").first())
+        if recent is not None:
+            return recent, False
+        return override_create(schedule=schedule, user=powers.user, starts_at=now, ends_at=now + timedelta(hours=hours),
+                               actor=actor, reason=f"took the pager for {hours} h",
+                               dedup_key=f"{prefix}{now:%Y%m%dT%H%M%S}")
 
 
 def override_delete(*, override: Override, actor) -> None:
