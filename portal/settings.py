@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "runbooks",
     "deployments",
     "portal.oncall",
+    "portal.inbound",
 ]
 # The local AWS sandbox (moto, simulator, drills) is an app above the product: on everywhere but production.
 SANDBOX_ENABLED = env_bool("PORTAL_SANDBOX", default=not PRODUCTION)
@@ -322,6 +323,9 @@ if PRODUCTION:
             raise ImproperlyConfigured(f"{_name} must be an https:// URL when PORTAL_ENV=production")
 SNS_ALLOWED_TOPIC_ARNS = env_list("SNS_ALLOWED_TOPIC_ARNS", [])
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+# The base URL the portal links with in pages and that outside services call back: Twilio signs its
+# requests over PORTAL_PUBLIC_URL + path, so it must be the URL set in the Twilio console.
+PORTAL_PUBLIC_URL = env_str("PORTAL_PUBLIC_URL", PORTAL_BASE_URL).rstrip("/")
 
 # The debug page and error reports never show DATABASE_URL, CELERY_BROKER_URL or credentials in a URL.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.reporting.PortalExceptionReporterFilter"

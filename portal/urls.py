@@ -32,6 +32,7 @@ urlpatterns += [
     path("runbooks/", include("runbooks.urls")),
     path("deployments/", include("deployments.urls")),
     path("oncall/", include("portal.oncall.urls")),
+    path("inbound/", include("portal.inbound.urls")),
 ]
 
 # The environments' pages; with the sandbox installed, its drills page joins them (same paths and names).
