@@ -42,6 +42,7 @@ from deployments.models import (
 from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
+from portal.events import emit, rollback_payload
 from portal.tasking import enqueue
 
 SYSTEM = Actor.system("rollback")
@@ -107,6 +108,7 @@ def rollback_start(*, environment: Environment, actor: Any, reason: str = "", de
                              "rollback": str(rb.public_id), "deployment": str(dep.public_id) if dep else None,
                              "reason": reason, "automatic": automatic})
             enqueue("deployments.tasks.rollback_run", rb.pk)
+            emit("rollback.started", rollback_payload(rb))
             return rb
     except IntegrityError as exc:
         if "rollback_one_active_per_env" in str(exc):
@@ -251,6 +253,7 @@ def _switch(env: Environment, rb: Rollback, now: datetime, seen: Seen) -> None:
     audit_record(actor=SYSTEM, verb="environment.rollback_completed", target=env, before={"weights": rb.weights_before},
                  after={"weights": weights}, extra={"rollback": str(rb.public_id), "scaled_up": rb.scaled_up,
                                                     "seconds": rb.seconds("confirmed_at")})
+    emit("rollback.finished", rollback_payload(rb))
 
 
 def _fail(env: Environment, rb: Rollback, now: datetime, error: str) -> None:
@@ -261,6 +264,7 @@ def _fail(env: Environment, rb: Rollback, now: datetime, error: str) -> None:
     event_add(environment=env, deployment=rb.deployment, rollback=rb, kind="error", at=now, message=f"Rollback failed: {error}")
     audit_record(actor=SYSTEM, verb="environment.rollback_failed", target=env, result="error",
                  extra={"rollback": str(rb.public_id), "error": error})
+    emit("rollback.finished", rollback_payload(rb))
     transaction.on_commit(partial(raise_alert, environment=env, key=f"rollback-failed:{rb.public_id}", severity="critical",
                                   name="RollbackFailed", summary=f"Rollback on {env.name} failed: {error}",
                                   labels={"rollback": str(rb.public_id)}))

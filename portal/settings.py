@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "deployments",
     "portal.oncall",
     "portal.inbound",
+    "portal.webhooks",
 ]
 # The local AWS sandbox (moto, simulator, drills) is an app above the product: on everywhere but production.
 SANDBOX_ENABLED = env_bool("PORTAL_SANDBOX", default=not PRODUCTION)
@@ -365,5 +366,6 @@ PORTAL_SEEDERS = [
     "portal.phases.seed.seed",
     "runbooks.seed.seed",
     "deployments.seed.seed",
+    "portal.webhooks.seed.seed",
 ]
 AXES_VERBOSE = False

@@ -32,6 +32,7 @@ urlpatterns += [
     path("runbooks/", include("runbooks.urls")),
     path("deployments/", include("deployments.urls")),
     path("oncall/", include("portal.oncall.urls")),
+    path("webhooks/", include("portal.webhooks.urls")),
     path("inbound/", include("portal.inbound.urls")),
 ]
 

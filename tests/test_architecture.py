@@ -127,6 +127,7 @@ OPERATIONS = {
     "POST /api/v1/environments/{name}/rollback": "deployments_api_rollback",
     "POST /api/v1/environments/{name}/scale": "deployments_api_scale",
     "POST /api/v1/health/checks/{slug}/run": "portal_health_api_run_check_now",
+    "POST /api/v1/incidents/bulk": "portal_incidents_api_bulk_action",
     "POST /api/v1/incidents/{incident_id}/acknowledge": "portal_incidents_api_acknowledge",
     "POST /api/v1/incidents/{incident_id}/notes": "portal_incidents_api_add_note",
     "POST /api/v1/incidents/{incident_id}/resolve": "portal_incidents_api_resolve",

@@ -59,6 +59,12 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "incidents:assign": (None, R),
     "incidents:note": (None, R),
     "incidents:postmortem": (None, R),
+    "incidents:bulk": (None, R),
+    # outgoing webhooks (leads)
+    "webhooks:list": (L, L),  # no require_GET: a POST renders the same page
+    "webhooks:create": (None, L),
+    "webhooks:enable": (None, L),
+    "webhooks:delete": (None, L),
     # health
     "health:index": (V, None),
     "health:grid": (V, None),
@@ -329,6 +335,7 @@ API_MATRIX: dict[str, str] = {
     "POST /api/v1/incidents/{incident_id}/acknowledge": "actions",
     "POST /api/v1/incidents/{incident_id}/resolve": "actions",
     "POST /api/v1/incidents/{incident_id}/notes": "actions",
+    "POST /api/v1/incidents/bulk": "actions",
     "GET /api/v1/health/checks": "read",
     "GET /api/v1/health/checks/{slug}": "read",
     "POST /api/v1/health/checks/{slug}/run": "actions",
@@ -368,6 +375,7 @@ API_MATRIX: dict[str, str] = {
 API_BODIES: dict[str, dict] = {
     "POST /api/v1/alerts/alertmanager": {"version": "4", "status": "firing", "alerts": []},
     "POST /api/v1/incidents/{incident_id}/notes": {"text": "authz matrix"},
+    "POST /api/v1/incidents/bulk": {"action": "acknowledge", "ids": []},
     "POST /api/v1/checklist/{slug}/sign-off": {"note": ""},
     "POST /api/v1/checklist/{slug}/revoke": {"reason": "authz matrix"},
     "POST /api/v1/runbooks/runs/{run_id}/steps/{step_id}": {"status": "done"},

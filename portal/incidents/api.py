@@ -19,7 +19,7 @@ from ninja import Router, Schema
 
 from portal.api_auth import ScopedTokenAuth, TokenAuth, require_scope
 from portal.errors import Invalid, NotFound, PortalError, Unavailable
-from portal.incidents import ingest, rejects, services, sns
+from portal.incidents import bulk, ingest, rejects, services, sns
 from portal.incidents.models import Incident, Source
 from portal.incidents.parsing import PayloadError, decode_json, parse_cloudwatch_message, screen_alertmanager
 from portal.incidents.selectors import incident_list
@@ -98,6 +98,22 @@ class IncidentPage(Schema):
 
 class ResolveIn(Schema):
     reason: str = ""
+
+
+class BulkIn(Schema):
+    action: str
+    ids: list[str]
+
+
+class BulkResultOut(Schema):
+    id: str
+    result: str  # done | already | not_allowed | not_found
+    status: str | None = None
+
+
+class BulkOut(Schema):
+    action: str
+    results: list[BulkResultOut]
 
 
 class NoteIn(Schema):
@@ -274,6 +290,14 @@ def list_incidents(request, status: str = "", severity: str = "", limit: int = 1
     limit, offset = max(1, min(limit, 500)), max(0, offset)
     qs = incident_list(status=status, severity=severity)
     return 200, {"count": qs.count(), "results": [incident_out(i) for i in qs[offset : offset + limit]]}
+
+
+@router.post("/incidents/bulk", response={200: BulkOut, 401: ErrorOut, 403: ErrorOut, 422: ErrorOut}, tags=["incidents"],
+             summary="Acknowledge or resolve several incidents; each is audited on its own and answers done, already, "
+                     "not_allowed or not_found", auth=ScopedTokenAuth("actions"))
+def bulk_action(request, payload: BulkIn):
+    token = require_scope(request, "actions")
+    return 200, {"action": payload.action, "results": bulk.incident_bulk(action=payload.action, ids=payload.ids, actor=token)}
 
 
 @router.get("/incidents/{incident_id}", response={200: IncidentDetailOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}, tags=["incidents"],

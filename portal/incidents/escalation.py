@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from portal import notify
 from portal.audit.services import audit_record
+from portal.events import emit, incident_payload
 from portal.incidents import paging
 from portal.incidents.models import EscalationPolicy, Incident, Notification, TimelineEntry
 from portal.incidents.services import InvalidTransition, incident_lock, timeline_write
@@ -76,6 +77,8 @@ def _page_next_level(inc: Incident, *, now, actor, manual: bool = False, reason:
     names = ", ".join(targets) or "no enabled channels"
     text = f"Level {level.number} paged ({names})" + (f": {reason}" if reason else "")
     timeline_write(inc, TimelineEntry.Kind.ESCALATION, actor, text, {"level": level.number, "round": round_, "manual": manual})
+    if manual or index or round_:  # the first level is the page itself; every later one is an escalation
+        emit("incident.escalated", incident_payload(inc))
     for pk in created:
         enqueue("portal.incidents.tasks.send_notification", pk)
     return EscalationResult(level=level.number, notifications=tuple(created))

@@ -20,6 +20,7 @@ from django.utils import timezone
 from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
+from portal.events import emit, incident_payload
 from portal.incidents import sns
 from portal.incidents.models import (
     SEVERITY_RANK,
@@ -258,6 +259,7 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
             )
             timeline_write(incident, TimelineEntry.Kind.OPENED, Actor.system(source), f"Opened by {a.name}", {"grouping_key": key})
             audit_record(actor=Actor.system(source), verb="incident.open", target=incident, after={"severity": incident.severity, "grouping_key": key})
+            emit("incident.opened", incident_payload(incident))
     except IntegrityError:
         # Another transaction opened it first (possible where advisory locks do not exist).
         return Incident.objects.select_for_update().get(grouping_key=key, status__in=OPEN), False

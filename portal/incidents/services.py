@@ -14,6 +14,7 @@ from django.utils import timezone
 from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.errors import Conflict
+from portal.events import emit, incident_payload
 from portal.incidents.models import Incident, Notification, TimelineEntry
 from portal.metrics import EVENTS
 from portal.tasking import enqueue
@@ -74,6 +75,7 @@ def incident_acknowledge(*, incident: Incident, actor) -> Incident:
         _cancel_pending_notifications(inc, keep_manual=True)
         timeline_write(inc, TimelineEntry.Kind.ACKNOWLEDGED, actor, "Acknowledged")
         audit_record(actor=actor, verb="incident.acknowledge", target=inc, before={"status": "triggered"}, after={"status": inc.status})
+        emit("incident.acknowledged", incident_payload(inc))
     return inc
 
 
@@ -89,6 +91,7 @@ def incident_resolve_locked(inc: Incident, *, actor, reason: str) -> Incident:
     _cancel_pending_notifications(inc)
     timeline_write(inc, TimelineEntry.Kind.RESOLVED, actor, f"Resolved: {reason}" if reason else "Resolved")
     audit_record(actor=actor, verb="incident.resolve", target=inc, before={"status": before}, after={"status": inc.status, "reason": reason})
+    emit("incident.resolved", incident_payload(inc))
     EVENTS.labels("incident_resolved", inc.source).inc()
     return inc
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.incident_list, name="list"),
     path("panel/", views.panel, name="panel"),
     path("rejected/", views.rejected_deliveries, name="rejected"),
+    path("bulk/", views.incident_bulk, name="bulk"),
     path("<uuid:public_id>/", views.incident_detail, name="detail"),
     path("<uuid:public_id>/timeline/", views.incident_timeline, name="timeline"),
     path("<uuid:public_id>/export.md", views.incident_export, name="export"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
@@ -9,11 +11,13 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal.accounts.permissions import perm_required
 from portal.accounts.roles import RESPOND, VIEW, VIEW_AUDIT
-from portal.incidents import selectors, services
+from portal.errors import PortalError, page_error
+from portal.incidents import bulk, selectors, services
 from portal.incidents.markdown import render_markdown
 from portal.incidents.models import Incident, RejectedDelivery, TimelineEntry
 
@@ -33,7 +37,8 @@ def _filters(request) -> dict:
 def incident_list(request):
     filters = _filters(request)
     page = Paginator(selectors.incident_list(**filters), 50).get_page(request.GET.get("page"))
-    context = {"page": page, "filters": filters, "now": timezone.now(), "query": request.GET.urlencode()}
+    context = {"page": page, "filters": filters, "now": timezone.now(), "query": request.GET.urlencode(),
+               "can_respond": request.user.has_perm(RESPOND)}
     if request.htmx and request.GET.get("partial") == "rows":
         return render(request, "incidents/_rows.html", context)
     context["choices"] = selectors.filter_choices()
@@ -113,6 +118,29 @@ def incident_resolve(request, public_id):
     services.incident_resolve(incident=incident, actor=request.user, reason=request.POST.get("reason", "").strip()[:500])
     messages.success(request, "Resolved.")
     return _back(incident)
+
+
+RESULT_WORDS = {"done": "done", "already": "already", "not_allowed": "not allowed", "not_found": "not found"}
+
+
+@require_POST
+@perm_required(RESPOND)
+def incident_bulk(request):
+    """Acknowledge or resolve the ticked incidents of the list, each on its own (and audited one by one)."""
+    action, ids = request.POST.get("action", ""), request.POST.getlist("ids")
+    if not ids:
+        messages.error(request, "Tick at least one incident.")
+        return redirect("incidents:list")
+    try:
+        results = bulk.incident_bulk(action=action, ids=ids, actor=request.user)
+    except PortalError as exc:
+        return page_error(request, exc, back="incidents:list")
+    counts = Counter(r["result"] for r in results)
+    verb = "Acknowledged" if action == "acknowledge" else "Resolved"
+    words = ", ".join(f"{counts[k]} {RESULT_WORDS[k]}" for k in RESULT_WORDS if counts[k])
+    messages.success(request, f"{verb} {counts['done']} of {len(results)} incidents ({words}).")
+    return redirect(request.POST.get("next") if url_has_allowed_host_and_scheme(request.POST.get("next"), allowed_hosts={request.get_host()})
+                    else "incidents:list")
 
 
 @require_POST

@@ -67,3 +67,18 @@ def test_viewer_sees_no_buttons_and_is_refused(page, viewer):
     )
     assert status == 403
     assert Incident.objects.get(pk=inc.pk).status == "triggered"
+
+
+def test_responder_acknowledges_a_storm_at_once_from_the_list(page, responder):
+    incidents = [ingest.alert_ingest_internal(source="health", fingerprint=f"b-{i}", name=f"Storm{i}", severity="warning",
+                                              firing=True, summary="storm", labels={"service": f"s{i}"}).incident
+                 for i in range(5)]
+    login(page, responder)
+    page.goto("/incidents/")
+    page.wait_for_selector("#bulk-all")
+    page.check("#bulk-all")
+    page.wait_for_selector("#bulk-count:has-text('5 selected')")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#bulk-acknowledge")
+    page.wait_for_selector(".msg:has-text('Acknowledged 5 of 5 incidents')")
+    assert Incident.objects.filter(pk__in=[i.pk for i in incidents], status="acknowledged").count() == 5

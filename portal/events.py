@@ -1,0 +1,53 @@
+"""The portal's event bus: a service says what happened, by kind, and whoever listens learns of it after commit.
+
+Incidents and deployments emit here (`emit("incident.acknowledged", {...})`); the listeners are named by
+task (EVENT_SUBSCRIBERS), so this module, and the apps that emit, import none of them. Each event gets
+one id at emit time, which listeners use to do their work once per event (a redelivered task is no
+second event).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.utils import timezone
+
+from portal.tasking import enqueue
+
+KINDS = (
+    "incident.opened", "incident.acknowledged", "incident.escalated", "incident.resolved",
+    "rollback.started", "rollback.finished",
+)
+# The tasks that hear every event, called as task(event) with the event's JSON.
+EVENT_SUBSCRIBERS = ("portal.webhooks.tasks.fanout",)
+
+
+def emit(kind: str, payload: dict[str, Any]) -> str:
+    """Publish one event after the current transaction commits (nothing if it rolls back); returns its id."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r}")
+    event = {"id": str(uuid.uuid4()), "kind": kind, "at": timezone.now().isoformat(), "data": payload}
+    for name in EVENT_SUBSCRIBERS:
+        enqueue(name, event)
+    return event["id"]
+
+
+def incident_payload(incident) -> dict[str, Any]:
+    """What an incident event carries (ids and words, no secrets)."""
+    return {
+        "incident": str(incident.public_id), "title": incident.title, "status": incident.status,
+        "severity": incident.severity, "environment": incident.environment.name if incident.environment_id else None,
+        "service": incident.service, "acknowledged_by": incident.acknowledged_by or None,
+        "resolved_by": incident.resolved_by or None, "escalation_level": incident.escalation_level,
+        "url": incident.get_absolute_url(),
+    }
+
+
+def rollback_payload(rollback) -> dict[str, Any]:
+    return {
+        "rollback": str(rollback.public_id), "environment": rollback.environment.name, "state": rollback.state,
+        "from_colour": rollback.from_colour, "to_colour": rollback.to_colour, "requested_by": rollback.requested_by_label,
+        "weights_before": rollback.weights_before, "weights_after": rollback.weights_after or None,
+        "error": rollback.error or None,
+    }
