@@ -30,6 +30,7 @@ from slack_sdk.errors import SlackApiError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
+from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from portal import outbound
 from portal.cloud.models import Environment
@@ -77,10 +78,19 @@ def sms(*, to: str, body: str) -> str:
         raise _twilio_error(exc) from None
 
 
-def voice_call(*, to: str, say: str) -> str:
-    """Place one call through Twilio that reads `say` out (inline TwiML); returns the call SID."""
+def voice_call(*, to: str, say: str, gather_url: str = "") -> str:
+    """Place one call through Twilio that reads `say` out (inline TwiML); returns the call SID. With
+    `gather_url`, the call also waits for one key and Twilio posts it there (signed, as `Digits`)."""
     client, sender = twilio_client(), _twilio_from()
-    twiml = f"<Response><Say>{escape(say)}</Say><Pause length=\"1\"/><Say>{escape(say)}</Say></Response>"
+    if gather_url:
+        response = VoiceResponse()
+        gather = Gather(action=gather_url, method="POST", num_digits=1, timeout=10)
+        gather.say(say)
+        response.append(gather)
+        response.say("No key pressed. Goodbye.")
+        twiml = str(response)
+    else:
+        twiml = f"<Response><Say>{escape(say)}</Say><Pause length=\"1\"/><Say>{escape(say)}</Say></Response>"
     try:
         return client.calls.create(to=to, from_=sender, twiml=twiml).sid
     except (TwilioException, OSError, ValueError) as exc:

@@ -116,6 +116,8 @@ OPERATIONS = {
     "GET /api/v1/runbooks/{slug}": "runbooks_api_get_runbook",
     "POST /api/v1/alerts/alertmanager": "portal_incidents_api_alertmanager_webhook",
     "POST /api/v1/alerts/sns": "portal_incidents_api_sns_webhook",
+    "POST /api/v1/inbound/twilio/sms": "portal_inbound_api_twilio_twilio_sms",
+    "POST /api/v1/inbound/twilio/voice": "portal_inbound_api_twilio_twilio_voice",
     "POST /api/v1/checklist/{slug}/revoke": "portal_checklist_api_revoke",
     "POST /api/v1/checklist/{slug}/sign-off": "portal_checklist_api_sign_off",
     "POST /api/v1/checklist/{slug}/verify": "portal_checklist_api_verify",

@@ -152,6 +152,8 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "oncall:personal_feed": (PUBLIC, None),  # the secret token is the credential; a wrong one is a 404
     "oncall:schedule_feed": (PUBLIC, None),
     "oncall:schedule_feed_reset": (None, L),
+    # inbound: an email page's link; its signed single-use token is the credential (a dead one is a 404), GET only shows
+    "inbound:email_action": (PUBLIC, PUBLIC),
     "sandbox:messages": (V, None),  # the sandbox only: its stand-ins hold no real person's messages
 }
 
@@ -330,6 +332,8 @@ API_MATRIX: dict[str, str] = {
     "GET /api/v1/audit": "lead",
     "POST /api/v1/alerts/alertmanager": "alerts:write",
     "POST /api/v1/alerts/sns": OWN_AUTH,
+    "POST /api/v1/inbound/twilio/sms": OWN_AUTH,  # X-Twilio-Signature over PORTAL_PUBLIC_URL + path
+    "POST /api/v1/inbound/twilio/voice": OWN_AUTH,
     "GET /api/v1/incidents": "read",
     "GET /api/v1/incidents/{incident_id}": "read",
     "POST /api/v1/incidents/{incident_id}/acknowledge": "actions",

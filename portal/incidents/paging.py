@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from portal.incidents.models import EscalationLevel, Incident, PersonalPage, TimelineEntry
@@ -91,14 +93,85 @@ def level_page_person(*, inc: Incident, level: EscalationLevel, round_: int, now
     return Planned(user=user, pages=tuple(pages), note=note)
 
 
+REPLY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read off a phone screen
+EMAIL_LINK_SALT = "portal.incidents.paging.email-link"
+EMAIL_LINK_ACTIONS = ("acknowledge", "resolve")
+
+
+def incident_ref(inc: Incident) -> str:
+    """How a page and a reply name the incident: INC-42."""
+    return f"INC-{inc.pk}"
+
+
+def reply_code(inc: Incident) -> str:
+    """The short code an SMS page carries so a reply picks this incident when several pages to one
+    number are open ("ack K7"). Derived from the incident's id: unique, nothing to store."""
+    n, base = inc.pk, len(REPLY_CODE_ALPHABET)
+    digits = ""
+    while True:
+        n, r = divmod(n, base)
+        digits = REPLY_CODE_ALPHABET[r] + digits
+        if not n:
+            break
+    return digits.rjust(2, REPLY_CODE_ALPHABET[0])
+
+
+def public_url(path: str) -> str:
+    return settings.PORTAL_PUBLIC_URL.rstrip("/") + path
+
+
+def email_link_token(page: PersonalPage, action: str) -> str:
+    """The credential in an email page's acknowledge or resolve link: the page and the action, signed
+    with SECRET_KEY and timestamped. Whoever answers it (portal.inbound.email_links) checks its age,
+    the incident, and that its hash was never used."""
+    assert action in EMAIL_LINK_ACTIONS
+    return signing.dumps({"p": str(page.public_id), "a": action, "t": int(timezone.now().timestamp())},
+                         salt=EMAIL_LINK_SALT, compress=True)
+
+
+def email_link_read(token: str, *, max_age_seconds: int) -> tuple[str, str, int]:
+    """(page public id, action, issued at as a Unix time) of a link token; signing.BadSignature (or
+    SignatureExpired) when it is not ours or too old."""
+    data = signing.loads(token, salt=EMAIL_LINK_SALT, max_age=max_age_seconds)
+    if (not isinstance(data, dict) or data.get("a") not in EMAIL_LINK_ACTIONS or not isinstance(data.get("p"), str)
+            or not isinstance(data.get("t"), int)):
+        raise signing.BadSignature("not an email link")
+    return data["p"], data["a"], data["t"]
+
+
+def _what(inc: Incident) -> str:
+    """What happened, in one line: incident, environment, value (the latest alert's summary)."""
+    env = inc.environment.name if inc.environment_id else "no environment"
+    alert = inc.alerts.order_by("-last_received_at").first()
+    value = (alert.summary or alert.name) if alert else ""
+    return f"[{inc.severity.upper()}] {incident_ref(inc)} {inc.title} ({env})" + (f": {value}" if value else "")
+
+
+def voice_words(inc: Incident) -> str:
+    """What a voice page reads out, and the keys it offers (portal.inbound answers them)."""
+    env = inc.environment.name if inc.environment_id else "no environment"
+    return (f"F T W Ops page. {inc.severity} incident {inc.pk}: {inc.title}, in {env}. "
+            "Press 4 to acknowledge, 6 to resolve, 8 to escalate.")
+
+
 def _message(inc: Incident, page: PersonalPage) -> delivery.Message:
-    url = settings.PORTAL_BASE_URL.rstrip("/") + inc.get_absolute_url()
+    url = public_url(inc.get_absolute_url())
     subject = f"[{inc.severity.upper()}] {inc.title}"
-    body = f"{subject}\nOpened {inc.opened_at:%H:%M} UTC. Acknowledge: {url}"
+    what = _what(inc)
+    code = reply_code(inc)
+    body = f"{what} {url}\nReply 4 ack, 6 resolve, 8 escalate. Several pages open? Add the code: ack {code}"
     spoken = f"F T W Ops page. {inc.severity} incident: {inc.title}. Acknowledge in the portal."
+    gather_url = ""
+    if page.kind == ContactKind.VOICE:
+        spoken = voice_words(inc)
+        gather_url = public_url(reverse("api:inbound_twilio_voice")) + f"?page={page.public_id}"
     if page.kind == ContactKind.EMAIL:
-        body = f"{subject}\nStatus: {inc.status}\nOpened: {inc.opened_at:%Y-%m-%d %H:%M UTC}\n{url}"
-    return delivery.Message(kind=page.kind, to="", subject=subject, body=body, purpose="page", spoken=spoken)
+        links = "\n".join(f"{action.capitalize()}: {public_url(reverse('inbound:email_action', args=[email_link_token(page, action)]))}"
+                          for action in EMAIL_LINK_ACTIONS)
+        body = (f"{what}\nStatus: {inc.status}\nOpened: {inc.opened_at:%Y-%m-%d %H:%M UTC}\n{url}\n\n{links}\n"
+                "Each link works once, and not after the incident is resolved.")
+    return delivery.Message(kind=page.kind, to="", subject=subject, body=body, purpose="page", spoken=spoken,
+                            gather_url=gather_url)
 
 
 def _stopped(inc: Incident, page: PersonalPage) -> str:
@@ -161,7 +234,8 @@ def personal_page_send(*, page_id: int, now: datetime | None = None) -> str:
             return "skipped"
         message = _message(inc, page)
         result = delivery.send(delivery.Message(kind=message.kind, to=method.value, subject=message.subject,
-                                                body=message.body, purpose="page", spoken=message.spoken))
+                                                body=message.body, purpose="page", spoken=message.spoken,
+                                                gather_url=message.gather_url))
         status = PersonalPage.Status.SENT if result.ok else PersonalPage.Status.FAILED
         PersonalPage.objects.filter(pk=page.pk).update(
             status=status, sent_at=now if result.ok else None, provider_id=result.provider_id[:100],

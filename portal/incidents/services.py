@@ -15,7 +15,7 @@ from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.errors import Conflict
 from portal.events import emit, incident_payload
-from portal.incidents.models import Incident, Notification, TimelineEntry
+from portal.incidents.models import Incident, Notification, PersonalPage, TimelineEntry
 from portal.metrics import EVENTS
 from portal.tasking import enqueue
 
@@ -57,10 +57,20 @@ def _cancel_pending_notifications(incident: Incident, *, keep_manual: bool = Fal
     qs.update(
         status=Notification.Status.CANCELLED, error="incident acknowledged or resolved"
     )
+    # A person's pages that are not due yet (the voice call after the SMS) are cancelled now, under the
+    # incident's row lock, which the sender takes before it claims a pending page.
+    PersonalPage.objects.filter(incident=incident, status=PersonalPage.Status.PENDING).update(
+        status=PersonalPage.Status.CANCELLED, error=f"incident {incident.status} before the page was due")
 
 
-def incident_acknowledge(*, incident: Incident, actor) -> Incident:
-    """Stop escalation and record who took it. Acknowledging twice is a no-op; a resolved incident cannot be."""
+def _via(text: str, via: str) -> str:
+    """"Acknowledged" -> "Acknowledged via SMS" when the action came from a page (SMS, voice, email, Slack)."""
+    return f"{text} via {via}" if via else text
+
+
+def incident_acknowledge(*, incident: Incident, actor, via: str = "") -> Incident:
+    """Stop escalation and record who took it. Acknowledging twice is a no-op; a resolved incident cannot be.
+    `via` names the channel a page was answered from ("SMS"): on the timeline and in the audit row."""
     with transaction.atomic():
         inc = incident_lock(incident)
         if inc.status == Incident.Status.ACKNOWLEDGED:
@@ -73,13 +83,14 @@ def incident_acknowledge(*, incident: Incident, actor) -> Incident:
         inc.next_escalation_at = None
         inc.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "next_escalation_at", "updated_at"])
         _cancel_pending_notifications(inc, keep_manual=True)
-        timeline_write(inc, TimelineEntry.Kind.ACKNOWLEDGED, actor, "Acknowledged")
-        audit_record(actor=actor, verb="incident.acknowledge", target=inc, before={"status": "triggered"}, after={"status": inc.status})
+        timeline_write(inc, TimelineEntry.Kind.ACKNOWLEDGED, actor, _via("Acknowledged", via), {"via": via} if via else None)
+        audit_record(actor=actor, verb="incident.acknowledge", target=inc, before={"status": "triggered"}, after={"status": inc.status},
+                     extra={"via": via} if via else None)
         emit("incident.acknowledged", incident_payload(inc))
     return inc
 
 
-def incident_resolve_locked(inc: Incident, *, actor, reason: str) -> Incident:
+def incident_resolve_locked(inc: Incident, *, actor, reason: str, via: str = "") -> Incident:
     """Resolve an incident whose row the caller holds locked (a person, or ingest when all its alerts resolved)."""
     before = inc.status
     inc.status = Incident.Status.RESOLVED
@@ -89,19 +100,21 @@ def incident_resolve_locked(inc: Incident, *, actor, reason: str) -> Incident:
     inc.next_escalation_at = None
     inc.save(update_fields=["status", "resolved_at", "resolved_by", "resolve_reason", "next_escalation_at", "updated_at"])
     _cancel_pending_notifications(inc)
-    timeline_write(inc, TimelineEntry.Kind.RESOLVED, actor, f"Resolved: {reason}" if reason else "Resolved")
-    audit_record(actor=actor, verb="incident.resolve", target=inc, before={"status": before}, after={"status": inc.status, "reason": reason})
+    timeline_write(inc, TimelineEntry.Kind.RESOLVED, actor, _via(f"Resolved: {reason}" if reason else "Resolved", via),
+                   {"via": via} if via else None)
+    audit_record(actor=actor, verb="incident.resolve", target=inc, before={"status": before}, after={"status": inc.status, "reason": reason},
+                 extra={"via": via} if via else None)
     emit("incident.resolved", incident_payload(inc))
     EVENTS.labels("incident_resolved", inc.source).inc()
     return inc
 
 
-def incident_resolve(*, incident: Incident, actor, reason: str = "") -> Incident:
+def incident_resolve(*, incident: Incident, actor, reason: str = "", via: str = "") -> Incident:
     with transaction.atomic():
         inc = incident_lock(incident)
         if inc.status == Incident.Status.RESOLVED:
             return inc
-        return incident_resolve_locked(inc, actor=actor, reason=reason)
+        return incident_resolve_locked(inc, actor=actor, reason=reason, via=via)
 
 
 def incident_reopen(*, incident: Incident, actor, reason: str = "") -> Incident:

@@ -25,6 +25,7 @@ class Message:
     body: str
     purpose: str  # "verification", "test", "page" or "handoff"
     spoken: str = ""  # what a voice call reads out (default: the body)
+    gather_url: str = ""  # a voice call waits for a key and Twilio posts it here (a page's answer)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def _sms(message: Message) -> DeliveryResult:
 
 
 def _voice(message: Message) -> DeliveryResult:
-    sid = notify.voice_call(to=message.to, say=message.spoken or message.body)
+    sid = notify.voice_call(to=message.to, say=message.spoken or message.body, gather_url=message.gather_url)
     return DeliveryResult(ok=True, detail="call placed through Twilio", provider_id=sid)
 
 
