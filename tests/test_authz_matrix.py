@@ -155,6 +155,7 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     # inbound: an email page's link; its signed single-use token is the credential (a dead one is a 404), GET only shows
     "inbound:email_action": (PUBLIC, PUBLIC),
     "sandbox:messages": (V, None),  # the sandbox only: its stand-ins hold no real person's messages
+    "sandbox:message_answer": (None, R),  # answers a page as the phone it went to (signed like Twilio)
 }
 
 # Routes where a dummy kwarg would hide the permission check behind a 404: the check runs after the

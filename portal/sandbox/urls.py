@@ -14,4 +14,5 @@ drill_patterns = [
 # /sandbox/ pages (portal/urls.py adds them when the sandbox is installed).
 sandbox_patterns = [
     path("messages/", views.messages_page, name="messages"),
+    path("messages/<int:pk>/answer/", views.message_answer, name="message_answer"),
 ]

@@ -8,9 +8,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.accounts.permissions import perm_required
-from portal.accounts.roles import ADMINISTER, VIEW
+from portal.accounts.roles import ADMINISTER, RESPOND, VIEW
 from portal.cloud.models import Drill
 from portal.cloud.selectors import active_drills, recent_drills
+from portal.sandbox import phone
 from portal.sandbox.forms import DrillForm
 from portal.sandbox.models import SandboxMessage
 from portal.sandbox.services import DrillError, drill_start, drill_stop
@@ -71,3 +72,20 @@ def messages_page(request):
     if kind in SandboxMessage.Kind.values:
         rows = rows.filter(kind=kind)
     return render(request, "sandbox/messages.html", {"rows": rows[:200], "kind": kind, "kinds": SandboxMessage.Kind.choices})
+
+
+@require_POST
+@perm_required(RESPOND)
+def message_answer(request, pk: int):
+    """Reply to an SMS or press a key on a call as if from the phone it went to (portal.sandbox.phone)."""
+    message = get_object_or_404(SandboxMessage, pk=pk)
+    try:
+        if message.kind == SandboxMessage.Kind.CALL:
+            said = phone.key_press(message, request.POST.get("digit", ""))
+        else:
+            said = phone.sms_reply(message, request.POST.get("body", "").strip() or "4")
+    except phone.PhoneError as exc:
+        messages.error(request, f"Not sent: {exc}.")
+    else:
+        messages.success(request, f"The portal answered {message.to}: {said}")
+    return redirect("sandbox:messages")
