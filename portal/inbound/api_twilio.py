@@ -6,9 +6,12 @@ is a 403 and changes nothing). Both answer TwiML.
 
 from __future__ import annotations
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpResponse
+from django.http.request import RawPostDataException
 from ninja import Router, Schema
 
+from portal.errors import BadRequest
 from portal.inbound import twilio
 
 router = Router()
@@ -29,14 +32,29 @@ def _twiml(xml: str) -> HttpResponse:
     return HttpResponse(xml, content_type="text/xml; charset=utf-8")
 
 
-def _checked(request) -> dict:
-    twilio.verify(path_and_query=request.get_full_path(), params=request.POST,
+FORM = "application/x-www-form-urlencoded"
+RESPONSES = {400: ErrorOut, 403: ErrorOut}
+
+
+class NotAForm(BadRequest):
+    code = "not_a_form"
+
+
+def _checked(request):
+    """The posted fields, once the signature over them is Twilio's. Twilio posts form-encoded only."""
+    if request.content_type != FORM:
+        raise NotAForm(f"Twilio posts {FORM}")
+    try:
+        form = request.POST
+    except (SuspiciousOperation, RawPostDataException) as exc:  # too big, too many fields
+        raise BadRequest("the form could not be read") from exc
+    twilio.verify(path_and_query=request.get_full_path(), params=form,
                   signature=request.headers.get(twilio.SIGNATURE_HEADER, ""))
-    return request.POST
+    return form
 
 
 @router.post(
-    "/twilio/sms", auth=None, url_name="inbound_twilio_sms", response={403: ErrorOut}, tags=["inbound"],
+    "/twilio/sms", auth=None, url_name="inbound_twilio_sms", response=RESPONSES, tags=["inbound"],
     summary="Twilio messaging webhook: an SMS reply to a page (4 ack, 6 resolve, 8 escalate; 'ack K7' picks a page)",
     openapi_extra=_form("MessagingResponse", ("From", "To", "Body", "MessageSid", "AccountSid")),
 )
@@ -46,7 +64,7 @@ def twilio_sms(request):
 
 
 @router.post(
-    "/twilio/voice", auth=None, url_name="inbound_twilio_voice", response={403: ErrorOut}, tags=["inbound"],
+    "/twilio/voice", auth=None, url_name="inbound_twilio_voice", response=RESPONSES, tags=["inbound"],
     summary="Twilio voice webhook: a voice page's TwiML (?page=<id>), and the key pressed (Digits: 4 ack, 6 resolve, 8 escalate)",
     openapi_extra=_form("VoiceResponse", ("From", "To", "Called", "Digits", "CallSid", "AccountSid")),
 )

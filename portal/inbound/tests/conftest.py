@@ -4,6 +4,7 @@ through the real Twilio library to the sandbox's Twilio stand-in; replies signed
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.utils import timezone
@@ -17,6 +18,7 @@ from portal.sandbox.models import SandboxMessage
 from portal.sandbox.testing import smtp_standin, twilio_standin  # noqa: F401 - the stand-ins' fixtures
 
 NUMBER = "+15550100001"
+FORM = "application/x-www-form-urlencoded"  # as Twilio posts
 
 
 def fire(name="HighErrorRate", fp="e1", severity="critical"):
@@ -57,7 +59,7 @@ class Phone:
     def post(self, path: str, data: dict, *, signature: str | None = None):
         if signature is None:
             signature = twilio.signature_for(self.settings.PORTAL_PUBLIC_URL.rstrip("/") + path, data)
-        return self.client.post(path, data, headers={"X-Twilio-Signature": signature})
+        return self.client.post(path, urlencode(data), content_type=FORM, headers={"X-Twilio-Signature": signature})
 
     def sms(self, body: str, *, sender: str = NUMBER, signature: str | None = None):
         return self.post("/api/v1/inbound/twilio/sms", {"From": sender, "To": "+15005550006", "Body": body,

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.utils import timezone
 
 from portal.audit.models import AuditEvent
 from portal.inbound import twilio
-from portal.inbound.tests.conftest import NUMBER, fire, person, sent
+from portal.inbound.tests.conftest import FORM, NUMBER, fire, person, sent
 from portal.incidents.models import Incident, PersonalPage, TimelineEntry
 from portal.incidents.paging import reply_code
 from portal.incidents.tasks import sweep_personal_pages
@@ -83,11 +83,13 @@ def test_a_wrong_signature_gets_403_and_changes_nothing(twilio_standin, primary,
     before = AuditEvent.objects.count()
     answer = phone.sms("4", signature="bm90IGEgc2lnbmF0dXJl")
     assert answer.status_code == 403 and answer.json()["error"] == "bad_signature"
-    assert phone.client.post("/api/v1/inbound/twilio/sms", {"From": NUMBER, "Body": "4"}).status_code == 403  # unsigned
+    assert phone.client.post("/api/v1/inbound/twilio/sms", urlencode({"From": NUMBER, "Body": "4"}), content_type=FORM).status_code == 403  # unsigned
+    assert phone.client.post("/api/v1/inbound/twilio/sms", {"From": NUMBER, "Body": "4"}).status_code == 400  # not a form as Twilio posts
     # Signed for another URL: the signature covers PORTAL_PUBLIC_URL + path.
     data = {"From": NUMBER, "Body": "4"}
     elsewhere = twilio.signature_for("https://elsewhere.example.test/api/v1/inbound/twilio/sms", data)
-    assert phone.client.post("/api/v1/inbound/twilio/sms", data, headers={"X-Twilio-Signature": elsewhere}).status_code == 403
+    assert phone.client.post("/api/v1/inbound/twilio/sms", urlencode(data), content_type=FORM,
+                             headers={"X-Twilio-Signature": elsewhere}).status_code == 403
     inc.refresh_from_db()
     assert inc.status == "triggered" and AuditEvent.objects.count() == before
     assert phone.post("/api/v1/inbound/twilio/sms", data).status_code == 200  # the same body signed for our URL is taken
