@@ -39,11 +39,15 @@ def page_answer(*, incident: Incident, user, action: str, via: str) -> Outcome:
     incident.refresh_from_db(fields=["status"])
     if action == ACKNOWLEDGE:
         if incident.status != Incident.Status.TRIGGERED:
-            return Outcome(False, f"{ref} is already {incident.status}; nothing changed")
+            incident.refresh_from_db(fields=["acknowledged_by"])
+            by = f" by {incident.acknowledged_by}" if incident.status == Incident.Status.ACKNOWLEDGED else ""
+            return Outcome(False, f"{ref} is already {incident.status}{by}; nothing changed")
         try:
-            services.incident_acknowledge(incident=incident, actor=actor, via=via)
+            done = services.incident_acknowledge(incident=incident, actor=actor, via=via)
         except services.InvalidTransition:
             return Outcome(False, f"{ref} is resolved; nothing changed")
+        if done.acknowledged_by != actor.label:  # a click or another answer won the row lock first
+            return Outcome(False, f"{ref} was acknowledged by {done.acknowledged_by} first; nothing changed")
         return Outcome(True, f"Acknowledged {ref} as {actor.label}")
     if action == RESOLVE:
         if incident.status == Incident.Status.RESOLVED:

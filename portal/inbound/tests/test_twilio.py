@@ -13,9 +13,11 @@ from django.utils import timezone
 from portal.audit.models import AuditEvent
 from portal.inbound import twilio
 from portal.inbound.tests.conftest import FORM, NUMBER, fire, person, sent
+from portal.incidents import services
 from portal.incidents.models import Incident, PersonalPage, TimelineEntry
 from portal.incidents.paging import reply_code
 from portal.incidents.tasks import sweep_personal_pages
+from portal.oncall import services as oncall
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,8 +102,6 @@ def test_a_wrong_signature_gets_403_and_changes_nothing(twilio_standin, primary,
 def test_a_reply_from_an_unknown_or_unverified_number_changes_nothing(twilio_standin, primary, responder, phone):
     person(responder)
     inc = fire()
-    from portal.oncall import services as oncall
-
     oncall.contact_method_add(user=responder, kind="sms", value="+15550100077", actor="system:test", verified=False)
     before = AuditEvent.objects.count()
     for number in ("+15550109999", "+15550100077"):
@@ -135,3 +135,13 @@ def test_voice_gather_digit_6_resolves(twilio_standin, primary, responder, phone
     # The same key from a number the page did not call does nothing.
     other = phone.post(path, {**form, "To": "+15550109999", "Digits": "4"}).content.decode()
     assert "Nothing changed" in other
+
+
+def test_a_second_answer_says_who_acknowledged_first_and_changes_nothing(twilio_standin, primary, responder, lead, phone):
+    person(responder)
+    inc = fire()
+    services.incident_acknowledge(incident=inc, actor=lead)
+    before = AuditEvent.objects.count()
+    answer = phone.sms("4").content.decode()
+    assert f"INC-{inc.pk} is already acknowledged by {lead.username}; nothing changed" in answer
+    assert AuditEvent.objects.count() == before
