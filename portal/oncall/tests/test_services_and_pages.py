@@ -15,6 +15,7 @@ from portal.errors import Conflict, Forbidden, Invalid
 from portal.oncall import delivery, selectors, services
 from portal.oncall.models import ContactMethod, Override, Schedule, TestPage
 from portal.oncall.schedule import final_schedule, merge_segments
+from tests.plugins.aws import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -106,7 +107,9 @@ def test_contact_method_verification_with_a_code(responder, admin_user, viewer, 
         services.contact_method_add(user=responder, kind="voice", value="+4915112345678", actor=responder, verified=True)
 
 
-def test_test_page_is_recorded_even_for_an_unverified_method(responder):
+def test_test_page_is_recorded_even_for_an_unverified_method(responder, settings):
+    # A port nothing listens on (not the sandbox's default, which a running `make run` may hold).
+    settings.TWILIO_API_BASE = f"http://127.0.0.1:{free_port()}"
     method = services.contact_method_add(user=responder, kind="email", value="oscar@example.test", actor=responder)
     assert "verification code" in mail.outbox[0].body
     page = services.test_page_send(method=method, actor=responder)
