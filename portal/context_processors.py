@@ -17,6 +17,7 @@ def portal(request):
         "NAV": [
             ("/", "Dashboard"),
             ("/incidents/", "Incidents"),
+            ("/oncall/", "On call"),
             ("/deployments/", "Deployments"),
             ("/runbooks/", "Runbooks"),
             ("/health/", "Health"),

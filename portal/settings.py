@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "runbooks",
     "deployments",
     "portal.oncall",
+    "portal.handoff",
     "portal.inbound",
     "portal.webhooks",
 ]
@@ -366,6 +367,7 @@ PORTAL_SEEDERS = [
     "portal.phases.seed.seed",
     "runbooks.seed.seed",
     "deployments.seed.seed",
+    "portal.handoff.seed.seed",
     "portal.webhooks.seed.seed",
 ]
 AXES_VERBOSE = False

@@ -31,6 +31,7 @@ urlpatterns += [
     path("phases/", include("portal.phases.urls")),
     path("runbooks/", include("runbooks.urls")),
     path("deployments/", include("deployments.urls")),
+    path("oncall/handoff/", include("portal.handoff.urls")),  # the handoff note /oncall/ loads
     path("oncall/", include("portal.oncall.urls")),
     path("webhooks/", include("portal.webhooks.urls")),
     path("inbound/", include("portal.inbound.urls")),

@@ -152,6 +152,9 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "oncall:personal_feed": (PUBLIC, None),  # the secret token is the credential; a wrong one is a 404
     "oncall:schedule_feed": (PUBLIC, None),
     "oncall:schedule_feed_reset": (None, L),
+    # handoff
+    "handoff:panel": (V, None),
+    "handoff:note_write": (None, R),
     # inbound: an email page's link; its signed single-use token is the credential (a dead one is a 404), GET only shows
     "inbound:email_action": (PUBLIC, PUBLIC),
     "sandbox:messages": (V, None),  # the sandbox only: its stand-ins hold no real person's messages

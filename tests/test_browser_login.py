@@ -16,7 +16,7 @@ def test_login_see_dashboard_and_logout(page, lead):
     page.wait_for_selector("h1:has-text('On-call dashboard')")
     assert page.locator("[data-testid=current-user]").inner_text() == lead.username
     nav = page.locator("nav.nav a").all_inner_texts()
-    assert nav == ["Dashboard", "Incidents", "Deployments", "Runbooks", "Health", "Checklist", "Phases", "Environments", "Audit"]
+    assert nav == ["Dashboard", "Incidents", "On call", "Deployments", "Runbooks", "Health", "Checklist", "Phases", "Environments", "Audit"]
     page.click("text=Log out")
     page.wait_for_url("**/accounts/login/")
     page.goto("/")

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class HandoffConfig(AppConfig):
+    name = "portal.handoff"
+    label = "handoff"
+    verbose_name = "Shift handoff"
