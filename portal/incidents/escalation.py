@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,7 +39,7 @@ def _page_next_level(inc: Incident, *, now, actor, manual: bool = False, reason:
     policy = EscalationPolicy.objects.filter(severity=inc.severity).first()
     levels = (list(policy.levels.select_related("target_schedule", "target_user").prefetch_related("channels").order_by("number"))
               if policy else [])
-    if not levels:
+    if policy is None or not levels:
         inc.next_escalation_at = None
         inc.save(update_fields=["next_escalation_at"])
         return EscalationResult()
@@ -71,7 +72,7 @@ def _page_next_level(inc: Incident, *, now, actor, manual: bool = False, reason:
     person = paging.level_page_person(inc=inc, level=level, round_=round_, now=now)
     targets = [c.name for c in level.channels.all() if c.enabled]
     if person is not None:
-        who = person.user.get_username() if person.user is not None else "nobody"
+        who = person.user.get_username() if isinstance(person.user, AbstractBaseUser) else "nobody"
         where = f" on call on {level.target_schedule}" if level.target_schedule_id else ""
         targets.append(f"{who}{where}" + (f", {person.note}" if person.note else ""))
     names = ", ".join(targets) or "no enabled channels"
