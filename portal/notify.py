@@ -5,7 +5,8 @@ pages and verification codes, handoff messages, the checklist's mail to the lead
 
 - Email: Django's mail framework (EMAIL_HOST / EMAIL_PORT: SendGrid's SMTP relay, or any other).
 - SMS and voice: Twilio's Python library, its API domain pointed at TWILIO_API_BASE.
-- Slack: Slack's SDK (WebClient, chat.postMessage) at SLACK_API_BASE with SLACK_BOT_TOKEN.
+- Slack: Slack's SDK (WebClient: chat.postMessage, chat.update, chat.postEphemeral) at SLACK_API_BASE with
+  SLACK_BOT_TOKEN; a page is a message with blocks and buttons (`slack_page_blocks`).
 - Webhooks (a channel's URL, which a person types in): through portal.outbound, with the outbound policy
   of the incident's environment (the default environment when the incident has none): a webhook URL
   pointing at loopback, private or metadata addresses is refused unless that policy allows them.
@@ -21,6 +22,7 @@ Errors name the exception class and the host, never the URL (a Slack hook's path
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from django.conf import settings
@@ -97,19 +99,69 @@ def voice_call(*, to: str, say: str, gather_url: str = "") -> str:
         raise _twilio_error(exc) from None
 
 
-def slack_post(*, channel: str, text: str) -> str:
-    """Post to a Slack user id (a direct message from the bot) or channel through the Web API; returns the ts."""
+def _slack_call(method: str, **kwargs) -> dict:
+    """One Slack Web API call (chat_postMessage, chat_update, chat_postEphemeral) as the bot."""
     if not settings.SLACK_BOT_TOKEN:
         raise NotificationError("Slack is not configured (SLACK_BOT_TOKEN)")
     client = WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_BASE.rstrip("/") + "/api/",
                        timeout=TIMEOUT)
     try:
-        answer = client.chat_postMessage(channel=channel, text=text)
+        return dict(getattr(client, method)(**kwargs).data)
     except SlackApiError as exc:
         raise NotificationError(f"Slack refused the message: {exc.response.get('error', 'error')}") from None
     except (OSError, ValueError) as exc:  # urllib's errors are OSErrors
         raise NotificationError(outbound.error_words(exc, settings.SLACK_API_BASE)) from None
-    return str(answer.get("ts") or "")
+
+
+def slack_post(*, channel: str, text: str) -> str:
+    """Post to a Slack user id (a direct message from the bot) or channel through the Web API; returns the ts."""
+    return str(_slack_call("chat_postMessage", channel=channel, text=text).get("ts") or "")
+
+
+@dataclass(frozen=True)
+class SlackPosted:
+    channel: str  # the conversation id Slack answers with (a DM's D... id when posted to a user id)
+    ts: str
+
+
+def slack_message(*, channel: str, text: str, blocks: list[dict]) -> SlackPosted:
+    """Post a message with blocks; returns where it is, which chat.update needs later."""
+    answer = _slack_call("chat_postMessage", channel=channel, text=text, blocks=blocks)
+    return SlackPosted(channel=str(answer.get("channel") or channel), ts=str(answer.get("ts") or ""))
+
+
+def slack_update(*, channel: str, ts: str, text: str, blocks: list[dict]) -> None:
+    _slack_call("chat_update", channel=channel, ts=ts, text=text, blocks=blocks)
+
+
+def slack_ephemeral(*, channel: str, user: str, text: str, blocks: list[dict] | None = None) -> None:
+    """A message only `user` sees in `channel` (an answer to a button press)."""
+    _slack_call("chat_postEphemeral", channel=channel, user=user, text=text, **({"blocks": blocks} if blocks else {}))
+
+
+def slack_page_blocks(*, text: str, status: str, value: str, incident_url: str, runbook_url: str = "",
+                      rollback: str = "", lines: tuple[str, ...] = ()) -> list[dict]:
+    """A page as Slack blocks: what happened, its state, and the buttons (action_id acknowledge, resolve,
+    rollback, with `value` the incident's public id; Open runbook and Open incident are URL buttons).
+    `rollback` is the environment's name when a Roll back button is offered; `lines` say its state (who acknowledged, the weights during a rollback)."""
+    buttons: list[dict] = []
+    if status == "triggered":
+        buttons.append({"type": "button", "action_id": "acknowledge", "value": value, "style": "primary",
+                        "text": {"type": "plain_text", "text": "Acknowledge"}})
+    if status != "resolved":
+        buttons.append({"type": "button", "action_id": "resolve", "value": value, "text": {"type": "plain_text", "text": "Resolve"}})
+    if runbook_url:
+        buttons.append({"type": "button", "action_id": "open_runbook", "url": runbook_url,
+                        "text": {"type": "plain_text", "text": "Open runbook"}})
+    if rollback and status != "resolved":
+        buttons.append({"type": "button", "action_id": "rollback", "value": value, "style": "danger",
+                        "text": {"type": "plain_text", "text": f"Roll back {rollback}"[:75]}})
+    buttons.append({"type": "button", "action_id": "open_incident", "url": incident_url,
+                    "text": {"type": "plain_text", "text": "Open incident"}})
+    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
+                          {"type": "context", "elements": [{"type": "mrkdwn", "text": line[:2900]} for line in (lines or (status.capitalize(),))]}]
+    blocks.append({"type": "actions", "block_id": "page_actions", "elements": buttons})
+    return blocks
 
 
 def _allow_private(incident) -> bool:

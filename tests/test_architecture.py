@@ -118,6 +118,7 @@ OPERATIONS = {
     "POST /api/v1/alerts/sns": "portal_incidents_api_sns_webhook",
     "POST /api/v1/inbound/twilio/sms": "portal_inbound_api_twilio_twilio_sms",
     "POST /api/v1/inbound/twilio/voice": "portal_inbound_api_twilio_twilio_voice",
+    "POST /api/v1/inbound/slack/interactions": "portal_inbound_api_slack_slack_interactions",
     "POST /api/v1/checklist/{slug}/revoke": "portal_checklist_api_revoke",
     "POST /api/v1/checklist/{slug}/sign-off": "portal_checklist_api_sign_off",
     "POST /api/v1/checklist/{slug}/verify": "portal_checklist_api_verify",

@@ -7,3 +7,8 @@ class InboundConfig(AppConfig):
     name = "portal.inbound"
     label = "inbound"
     verbose_name = "Inbound answers"
+
+    def ready(self) -> None:
+        # Celery's autodiscovery imports `tasks.py` only; the Slack tasks live in slack_tasks.py. Imported
+        # here (app loading: the models must be ready first) so web and worker processes register them.
+        from portal.inbound import slack_tasks  # noqa: F401

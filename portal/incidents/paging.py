@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from portal import notify
 from portal.incidents.models import EscalationLevel, Incident, PersonalPage, TimelineEntry
 from portal.incidents.services import timeline_write
 from portal.oncall import delivery, selectors
@@ -32,6 +33,7 @@ from portal.tasking import enqueue
 
 log = logging.getLogger(__name__)
 SEND_TASK = "portal.incidents.tasks.send_personal_page"
+SLACK_POSTED_TASK = "portal.inbound.slack_tasks.page_posted"
 SWEEP_BATCH = 500
 
 
@@ -139,7 +141,7 @@ def email_link_read(token: str, *, max_age_seconds: int) -> tuple[str, str, int]
     return data["p"], data["a"], data["t"]
 
 
-def _what(inc: Incident) -> str:
+def what_happened(inc: Incident) -> str:
     """What happened, in one line: incident, environment, value (the latest alert's summary)."""
     env = inc.environment.name if inc.environment_id else "no environment"
     alert = inc.alerts.order_by("-last_received_at").first()
@@ -157,7 +159,7 @@ def voice_words(inc: Incident) -> str:
 def _message(inc: Incident, page: PersonalPage) -> delivery.Message:
     url = public_url(inc.get_absolute_url())
     subject = f"[{inc.severity.upper()}] {inc.title}"
-    what = _what(inc)
+    what = what_happened(inc)
     code = reply_code(inc)
     body = f"{what} {url}\nReply 4 ack, 6 resolve, 8 escalate. Several pages open? Add the code: ack {code}"
     spoken = f"F T W Ops page. {inc.severity} incident: {inc.title}. Acknowledge in the portal."
@@ -172,6 +174,21 @@ def _message(inc: Incident, page: PersonalPage) -> delivery.Message:
                 "Each link works once, and not after the incident is resolved.")
     return delivery.Message(kind=page.kind, to="", subject=subject, body=body, purpose="page", spoken=spoken,
                             gather_url=gather_url)
+
+
+def _slack_page(inc: Incident, page: PersonalPage, to: str) -> delivery.DeliveryResult:
+    """A page to Slack is a message with buttons (portal.inbound answers them). Where it landed goes, by
+    task name after commit, to the inbound app, which keeps the message up to date as the incident changes."""
+    runbook = public_url(reverse("runbooks:detail", args=[inc.runbook_slug])) if inc.runbook_slug else ""
+    url = public_url(inc.get_absolute_url())
+    blocks = notify.slack_page_blocks(text=what_happened(inc), status=inc.status, value=str(inc.public_id),
+                                      incident_url=url, runbook_url=runbook)
+    try:
+        posted = notify.slack_message(channel=to, text=f"{what_happened(inc)} {url}", blocks=blocks)
+    except notify.NotificationError as exc:
+        return delivery.DeliveryResult(ok=False, detail=str(exc)[:500])
+    enqueue(SLACK_POSTED_TASK, inc.pk, page.pk, posted.channel, posted.ts)
+    return delivery.DeliveryResult(ok=True, detail="posted to Slack", provider_id=posted.ts)
 
 
 def _stopped(inc: Incident, page: PersonalPage) -> str:
@@ -233,9 +250,12 @@ def personal_page_send(*, page_id: int, now: datetime | None = None) -> str:
         if not claimed:
             return "skipped"
         message = _message(inc, page)
-        result = delivery.send(delivery.Message(kind=message.kind, to=method.value, subject=message.subject,
-                                                body=message.body, purpose="page", spoken=message.spoken,
-                                                gather_url=message.gather_url))
+        if page.kind == ContactKind.SLACK:
+            result = _slack_page(inc, page, method.value)
+        else:
+            result = delivery.send(delivery.Message(kind=message.kind, to=method.value, subject=message.subject,
+                                                    body=message.body, purpose="page", spoken=message.spoken,
+                                                    gather_url=message.gather_url))
         status = PersonalPage.Status.SENT if result.ok else PersonalPage.Status.FAILED
         PersonalPage.objects.filter(pk=page.pk).update(
             status=status, sent_at=now if result.ok else None, provider_id=result.provider_id[:100],

@@ -3,7 +3,8 @@
 - Twilio: the REST API's Messages and Calls create endpoints (`POST /2010-04-01/Accounts/{sid}/Messages.json`
   and `.../Calls.json`, form-encoded, HTTP Basic auth with the account SID) answering the JSON Twilio
   answers (201, a sid, status "queued"), as Twilio's Python library calls and parses them.
-- Slack: the Web API's `chat.postMessage` (Bearer token, JSON or form body), answering `{"ok": true, "ts": ...}`.
+- Slack: the Web API's `chat.postMessage`, `chat.update` and `chat.postEphemeral` (Bearer token, JSON or form
+  body), answering `{"ok": true, "ts": ...}`; the record's sender says which call it was.
 - SMTP: an aiosmtpd catcher taking any mail.
 
 Every message is recorded as a SandboxMessage row (/sandbox/messages/ lists them). They listen on
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9A-Za-z]+)/(?P<what>Messages|Calls)\.json$")
 
 Recorder = Callable[..., object]
+# The Web API methods the Slack stand-in answers, and the sender its record names (which call it was).
+SLACK_METHODS = {"chat.postMessage": "bot", "chat.update": "bot (chat.update)", "chat.postEphemeral": "bot (ephemeral)"}
 
 
 class _Writer:
@@ -133,7 +136,8 @@ class TwilioHandler(_Handler):
 
 class SlackHandler(_Handler):
     def do_POST(self):  # noqa: N802 - http.server's name
-        if self.path.split("?")[0].rstrip("/") != "/api/chat.postMessage":
+        method = self.path.split("?")[0].rstrip("/").removeprefix("/api/")
+        if method not in SLACK_METHODS:
             return self._answer(404, {"ok": False, "error": "unknown_method"})
         if not self.headers.get("Authorization", "").startswith("Bearer xox"):
             return self._answer(200, {"ok": False, "error": "not_authed"})
@@ -145,8 +149,14 @@ class SlackHandler(_Handler):
         channel, text = str(args.get("channel") or ""), str(args.get("text") or "")
         if not channel:
             return self._answer(200, {"ok": False, "error": "channel_not_found"})
-        ts = f"{timezone.now().timestamp():.6f}"
-        self.server.recorder(kind=SandboxMessage.Kind.SLACK, to=channel, sender="bot", body=text, provider_id=ts, raw=args)
+        if isinstance(args.get("blocks"), str):
+            args["blocks"] = json.loads(args["blocks"])
+        ts = str(args.get("ts") or "") if method == "chat.update" else f"{timezone.now().timestamp():.6f}"
+        if method == "chat.update" and not ts:
+            return self._answer(200, {"ok": False, "error": "message_not_found"})
+        self.server.recorder(kind=SandboxMessage.Kind.SLACK, to=channel, sender=SLACK_METHODS[method], body=text, provider_id=ts, raw=args)
+        if method == "chat.postEphemeral":
+            return self._answer(200, {"ok": True, "message_ts": ts})
         return self._answer(200, {"ok": True, "channel": channel, "ts": ts,
                                   "message": {"type": "message", "text": text, "bot_id": "B0SANDBOX", "ts": ts}})
 
