@@ -338,6 +338,7 @@ API_MATRIX: dict[str, str] = {
     "POST /api/v1/alerts/sns": OWN_AUTH,
     "POST /api/v1/inbound/twilio/sms": OWN_AUTH,  # X-Twilio-Signature over PORTAL_PUBLIC_URL + path
     "POST /api/v1/inbound/twilio/voice": OWN_AUTH,
+    "POST /api/v1/inbound/slack/interactions": OWN_AUTH,  # X-Slack-Signature v0 with SLACK_SIGNING_SECRET
     "GET /api/v1/incidents": "read",
     "GET /api/v1/incidents/{incident_id}": "read",
     "POST /api/v1/incidents/{incident_id}/acknowledge": "actions",
