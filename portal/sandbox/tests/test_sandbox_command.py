@@ -111,3 +111,12 @@ def test_drills_refused_on_real_environments(db, admin_user):
                                       role_arn="arn:aws:iam::123456789012:role/ops")
     with pytest.raises(DrillError, match="only in the sandbox"):
         drill_start(environment=prod, kind="error-rate", colour="green", actor=admin_user)
+
+
+def test_drill_on_a_colour_without_traffic_warns_and_names_the_live_one(aws_platform):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("drill", "start", "error-rate", "--colour", "green", "--level", "40", "--minutes", "5", stdout=out, stderr=err)
+    assert "green takes 0 % of the traffic" in err.getvalue() and "live colour: blue" in err.getvalue()
+    err = io.StringIO()
+    call_command("drill", "start", "error-rate", "--colour", "blue", "--level", "40", "--minutes", "5", stdout=out, stderr=err)
+    assert err.getvalue() == ""

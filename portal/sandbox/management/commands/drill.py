@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from portal.cloud import aws
+from portal.cloud.errors import CloudError
 from portal.cloud.models import Drill, Environment
 from portal.sandbox.services import DrillError, drill_start, drill_stop
 
@@ -37,6 +39,19 @@ class Command(BaseCommand):
             raise CommandError(f"no environment named {name!r} (start the sandbox first: manage.py sandbox)")
         return env
 
+    def _warn_if_idle(self, env, colour) -> None:
+        """A drill on a colour that takes no traffic raises no alert: say so, and name the live one."""
+        if not colour:
+            return
+        try:
+            weights = aws.get_listener_weights(env)
+        except CloudError:
+            return
+        if not weights.get(colour):
+            live = ", ".join(c for c, w in weights.items() if w) or "none"
+            self.stderr.write(f"warning: {colour} takes 0 % of the traffic, so this drill will not fire an alert; "
+                              f"live colour: {live}")
+
     def handle(self, *args, **opts):
         action = opts["action"]
         if action == "start":
@@ -48,6 +63,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             self.stdout.write(f"drill #{drill.pk} {drill.kind}{' on ' + drill.colour if drill.colour else ''}"
                               f"{' (' + drill.target + ')' if drill.target else ''} running until {drill.ends_at:%H:%M:%S} UTC (seed {drill.seed})")
+            self._warn_if_idle(env, drill.colour)
         elif action == "stop":
             if opts["id"] is not None:
                 drill = Drill.objects.filter(pk=opts["id"]).first()
