@@ -152,3 +152,91 @@ def test_openapi_paths_and_operation_ids_are_unchanged():
     schema = api.get_openapi_schema()
     ops = {f"{method.upper()} {path}": op.get("operationId") for path, methods in schema["paths"].items() for method, op in methods.items()}
     assert ops == OPERATIONS
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> repo modules it imports, at the top or inside functions (a local import is still an arrow)."""
+    modules = dict((name, path) for path, name in _modules())
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+
+    def resolve(target: str) -> str | None:
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(name, node, is_package)
+                targets = [f"{base}.{a.name}" for a in node.names] or [base]
+            for target in targets:
+                if not _is_repo(target):
+                    continue
+                found = resolve(target)
+                # A package's own __init__ (an empty face) is not an arrow back into the package.
+                if found and found != name and not (modules[found].name == "__init__.py" and name.startswith(found + ".")):
+                    graph[name].add(found)
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            advanced = False
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                    advanced = True
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_circle_finder_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles_among_product_modules():
+    circles = _circles(_import_graph())
+    assert not circles, "import circles (counting imports inside functions): " + "; ".join(" <-> ".join(c) for c in circles)
