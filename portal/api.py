@@ -17,6 +17,7 @@ from portal.audit.api import router as audit_router
 from portal.checklist.api import router as checklist_router
 from portal.cloud.api import router as environments_router
 from portal.health.api import router as health_router
+from portal.heartbeats.api import router as heartbeats_router
 from portal.inbound.api_slack import router as inbound_slack_router
 from portal.inbound.api_twilio import router as inbound_twilio_router
 from portal.incidents.api import router as incidents_router
@@ -47,3 +48,4 @@ api.add_router("/", deployments_router, tags=["deployments"])
 api.add_router("/", oncall_router, tags=["oncall"])
 api.add_router("/inbound", inbound_twilio_router, tags=["inbound"])
 api.add_router("/inbound", inbound_slack_router, tags=["inbound"])
+api.add_router("/heartbeats", heartbeats_router, tags=["heartbeats"])

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "deployments",
     "portal.oncall",
     "portal.handoff",
+    "portal.heartbeats",
     "portal.inbound",
     "portal.webhooks",
 ]
@@ -368,6 +369,7 @@ PORTAL_SEEDERS = [
     "runbooks.seed.seed",
     "deployments.seed.seed",
     "portal.handoff.seed.seed",
+    "portal.heartbeats.seed.seed",
     "portal.webhooks.seed.seed",
 ]
 AXES_VERBOSE = False

@@ -35,6 +35,7 @@ urlpatterns += [
     path("oncall/", include("portal.oncall.urls")),
     path("webhooks/", include("portal.webhooks.urls")),
     path("inbound/", include("portal.inbound.urls")),
+    path("heartbeats/", include("portal.heartbeats.urls")),
 ]
 
 # The environments' pages; with the sandbox installed, its drills page joins them (same paths and names).

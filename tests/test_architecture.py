@@ -143,6 +143,12 @@ OPERATIONS = {
     "PUT /api/v1/schedules/{slug}": "portal_oncall_api_schedule_update",
     "POST /api/v1/schedules/{slug}/overrides": "portal_oncall_api_override_create",
     "DELETE /api/v1/schedules/{slug}/overrides/{override_id}": "portal_oncall_api_override_delete",
+    # Heartbeats (issue 20)
+    "GET /api/v1/heartbeats": "portal_heartbeats_api_list_heartbeats",
+    "POST /api/v1/heartbeats": "portal_heartbeats_api_create_heartbeat",
+    "POST /api/v1/heartbeats/{slug}/ping": "portal_heartbeats_api_ping",
+    "POST /api/v1/heartbeats/{slug}/ping/{token}": "portal_heartbeats_api_ping_with_token",
+    "GET /api/v1/heartbeats/{slug}/ping/{token}": "portal_heartbeats_api_ping_with_token_get",
 }
 
 

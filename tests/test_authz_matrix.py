@@ -157,6 +157,11 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "handoff:note_write": (None, R),
     # inbound: an email page's link; its signed single-use token is the credential (a dead one is a 404), GET only shows
     "inbound:email_action": (PUBLIC, PUBLIC),
+    # heartbeats: pause and resume for responders, a new ping token for leads
+    "heartbeats:list": (V, None),
+    "heartbeats:pause": (None, R),
+    "heartbeats:resume": (None, R),
+    "heartbeats:token": (None, L),
     "sandbox:messages": (V, None),  # the sandbox only: its stand-ins hold no real person's messages
     "sandbox:message_answer": (None, R),  # answers a page as the phone it went to (signed like Twilio)
 }
@@ -378,6 +383,11 @@ API_MATRIX: dict[str, str] = {
     "PUT /api/v1/schedules/{slug}": "lead",
     "POST /api/v1/schedules/{slug}/overrides": "actions",  # for the token's own person; lead for others
     "DELETE /api/v1/schedules/{slug}/overrides/{override_id}": "actions",
+    "GET /api/v1/heartbeats": "read",
+    "POST /api/v1/heartbeats": "lead",
+    "POST /api/v1/heartbeats/{slug}/ping": OWN_AUTH,  # the heartbeat's own ping token (Authorization: Bearer), hashed
+    "POST /api/v1/heartbeats/{slug}/ping/{token}": OWN_AUTH,  # the ping token in the path; a wrong one is a 401
+    "GET /api/v1/heartbeats/{slug}/ping/{token}": OWN_AUTH,
 }
 
 # A minimal body that passes schema validation, so a missing scope is not hidden behind a 422.
@@ -392,6 +402,7 @@ API_BODIES: dict[str, dict] = {
     "POST /api/v1/deployments": {"version": "v0.0.0-authz"},
     "POST /api/v1/environments/{name}/scale": {"colour": "blue", "desired": 1, "reason": "authz matrix"},
     "POST /api/v1/schedules": {"slug": "authz", "layers": []},
+    "POST /api/v1/heartbeats": {"name": "authz", "period_seconds": 60, "grace_seconds": 0},
     "PUT /api/v1/schedules/{slug}": {},
     "POST /api/v1/schedules/{slug}/overrides": {"user": "nobody", "starts_at": "2030-01-01T00:00:00Z",
                                                 "ends_at": "2030-01-01T01:00:00Z"},

@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from portal.checklist.models import VerificationOutcome
 from portal.cloud import aws
+from portal.heartbeats.selectors import backup_heartbeat_state
 from portal.phases.selectors import current_phase
 from portal.plan.loader import load_plan
 from portal.plan.models import PlanFact
@@ -105,6 +106,8 @@ def verify_backups(env) -> Result:
         "latest_snapshot_age_hours": round((now - latest).total_seconds() / 3600, 1) if latest else None,
         "max_snapshot_age_hours": BACKUP_MAX_SNAPSHOT_AGE.total_seconds() / 3600,
         "multi_az": _get(rds, "multi_az"),
+        # The backup job's dead-man's switch (portal/heartbeats): down means the job stopped reporting.
+        "backup_heartbeat": backup_heartbeat_state(now),
     }
     problems = []
     if retention < BACKUP_MIN_RETENTION_DAYS:
@@ -115,9 +118,13 @@ def verify_backups(env) -> Result:
         problems.append("no automated snapshot exists")
     elif now - latest > BACKUP_MAX_SNAPSHOT_AGE:
         problems.append(f"the latest automated snapshot is {evidence['latest_snapshot_age_hours']} h old (limit 26 h)")
+    heartbeat = evidence["backup_heartbeat"]
+    if heartbeat is not None and heartbeat["status"] == "down":
+        problems.append(f"the backup job's heartbeat is down (last ping {heartbeat['last_ping_at'] or 'never'})")
     if problems:
         return failing("Backups not automated: " + "; ".join(problems), **evidence)
-    return passing(f"Retention {retention} days; latest automated snapshot {evidence['latest_snapshot_age_hours']} h old", **evidence)
+    beat = "" if heartbeat is None else f"; backup job heartbeat {heartbeat['status']}"
+    return passing(f"Retention {retention} days; latest automated snapshot {evidence['latest_snapshot_age_hours']} h old{beat}", **evidence)
 
 
 def verify_load_balancer(env) -> Result:
