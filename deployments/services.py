@@ -53,6 +53,7 @@ from deployments.rollback import rollback_start
 from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import COLOURS, Environment
+from portal.incidents import silences
 from portal.tasking import enqueue
 
 # ----------------------------------------------------------------------------------------------
@@ -177,6 +178,10 @@ def deployment_pause(*, deployment: Deployment, actor, reason: str = "") -> Depl
                   fields=("paused_from", "pause_reason"))
         audit_record(actor=actor, verb="deployment.pause", target=dep, before={"state": before}, after={"state": dep.state},
                      extra={"reason": reason, "environment": env.name})
+        # A planned hold: the stall watchdog's alert for this rollout is expected, not news.
+        silences.silence_expected(environment=env, metrics=[], what="deployment hold", actor=actor,
+                                  ends_at=timezone.now() + HOLD_SILENCE, ref=f"deployment-hold:{dep.public_id}",
+                                  extra=[{"alertname": "RolloutStalled", "deployment": str(dep.public_id)}])
         return dep
 
 
@@ -199,6 +204,7 @@ def deployment_resume(*, deployment: Deployment, actor, reason: str = "") -> Dep
                   fields=("wake_at", "paused_from", "pause_reason"))
         audit_record(actor=actor, verb="deployment.resume", target=dep, before={"state": "paused"}, after={"state": dep.state},
                      extra={"reason": reason, "environment": env.name})
+        silences.silences_finish(ref=f"deployment-hold:{dep.public_id}", actor=actor)
         enqueue("deployments.tasks.deployment_step", dep.pk)
         return dep
 
@@ -268,6 +274,21 @@ def environment_rollback(*, environment: Environment, actor, reason: str = "", d
 # Scale
 
 
+# How long the portal's own actions silence what they are expected to cause (plus the silences' margin).
+HOLD_SILENCE = timedelta(hours=12)
+FAILOVER_SILENCE = timedelta(minutes=10)
+SCALE_SILENCE = timedelta(minutes=10)
+
+
+def _silence_scale(env: Environment, action: ScaleAction, actor) -> None:
+    """Instances launching or draining: the colour's group check and CPU are expected to move."""
+    if getattr(action, "state", "") != ScaleAction.State.APPLIED:
+        return
+    silences.silence_expected(environment=env, metrics=["cpu"], what="scale", actor=actor, colour=action.colour,
+                              ends_at=timezone.now() + SCALE_SILENCE, ref=f"scale:{action.public_id}",
+                              extra=[{"check": f"{env.name}-asg-{action.colour}"}])
+
+
 @audited("environment.scale")
 def environment_scale(*, environment: Environment, colour: str, desired: int, actor, reason: str, approved_by=None) -> ScaleAction:
     """Set a colour's desired capacity within the phase's range; above the maximum a lead approves."""
@@ -298,8 +319,10 @@ def environment_scale(*, environment: Environment, colour: str, desired: int, ac
         weights = cloudops.read_weights(env)
         if weights.get(colour, 0) > 0 and desired < bounds.instances_min:
             raise InvalidInput(f"{colour} takes traffic: it keeps at least the phase minimum of {bounds.instances_min} instances")
-        return scale_apply(env=env, colour=colour, desired=desired, actor=actor, reason=reason, automatic=False,
-                           approved_by=approved_by, now=now)
+        action = scale_apply(env=env, colour=colour, desired=desired, actor=actor, reason=reason, automatic=False,
+                             approved_by=approved_by, now=now)
+        _silence_scale(env, action, actor)
+        return action
 
 
 def scale_request_approval(*, environment: Environment, colour: str, desired: int, reason: str, actor) -> ScaleAction:
@@ -348,6 +371,7 @@ def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
             action.state = ScaleAction.State.FAILED
             action.error = f"asked for {action.to_desired}, AWS reports {read_back.get('desired')}"
         action.save(update_fields=["read_back", "applied_at", "state", "error"])
+        _silence_scale(env, action, actor)
         audit_record(actor=actor, verb="environment.scale", target=env, before={"desired": action.from_desired},
                      after={"desired": action.to_desired, "read_back": read_back},
                      extra={"colour": action.colour, "reason": action.reason, "approved_by": Actor.of(actor).label,
@@ -374,6 +398,10 @@ def rds_failover(*, environment: Environment, actor, reason: str) -> None:
         cloudops.rds_failover(env)
         audit_record(actor=actor, verb="environment.rds_failover", target=env, after={"rds_instance_id": env.rds_instance_id},
                      extra={"reason": reason})
+        # The failover's blips (connections drop, the database check fails over a minute or two) page nobody.
+        silences.silence_expected(environment=env, metrics=["db_connections"], what="rds failover", actor=actor,
+                                  ends_at=timezone.now() + FAILOVER_SILENCE, ref=f"rds-failover:{env.name}:{timezone.now():%Y%m%d%H%M%S}",
+                                  extra=[{"kind": "rds"}])
 
 
 def automation_set(*, environment: Environment, paused: bool, actor, reason: str, dry_run: bool | None = None) -> Environment:

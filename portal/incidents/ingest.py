@@ -21,13 +21,14 @@ from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
 from portal.events import emit, incident_payload
-from portal.incidents import sns
+from portal.incidents import silences, sns
 from portal.incidents.models import (
     SEVERITY_RANK,
     Alert,
     AlertDelivery,
     AlertEvent,
     AlertSourceConfig,
+    GroupingRule,
     Incident,
     RunbookMapping,
     Source,
@@ -139,6 +140,89 @@ def _source_config(source: str) -> AlertSourceConfig:
     return config or AlertSourceConfig(source=source)
 
 
+# The portal's metric names for CloudWatch's (an SNS alarm) and the Prometheus rules' alert name stems
+# (FtwErrorRateCritical), so an alarm and an alert about one breach carry the same `metric` label.
+AWS_METRICS = {
+    "HTTPCode_Target_5XX_Count": "error_rate", "HTTPCode_ELB_5XX_Count": "error_rate", "error_rate": "error_rate",
+    "TargetResponseTime": "p95_response_time", "CPUUtilization": "cpu", "DatabaseConnections": "db_connections",
+    "CacheHitRate": "cache_hit_ratio", "disk_used_percent": "disk", "mem_used_percent": "memory",
+}
+PROMETHEUS_STEMS = {
+    "ErrorRate": "error_rate", "ResponseTimeP95": "p95_response_time", "CpuUsage": "cpu",
+    "DatabaseConnections": "db_connections", "CacheHitRatio": "cache_hit_ratio", "DiskSaturation": "disk",
+}
+_FTW_ALERT = re.compile(r"^Ftw([A-Za-z0-9]+?)(Critical|Warning)$")
+
+
+class Resources:
+    """Environment names and colours by the AWS resource names alarms carry as dimensions (read once per batch)."""
+
+    def __init__(self) -> None:
+        self._index: dict[tuple[str, str], tuple[str, str]] | None = None
+
+    def lookup(self, dimension: str, value: str) -> tuple[str, str] | None:
+        if self._index is None:
+            self._index = {}
+            for env in Environment.objects.all():
+                for dim, val, colour in (
+                    ("LoadBalancer", env.alb_dimension, ""), ("TargetGroup", env.blue_tg_dimension, "blue"),
+                    ("TargetGroup", env.green_tg_dimension, "green"), ("AutoScalingGroupName", env.blue_asg, "blue"),
+                    ("AutoScalingGroupName", env.green_asg, "green"), ("DBInstanceIdentifier", env.rds_instance_id, ""),
+                    ("ReplicationGroupId", env.cache_replication_group_id, ""),
+                ):
+                    if val:
+                        self._index.setdefault((dim, val), (env.name, colour))
+        return self._index.get((dimension, value))
+
+
+def correlation_labels(labels: dict, name: str, resources: Resources) -> dict:
+    """The alert's labels with `environment`, `metric` and `colour` filled in where the source says
+    them another way: CloudWatch dimensions and metric names, the Prometheus rules' alert names."""
+    out = dict(labels)
+    if not out.get("environment") and out.get("env"):
+        out["environment"] = out["env"]
+    if not out.get("colour") and out.get("color"):
+        out["colour"] = out["color"]
+    metric = out.get("metric", "")
+    if metric in AWS_METRICS and AWS_METRICS[metric] != metric:
+        out["aws_metric"], out["metric"] = metric, AWS_METRICS[metric]
+    if not out.get("metric"):
+        match = _FTW_ALERT.match(out.get("alertname") or name)
+        if match and match.group(1) in PROMETHEUS_STEMS:
+            out["metric"] = PROMETHEUS_STEMS[match.group(1)]
+    dims = [(k.removeprefix("dimension_"), v) for k, v in labels.items() if k.startswith("dimension_")]
+    # A target group names the colour; a load balancer only the environment: the most specific wins.
+    for dim, value in sorted(dims, key=lambda d: d[0] != "TargetGroup"):
+        found = resources.lookup(dim, value)
+        if found is None:
+            continue
+        out.setdefault("environment", found[0])
+        if found[1]:
+            out.setdefault("colour", found[1])
+    return out
+
+
+def rule_key(rule: GroupingRule, labels: dict) -> str | None:
+    """The rule's grouping key for these labels, or None when a required label is missing."""
+    parts = []
+    for name in rule.labels or []:
+        value = str(labels.get(name, "") or "")
+        if not value and name not in (rule.optional_labels or []):
+            return None
+        parts.append(f"{name}={value}")
+    return f"group:{rule.slug}:" + ",".join(parts) if parts else None
+
+
+def grouping_for(config: AlertSourceConfig, alert: AlertIn, rules: list[GroupingRule]) -> tuple[str, timedelta]:
+    """(grouping key, reopen window): the first enabled grouping rule that applies, across sources,
+    else the source's own labels, else the source's key."""
+    for rule in rules:
+        key = rule_key(rule, alert.labels)
+        if key is not None:
+            return key[:500], timedelta(minutes=rule.window_minutes)
+    return _grouping_key(config, alert)[:500], REOPEN_WINDOW
+
+
 def _grouping_key(config: AlertSourceConfig, alert: AlertIn) -> str:
     if config.grouping_labels:
         parts = [f"{name}={alert.labels.get(name, '')}" for name in config.grouping_labels]
@@ -155,14 +239,21 @@ def _advisory_lock(key: str) -> None:
 
 def _apply_alerts(*, source: str, alerts: list[AlertIn], delivery: AlertDelivery | None) -> list[Alert]:
     config = _source_config(source)
+    rules = list(GroupingRule.objects.filter(enabled=True))
+    resources = Resources()
     groups: dict[str, list[AlertIn]] = {}
+    windows: dict[str, timedelta] = {}
     for a in alerts:
-        groups.setdefault(_grouping_key(config, a)[:500], []).append(a)
+        a.labels = correlation_labels(a.labels, a.name, resources)
+        key, window = grouping_for(config, a, rules)
+        groups.setdefault(key, []).append(a)
+        windows[key] = window
     result = []
     for key in sorted(groups):
         with transaction.atomic():
             _advisory_lock(key)
-            result.extend(_apply_group(source=source, key=key, items=groups[key], config=config, delivery=delivery))
+            result.extend(_apply_group(source=source, key=key, items=groups[key], config=config, delivery=delivery,
+                                       window=windows[key]))
     return result
 
 
@@ -230,11 +321,12 @@ def _update_alert(alert: Alert, a: AlertIn, now) -> str:
 _ALERT_FIELDS = ["last_received_at", "status", "starts_at", "ends_at", "labels", "annotations", "summary", "severity", "generator_url", "incident"]
 
 
-def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSourceConfig, now) -> tuple[Incident, bool]:
-    """The key's open incident: a recently resolved one reopened, or a new one."""
+def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSourceConfig, now,
+                       window: timedelta = REOPEN_WINDOW) -> tuple[Incident, bool]:
+    """The key's open incident: one resolved within the window reopened, or a new one."""
     recent = (
         Incident.objects.select_for_update()
-        .filter(grouping_key=key, status=Incident.Status.RESOLVED, resolved_at__gte=now - REOPEN_WINDOW)
+        .filter(grouping_key=key, status=Incident.Status.RESOLVED, resolved_at__gte=now - window)
         .order_by("-resolved_at")
         .first()
     )
@@ -247,6 +339,8 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
                 recent.acknowledged_by = recent.resolved_by = recent.resolve_reason = ""
                 recent.escalation_level = recent.escalation_round = 0
                 recent.next_escalation_at = now
+                recent.severity = a.severity
+                recent.silence, recent.silenced_reason, recent.silenced_until = None, "", None
                 recent.save()
                 timeline_write(recent, TimelineEntry.Kind.REOPENED, Actor.system(source), f"Reopened: {a.name} fired again")
                 audit_record(actor=Actor.system(source), verb="incident.reopen", target=recent, after={"status": recent.status})
@@ -267,7 +361,8 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
     return incident, True
 
 
-def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSourceConfig, delivery) -> list[Alert]:
+def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSourceConfig, delivery,
+                 window: timedelta = REOPEN_WINDOW) -> list[Alert]:
     """Apply one grouping key's reports in one transaction: known alerts locked in one query, new ones
     inserted in one statement (a unique violation rolls the group back; the task retries)."""
     now = timezone.now()
@@ -289,22 +384,23 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         applied.append((alert, a, effect))
 
     opened = False
+    holds: dict[str, silences.Hold | None] = {}
     for alert, a, effect in applied:
         wants_incident = effect == "fired" or (effect == "repeat" and alert.incident_id is None and incident is None)
         if wants_incident and incident is None:
-            incident, opened = _open_incident_for(source=source, key=key, a=a, config=config, now=now)
+            incident, opened = _open_incident_for(source=source, key=key, a=a, config=config, now=now, window=window)
+        if effect in ("fired", "repeat"):
+            hold = holds[a.fingerprint] = silences.hold_for(alert.labels, now)
+            alert.silenced_reason = hold.reason[:500] if hold else ""
         if incident is not None and effect in ("fired", "repeat") and alert.incident_id != incident.pk:
             alert.incident = incident
-            if SEVERITY_RANK.get(a.severity, 0) > SEVERITY_RANK.get(incident.severity, 0):
-                incident.severity = a.severity
-                incident.save(update_fields=["severity", "updated_at"])
 
     if new:
         with transaction.atomic():
             Alert.objects.bulk_create(list(new.values()))
     changed = [al for al in known.values()]
     if changed:
-        Alert.objects.bulk_update(changed, _ALERT_FIELDS)
+        Alert.objects.bulk_update(changed, [*_ALERT_FIELDS, "silenced_reason"])
 
     events, timeline, resolved_any = [], [], False
     for alert, a, effect in applied:
@@ -312,23 +408,85 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         if incident is None or alert.incident_id != incident.pk:
             continue
         if effect == "fired":
+            hold = holds.get(a.fingerprint)
             timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_FIRING, actor_label=Actor.system(source).label,
-                                          text=f"{a.name} firing" + (f": {a.summary}" if a.summary else ""),
-                                          data={"fingerprint": a.fingerprint, "generator_url": a.generator_url}))
+                                          text=f"{a.name} firing" + (f": {a.summary}" if a.summary else "")
+                                          + (f" (silenced: {hold.reason})" if hold else ""),
+                                          data={"fingerprint": a.fingerprint, "generator_url": a.generator_url,
+                                                "silenced": hold.reason if hold else ""}))
         elif effect == "resolved":
             resolved_any = True
             timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_RESOLVED, actor_label=Actor.system(source).label,
                                           text=f"{a.name} resolved", data={"fingerprint": a.fingerprint}))
     AlertEvent.objects.bulk_create(events)
     TimelineEntry.objects.bulk_create(timeline)
-    if incident is not None and opened:
-        enqueue("portal.incidents.tasks.escalate_incident", incident.pk)
+    if incident is not None:
+        firing_reports = [(a, holds.get(a.fingerprint)) for alert, a, effect in applied
+                          if effect in ("fired", "repeat") and alert.incident_id == incident.pk]
+        page = _incident_follow(incident, source=source, reports=firing_reports, opened=opened, now=now)
+        if page:
+            enqueue("portal.incidents.tasks.escalate_incident", incident.pk)
     if (
         incident is not None and resolved_any and incident.auto_resolve
         and not incident.alerts.filter(status=Alert.Status.FIRING).exists()
     ):
         incident_resolve_locked(incident, actor=Actor.system(source), reason="all alerts resolved")
     return [alert for alert, _, _ in applied]
+
+
+def _incident_follow(incident: Incident, *, source: str, reports: list[tuple[AlertIn, silences.Hold | None]], opened: bool, now) -> bool:
+    """Bring the (locked) incident in line with its alerts: its severity is its firing alerts' highest
+    (rising to critical pages again by the critical policy, falling pages no one), and a silence
+    holds its pages while every alert that fires into it is silenced. True when a page is due now."""
+    actor = Actor.system(source)
+    fields: set[str] = set()
+    page = opened
+    firing = list(incident.alerts.filter(status=Alert.Status.FIRING).values_list("severity", flat=True))
+    if firing:
+        severity = max(firing, key=lambda v: SEVERITY_RANK.get(v, 0))
+        if severity != incident.severity:
+            rising = SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK.get(incident.severity, 0)
+            before = incident.severity
+            incident.severity = severity
+            fields.add("severity")
+            text = f"Severity {'rose' if rising else 'fell'} from {before} to {severity}"
+            if rising and not opened and incident.status == Incident.Status.TRIGGERED:
+                # A new policy: its levels start again from the first.
+                incident.escalation_level = incident.escalation_round = 0
+                incident.next_escalation_at = now
+                fields |= {"escalation_level", "escalation_round", "next_escalation_at"}
+                page = True
+                text += f": paging by the {severity} policy"
+            timeline_write(incident, TimelineEntry.Kind.NOTE, actor, text, {"severity": {"from": before, "to": severity}})
+            audit_record(actor=actor, verb="incident.severity", target=incident, before={"severity": before}, after={"severity": severity})
+    if reports:
+        loud = [a for a, hold in reports if hold is None]
+        held = [hold for _, hold in reports if hold is not None]
+        if loud and incident.silenced_until is not None:
+            # An alert no silence covers (or one after the silence ended): the incident pages now.
+            timeline_write(incident, TimelineEntry.Kind.NOTE, actor, f"No longer silenced: {loud[0].name} fired outside the silence")
+            incident.silence, incident.silenced_reason, incident.silenced_until = None, "", None
+            fields |= {"silence", "silenced_reason", "silenced_until"}
+            if incident.status == Incident.Status.TRIGGERED:
+                incident.escalation_level = incident.escalation_round = 0
+                incident.next_escalation_at = now
+                fields |= {"escalation_level", "escalation_round", "next_escalation_at"}
+                page = True
+        elif not loud and held and (opened or incident.silenced_until is not None):
+            hold = max(held, key=lambda h: h.until)
+            if incident.silenced_until is None:
+                timeline_write(incident, TimelineEntry.Kind.NOTE, actor, f"Silenced: {hold.reason} (pages nobody until {hold.until:%H:%M UTC})",
+                               {"silence": str(hold.silence.public_id) if hold.silence else "", "until": hold.until.isoformat()})
+            if incident.silenced_until is None or hold.until > incident.silenced_until:
+                incident.silence, incident.silenced_reason, incident.silenced_until = hold.silence, hold.reason[:500], hold.until
+                fields |= {"silence", "silenced_reason", "silenced_until"}
+    if incident.silenced_until is not None and incident.silenced_until > now:
+        incident.next_escalation_at = None
+        fields.add("next_escalation_at")
+        page = False
+    if fields:
+        incident.save(update_fields=[*sorted(fields), "updated_at"])
+    return page
 
 
 def alert_ingest_internal(

@@ -10,7 +10,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 
 from portal.cloud.fields import EncryptedTextField
@@ -132,6 +132,11 @@ class Incident(models.Model):
     escalation_level = models.PositiveSmallIntegerField(default=0)
     escalation_round = models.PositiveSmallIntegerField(default=0)
     next_escalation_at = models.DateTimeField(null=True, blank=True)
+    # Set while a silence (or maintenance window) holds the incident's pages; kept after it ends so
+    # the incident is listed as "would have paged".
+    silenced_reason = models.CharField(max_length=500, blank=True)
+    silence = models.ForeignKey("Silence", null=True, blank=True, on_delete=models.SET_NULL, related_name="incidents")
+    silenced_until = models.DateTimeField(null=True, blank=True)
 
     postmortem_summary = models.TextField(blank=True)
     postmortem_impact = models.TextField(blank=True)
@@ -183,6 +188,7 @@ class Alert(models.Model):
     last_received_at = models.DateTimeField()
     incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
     environment = models.ForeignKey("cloud.Environment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    silenced_reason = models.CharField(max_length=500, blank=True, help_text="The silence that held its page, when one did")
 
     class Meta:
         ordering = ["name", "fingerprint"]
@@ -393,3 +399,79 @@ class RunbookMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slug} -> {self.runbook_slug}"
+
+
+class GroupingRule(models.Model):
+    """Alerts from any source whose labels give values for `labels` share one incident key (e.g.
+    environment + metric + colour: the health check, the CloudWatch alarm and the Prometheus alert
+    about one breach, warning and critical alike). Lower priority is tried first; a label in
+    `optional_labels` may be missing (its value is then empty)."""
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    priority = models.PositiveIntegerField(default=100)
+    enabled = models.BooleanField(default=True)
+    labels = models.JSONField(default=list, help_text='Label names whose values form the key, e.g. ["environment", "metric", "colour"]')
+    optional_labels = models.JSONField(default=list, blank=True, help_text="Labels of the key that may be missing")
+    window_minutes = models.PositiveIntegerField(default=30, help_text="A resolved incident of the key reopens on an alert within this window")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "slug"]
+        constraints = [models.CheckConstraint(condition=Q(window_minutes__gte=1), name="grouping_rule_window_positive")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Silence(models.Model):
+    """Label matchers (all must equal the alert's label) between starts_at and ends_at. A matching
+    alert is stored and joins its incident, but pages nobody. The portal makes its own for what it
+    does (a drill, a failover, a scale): `expected` names that (\"drill\") and `ref` the action."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    matchers = models.JSONField(default=dict)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=500)
+    expected = models.CharField(max_length=40, blank=True, help_text="drill, rds-failover, scale, deployment-hold, maintenance")
+    ref = models.CharField(max_length=200, blank=True, help_text="The portal action that made it (drill:<id>, scale:<id>...)")
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="silence_ends_after_start")]
+        indexes = [
+            # Matching an alert: silences not deleted whose end is in the future (ends_at > now).
+            models.Index(fields=["ends_at"], condition=Q(deleted_at__isnull=True), name="silence_live_ends"),
+        ]
+
+    def __str__(self) -> str:
+        return f"silence {self.matchers} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def matches(self, labels: dict) -> bool:
+        return bool(self.matchers) and all(str(labels.get(k, "")) == str(v) for k, v in self.matchers.items())
+
+
+class MaintenanceWindow(models.Model):
+    """Planned work: one-off (no rule) or recurring (an RFC 5545 RRULE, read by dateutil), each
+    occurrence `duration_minutes` long; alerts matching `matchers` during an occurrence are silenced."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    matchers = models.JSONField(default=dict)
+    starts_at = models.DateTimeField(help_text="The first occurrence")
+    duration_minutes = models.PositiveIntegerField(default=60)
+    rrule = models.CharField(max_length=300, blank=True, help_text="e.g. FREQ=WEEKLY;BYDAY=TU; empty = once")
+    reason = models.CharField(max_length=500)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        constraints = [models.CheckConstraint(condition=Q(duration_minutes__gte=1), name="maintenance_duration_positive")]
+
+    def __str__(self) -> str:
+        return self.name

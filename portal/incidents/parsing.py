@@ -283,8 +283,12 @@ def cloudwatch_alert(alarm: dict) -> AlertIn | None:
     trigger = alarm.get("Trigger") or {}
     labels = {"alertname": name, "severity": str(severity), "region": str(alarm.get("Region", ""))}
     if isinstance(trigger, dict):
-        labels["metric"] = str(trigger.get("MetricName", ""))
-        labels["namespace"] = str(trigger.get("Namespace", ""))
+        metric, namespace, dimensions = cloudwatch_trigger_metric(trigger)
+        labels["metric"] = metric
+        labels["namespace"] = namespace
+        # The dimensions name the resource (load balancer, target group, instance): ingest maps them
+        # to the environment and colour, so this alarm correlates with the portal's own alerts.
+        labels.update({f"dimension_{k}": v for k, v in dimensions.items()})
     summary = (description or one_line(str(alarm.get("NewStateReason") or "")))[:500]
     region_code = _region_code(alarm)
     url = f"https://console.aws.amazon.com/cloudwatch/home?region={region_code}#alarmsV2:alarm/{name}" if region_code else ""
@@ -295,6 +299,36 @@ def cloudwatch_alert(alarm: dict) -> AlertIn | None:
         generator_url=url, starts_at=changed if state == "ALARM" else None, ends_at=changed if state == "OK" else None,
         grouping_key=f"cloudwatch:{name}", title=f"{name}: {summary}"[:300] if summary else name,
     )
+
+
+def _dimensions(items) -> dict[str, str]:
+    """CloudWatch writes {"name", "value"} in SNS notifications and {"Name", "Value"} in its API."""
+    out = {}
+    for d in items if isinstance(items, list) else []:
+        if isinstance(d, dict):
+            name, value = d.get("name", d.get("Name")), d.get("value", d.get("Value"))
+            if isinstance(name, str) and isinstance(value, str) and not _CONTROL.search(name + value):
+                out[name[:100]] = value[:300]
+    return out
+
+
+def cloudwatch_trigger_metric(trigger: dict) -> tuple[str, str, dict[str, str]]:
+    """(metric name, namespace, dimensions) of an alarm's Trigger. A metric-math alarm has no
+    MetricName: its metric is the returned expression's id (e.g. error_rate), its dimensions those
+    of the metrics it reads."""
+    if trigger.get("MetricName"):
+        return str(trigger["MetricName"])[:100], str(trigger.get("Namespace", ""))[:100], _dimensions(trigger.get("Dimensions"))
+    metric, namespace, dimensions = "", "", {}
+    for m in trigger.get("Metrics") if isinstance(trigger.get("Metrics"), list) else []:
+        if not isinstance(m, dict):
+            continue
+        stat = m.get("MetricStat") if isinstance(m.get("MetricStat"), dict) else {}
+        inner = stat.get("Metric") if isinstance(stat.get("Metric"), dict) else {}
+        dimensions.update(_dimensions(inner.get("Dimensions")))
+        namespace = namespace or str(inner.get("Namespace", ""))[:100]
+        if m.get("ReturnData", True) and isinstance(m.get("Id"), str):
+            metric = metric or (inner.get("MetricName") or m["Id"])[:100]
+    return str(metric), namespace, dimensions
 
 
 def _region_code(alarm: dict) -> str:

@@ -15,10 +15,16 @@ from portal.audit.services import audit_record
 from portal.cloud.errors import CloudError
 from portal.cloud.models import COLOURS, Drill, Environment
 from portal.errors import BadRequest
+from portal.incidents import silences
 from portal.plan.loader import load_plan
 from portal.sandbox.simulator import sync_state
 
 log = logging.getLogger(__name__)
+
+# What each drill kind is expected to set off (the product's alert labels), silenced while it runs.
+DRILL_METRICS = {"error-rate": ["error_rate"], "latency": ["p95_response_time"], "cpu": ["cpu"],
+                 "db-connections": ["db_connections"], "cache-hit-ratio": ["cache_hit_ratio"]}
+DRILL_EXTRA_MATCHERS = {"unhealthy-instance": [{"kind": "target_health"}], "service-outage": [{"kind": "statuspage"}]}
 
 LEVEL_LIMITS = {  # kind -> (min, max, unit)
     "error-rate": (0.0, 100.0, "%"),
@@ -89,6 +95,10 @@ def drill_start(*, environment: Environment, kind: str, colour: str | None = Non
         )
         audit_record(actor=actor, verb="drill.start", target=drill, after=_snapshot(drill),
                      extra={"environment": environment.name})
+        # A drill pages nobody for what it is expected to cause; anything else during it still pages.
+        silences.silence_expected(environment=environment, metrics=DRILL_METRICS.get(kind, []), what="drill",
+                                  ends_at=drill.ends_at, actor=actor, ref=f"drill:{drill.pk}", colour=colour,
+                                  extra=DRILL_EXTRA_MATCHERS.get(kind))
     if kind in ("unhealthy-instance", "service-outage"):
         transaction.on_commit(partial(_sync_quietly, environment))
     return drill
@@ -114,6 +124,7 @@ def drill_stop(*, drill: Drill | None = None, environment: Environment | None = 
             d.save(update_fields=["stopped_at"])
             audit_record(actor=actor, verb="drill.stop", target=d, before=before, after=_snapshot(d),
                          extra={"environment": d.environment.name})
+            silences.silences_finish(ref=f"drill:{d.pk}", actor=actor)
             stopped.append(d)
             envs.add(d.environment)
     for env in envs:

@@ -1,0 +1,242 @@
+"""Silences and maintenance windows: label matchers over a time range that keep an alert's page.
+
+A silenced alert is stored and joins its incident like any other; the incident is marked with the
+silence's reason and pages nobody. The portal makes silences for its own actions (a drill, an RDS
+failover, a scale, a deployment hold) through `silence_expected`, matching the environment and the
+metrics the action is expected to move, for as long as it runs plus a margin. Planned work is a
+MaintenanceWindow, one-off or recurring (an RRULE read by dateutil).
+
+Matching: every matcher must equal the alert's label, except `colour`: an alert that names no
+colour (a check over both colours, a load balancer's alarm) is matched by a silence for either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from dateutil.rrule import rrulestr
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from portal.actors import Actor
+from portal.audit.services import audit_record
+from portal.errors import Invalid, NotFound
+from portal.incidents.models import Incident, MaintenanceWindow, Silence
+
+# An action's alerts trail it: metrics are read over windows of minutes, alarms evaluate a few periods.
+EXPECTED_MARGIN = timedelta(minutes=15)
+MAX_SILENCE = timedelta(days=31)
+# A colour matcher also matches an alert that names no colour (it covers both).
+COLOUR_LABELS = ("colour", "color")
+
+
+class SilenceInvalid(Invalid):
+    pass
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What keeps an alert's page: a silence or a maintenance window occurrence."""
+
+    reason: str
+    until: datetime
+    silence: Silence | None = None
+
+
+def labels_match(matchers: dict, labels: dict) -> bool:
+    if not matchers:
+        return False
+    for name, value in matchers.items():
+        have = labels.get(name)
+        if name in COLOUR_LABELS and not have and not labels.get("colour") and not labels.get("color"):
+            continue
+        if str(have or "") != str(value):
+            return False
+    return True
+
+
+def _clean_matchers(matchers) -> dict[str, str]:
+    if not isinstance(matchers, dict) or not matchers:
+        raise SilenceInvalid("matchers must be a non-empty object of label: value")
+    out = {}
+    for k, v in matchers.items():
+        if not isinstance(k, str) or not k.strip() or not isinstance(v, (str, int, float)) or not str(v).strip():
+            raise SilenceInvalid("each matcher is a label name and a non-empty value")
+        if len(k) > 100 or len(str(v)) > 300:
+            raise SilenceInvalid("a matcher's label is at most 100 characters, its value 300")
+        out[k.strip()] = str(v).strip()
+    return out
+
+
+def _snapshot(s: Silence) -> dict:
+    return {"matchers": s.matchers, "starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat(),
+            "reason": s.reason, "expected": s.expected, "ref": s.ref}
+
+
+def silence_create(*, matchers: dict, starts_at: datetime | None, ends_at: datetime, reason: str, actor,
+                   expected: str = "", ref: str = "") -> Silence:
+    """A silence, audited. starts_at defaults to now."""
+    matchers = _clean_matchers(matchers)
+    reason = (reason or "").strip()
+    if not reason:
+        raise SilenceInvalid("a reason is required")
+    now = timezone.now()
+    starts_at = starts_at or now
+    if timezone.is_naive(starts_at) or timezone.is_naive(ends_at):
+        raise SilenceInvalid("starts_at and ends_at need a time zone")
+    if ends_at <= starts_at:
+        raise SilenceInvalid("ends_at must be after starts_at")
+    if ends_at <= now:
+        raise SilenceInvalid("ends_at is in the past")
+    if ends_at - starts_at > MAX_SILENCE:
+        raise SilenceInvalid(f"a silence lasts at most {MAX_SILENCE.days} days; plan longer work as a maintenance window")
+    with transaction.atomic():
+        s = Silence.objects.create(matchers=matchers, starts_at=starts_at, ends_at=ends_at, reason=reason[:500],
+                                   expected=expected[:40], ref=ref[:200], created_by=Actor.of(actor).label)
+        audit_record(actor=actor, verb="silence.create", target=("silence", str(s.public_id)), after=_snapshot(s))
+    return s
+
+
+def silence_delete(*, silence: Silence, actor) -> Silence:
+    """End a silence now (kept for the record). Deleting twice is a no-op."""
+    with transaction.atomic():
+        s = Silence.objects.select_for_update().get(pk=silence.pk)
+        if s.deleted_at is not None:
+            return s
+        before = _snapshot(s)
+        s.deleted_at = timezone.now()
+        s.save(update_fields=["deleted_at"])
+        audit_record(actor=actor, verb="silence.delete", target=("silence", str(s.public_id)), before=before)
+    return s
+
+
+def silence_get(public_id) -> Silence:
+    try:
+        return Silence.objects.get(public_id=public_id)
+    except (Silence.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound("no such silence") from exc
+
+
+def silence_expected(*, environment, metrics: list[str], what: str, ends_at: datetime, actor, ref: str,
+                     colour: str = "", extra: list[dict] | None = None, margin: timedelta = EXPECTED_MARGIN) -> list[Silence]:
+    """Silence exactly what a portal action is expected to cause on `environment`: one silence per
+    metric (environment + metric [+ colour]) and per extra matcher set, until ends_at plus margin,
+    labelled "expected: <what>". Making them twice for one running action (ref) is a no-op; once
+    finished (silences_finish) the ref may start again."""
+    existing = list(Silence.objects.filter(ref=ref, deleted_at__isnull=True, ends_at__gt=timezone.now() + margin)) if ref else []
+    if existing:
+        return existing
+    sets = []
+    for metric in metrics:
+        m = {"environment": environment.name, "metric": metric}
+        if colour:
+            m["colour"] = colour
+        sets.append(m)
+    for m in extra or []:
+        sets.append({"environment": environment.name, **m})
+    return [silence_create(matchers=m, starts_at=None, ends_at=ends_at + margin, reason=f"expected: {what}", actor=actor,
+                           expected=what, ref=ref) for m in sets]
+
+
+def silences_finish(*, ref: str, actor, margin: timedelta = EXPECTED_MARGIN) -> int:
+    """The action ended early (a drill stopped): its silences end a margin from now."""
+    until = timezone.now() + margin
+    n = 0
+    with transaction.atomic():
+        for s in Silence.objects.select_for_update().filter(ref=ref, deleted_at__isnull=True, ends_at__gt=until):
+            before = _snapshot(s)
+            s.ends_at = max(until, s.starts_at + timedelta(seconds=1))
+            s.save(update_fields=["ends_at"])
+            audit_record(actor=actor, verb="silence.shorten", target=("silence", str(s.public_id)), before=before, after=_snapshot(s))
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------------- maintenance
+
+
+def occurrence_at(window: MaintenanceWindow, now: datetime) -> datetime | None:
+    """The end of the window's occurrence covering `now`, or None."""
+    length = timedelta(minutes=window.duration_minutes)
+    if not window.rrule:
+        return window.starts_at + length if window.starts_at <= now < window.starts_at + length else None
+    rule = rrulestr(window.rrule, dtstart=window.starts_at)
+    start = rule.before(now, inc=True)
+    if start is None or now >= start + length:
+        return None
+    return start + length
+
+
+def maintenance_create(*, name: str, matchers: dict, starts_at: datetime, duration_minutes: int, reason: str, actor,
+                       rrule: str = "") -> MaintenanceWindow:
+    matchers = _clean_matchers(matchers)
+    name, reason, rrule = (name or "").strip(), (reason or "").strip(), (rrule or "").strip().removeprefix("RRULE:")
+    if not name or not reason:
+        raise SilenceInvalid("a name and a reason are required")
+    if timezone.is_naive(starts_at):
+        raise SilenceInvalid("starts_at needs a time zone")
+    try:
+        duration_minutes = int(duration_minutes)
+    except (TypeError, ValueError) as exc:
+        raise SilenceInvalid("duration_minutes must be a whole number") from exc
+    if not 1 <= duration_minutes <= 7 * 24 * 60:
+        raise SilenceInvalid("a maintenance window lasts between 1 minute and 7 days")
+    if rrule:
+        try:
+            rrulestr(rrule, dtstart=starts_at)
+        except (ValueError, TypeError) as exc:
+            raise SilenceInvalid(f"the recurrence is not an RRULE: {exc}") from exc
+    with transaction.atomic():
+        w = MaintenanceWindow.objects.create(name=name[:200], matchers=matchers, starts_at=starts_at, duration_minutes=duration_minutes,
+                                             rrule=rrule[:300], reason=reason[:500], created_by=Actor.of(actor).label)
+        audit_record(actor=actor, verb="maintenance.create", target=("maintenance_window", str(w.public_id)),
+                     after={"name": w.name, "matchers": w.matchers, "starts_at": starts_at.isoformat(),
+                            "duration_minutes": duration_minutes, "rrule": w.rrule, "reason": w.reason})
+    return w
+
+
+def maintenance_delete(*, window: MaintenanceWindow, actor) -> None:
+    with transaction.atomic():
+        audit_record(actor=actor, verb="maintenance.delete", target=("maintenance_window", str(window.public_id)),
+                     before={"name": window.name, "matchers": window.matchers, "rrule": window.rrule})
+        window.delete()
+
+
+# ---------------------------------------------------------------------------------------------- matching
+
+
+def silences_live(now: datetime | None = None) -> QuerySet[Silence]:
+    now = now or timezone.now()
+    return Silence.objects.filter(deleted_at__isnull=True, starts_at__lte=now, ends_at__gt=now)
+
+
+def maintenance_live(now: datetime | None = None) -> list[tuple[MaintenanceWindow, datetime]]:
+    now = now or timezone.now()
+    out = []
+    for w in MaintenanceWindow.objects.filter(starts_at__lte=now):
+        until = occurrence_at(w, now)
+        if until is not None:
+            out.append((w, until))
+    return out
+
+
+def hold_for(labels: dict, now: datetime | None = None) -> Hold | None:
+    """The silence or maintenance window that holds a page for an alert with these labels now."""
+    now = now or timezone.now()
+    for s in silences_live(now).order_by("-ends_at"):
+        if labels_match(s.matchers, labels):
+            return Hold(reason=s.reason, until=s.ends_at, silence=s)
+    for w, until in maintenance_live(now):
+        if labels_match(w.matchers, labels):
+            return Hold(reason=f"maintenance: {w.name} ({w.reason})", until=until)
+    return None
+
+
+def would_have_paged(now: datetime | None = None) -> QuerySet[Incident]:
+    """Incidents a silence kept quiet whose silence has ended: the pages nobody got."""
+    now = now or timezone.now()
+    return (Incident.objects.filter(silenced_until__isnull=False)
+            .filter(Q(silenced_until__lte=now) | Q(silence__deleted_at__isnull=False))
+            .select_related("environment", "silence").order_by("-opened_at"))
