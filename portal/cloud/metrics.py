@@ -1,7 +1,8 @@
 """Metric sources: CloudWatch (GetMetricData) and Prometheus (HTTP API), chosen per environment.
 
 Every reading is over the last `minutes`; percentages are 0-100; None means no data (for error
-rate: no traffic). `value(metric, ...)` and `series(metric, ...)` take one of METRICS.
+rate: no traffic). The error rate counts what users see: the targets' 5xx and, for the whole load
+balancer, the 5xx the load balancer answers itself (no healthy target, a target that reset). `value(metric, ...)` and `series(metric, ...)` take one of METRICS.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from portal.cloud.errors import CloudError
 
 COLOURS = ("blue", "green")
 METRICS = ("error_rate", "p95_response_time", "cpu", "db_connections", "cache_hit_ratio", "disk", "requests", "users",
-           "active_users", "requests_per_second", "job_posting_seconds")
+           "active_users", "requests_per_second", "job_posting_seconds", "memory")
 Point = tuple[dt.datetime, float]
 
 DEFAULT_PROMQL: dict[str, str] = {
@@ -32,6 +33,8 @@ DEFAULT_PROMQL: dict[str, str] = {
     "cache_hit_ratio": "100 * sum(rate(redis_keyspace_hits_total[$window])) / (sum(rate(redis_keyspace_hits_total[$window])) "
                        "+ sum(rate(redis_keyspace_misses_total[$window])))",
     "disk": '100 * max(1 - node_filesystem_avail_bytes{mountpoint="/"} / node_filesystem_size_bytes{mountpoint="/"})',
+    # node exporter's memory gauges: the busiest instance of the colour
+    "memory": '100 * max(1 - node_memory_MemAvailable_bytes{colour=~"$colour"} / node_memory_MemTotal_bytes{colour=~"$colour"})',
     "users": "max(ftw_registered_users)",
     "active_users": "max(ftw_active_users)",
     "requests_per_second": 'sum(rate(http_requests_total{colour=~"$colour"}[$window]))',
@@ -159,7 +162,17 @@ class CloudWatchSource(MetricsSource):
             if metric == "requests_per_second":
                 return q, lambda r: r.get("req", 0.0) / period
             q.append(self._stat("err", self.ELB, "HTTPCode_Target_5XX_Count", dims[0], period, "Sum"))
-            return q, lambda r: (100.0 * r.get("err", 0.0) / r["req"]) if r.get("req") else None
+            if colour is None:
+                # The load balancer's own 5xx (503 with no healthy target, 502/504 from a target that failed)
+                # exist only per load balancer. Requests it rejected before choosing a target are not in
+                # RequestCount, so they count on both sides of the ratio.
+                q.append(self._stat("err_elb", self.ELB, "HTTPCode_ELB_5XX_Count", dims[0], period, "Sum"))
+
+            def rate(r):
+                elb = r.get("err_elb", 0.0)
+                total = r.get("req", 0.0) + elb
+                return min(100.0, 100.0 * (r.get("err", 0.0) + elb) / total) if total else None
+            return q, rate
         if metric == "cpu":
             q = [self._stat(f"cpu{i}", "AWS/EC2", "CPUUtilization", d, period, "Average") for i, d in enumerate(self._asg_dims(colour))]
             return q, lambda r: max((v for k, v in r.items() if k.startswith("cpu")), default=None)
@@ -182,6 +195,10 @@ class CloudWatchSource(MetricsSource):
             return q, ratio
         if metric == "disk":
             q = [self._stat(f"disk{i}", "CWAgent", "disk_used_percent", d, period, "Maximum") for i, d in enumerate(self._asg_dims(colour))]
+            return q, lambda r: max(r.values(), default=None)
+        if metric == "memory":
+            # The CloudWatch agent's mem_used_percent, aggregated per Auto Scaling group (append_dimensions).
+            q = [self._stat(f"mem{i}", "CWAgent", "mem_used_percent", d, period, "Maximum") for i, d in enumerate(self._asg_dims(colour))]
             return q, lambda r: max(r.values(), default=None)
         platform = {"users": "RegisteredUsers", "active_users": "ActiveUsers", "job_posting_seconds": "JobPostingSeconds"}
         if metric in platform:
@@ -215,7 +232,7 @@ class CloudWatchSource(MetricsSource):
             values = [v for _, v in points]
             if qid.startswith(("req", "err", "hit", "miss")):
                 merged[qid] = sum(values)
-            elif qid.startswith(("p95", "conn", "disk")):
+            elif qid.startswith(("p95", "conn", "disk", "mem")):
                 merged[qid] = max(values)
             else:
                 merged[qid] = sum(values) / len(values)

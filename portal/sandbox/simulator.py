@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 COLOURS = ("blue", "green")
 USERS_AT_PLAN_RPS = 300_000  # the plan's expected metrics are for 300k users
 BASE_ERROR_RATE = 0.001  # 0.1 % of requests fail without any drill
+BASE_ELB_ERROR_RATE = 0.0002  # and the load balancer answers 0.02 % with its own 5xx (a target that reset)
 BASE_LATENCY_S = 0.06  # median target response time
 RPS_PER_INSTANCE_AT_70_CPU = 50.0
 LATENCY_SAMPLES = 20  # raw TargetResponseTime values per colour per tick (CloudWatch computes p95 from them)
@@ -61,6 +62,7 @@ class TickReport:
     rps: float
     datums: int = 0
     drills: list[str] = field(default_factory=list)
+    elb_errors: int = 0  # the load balancer's own 5xx (HTTPCode_ELB_5XX_Count)
 
     def line(self) -> str:
         parts = [f"{c}: w={self.weights.get(c, 0)} req={self.requests.get(c, 0)} 5xx={self.errors.get(c, 0)} "
@@ -250,6 +252,12 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
         elb.append(_datum("TargetResponseTime", lb_dims, now, None, "Seconds", values=all_samples))
         if sum(errors.values()):
             elb.append(_datum("HTTPCode_Target_5XX_Count", lb_dims, now, sum(errors.values()), "Count"))
+        # Carried between ticks so low traffic still sees one now and then; no rng draw, so seeded runs stay as they were.
+        carry = float(data.get("elb_5xx_carry") or 0.0) + total * BASE_ELB_ERROR_RATE
+        elb_errors = int(carry)
+        data["elb_5xx_carry"] = round(carry - elb_errors, 6)
+        if elb_errors:
+            elb.append(_datum("HTTPCode_ELB_5XX_Count", lb_dims, now, elb_errors, "Count"))
 
     # Database, cache, disks, storage, platform
     max_conn = aws.default_max_connections(_rds_class(env, data)) or 1000
@@ -277,6 +285,10 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
                           _datum("CacheHitRate", d, now, round(100.0 * hits / cache_ops, 2), "Percent")]
     agent = [_datum("disk_used_percent", [{"Name": "AutoScalingGroupName", "Value": groups[c].name}], now,
                     round(42.0 + rng.uniform(-0.5, 0.5), 2), "Percent") for c in COLOURS if c in groups and groups[c].in_service]
+    # The CloudWatch agent's memory gauge, rising with the colour's CPU (no rng draw, as above).
+    agent += [_datum("mem_used_percent", [{"Name": "AutoScalingGroupName", "Value": groups[c].name}], now,
+                     round(min(100.0, 38.0 + 0.35 * (cpu.get(c) or 0.0)), 2), "Percent")
+              for c in COLOURS if c in groups and groups[c].in_service]
     active_users = int(users * 0.05 * _diurnal(now))
     job_seconds = round(18.0 + rng.uniform(0, 8) + 8 * max(fx.latency_s.values(), default=0.0), 2)
     platform_dims = [{"Name": "Environment", "Value": env.name}]
@@ -295,6 +307,7 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
                                                  {"Name": "StorageType", "Value": "StandardStorage"}], midnight, size, "Bytes"))
         data["s3_at"] = now.isoformat()
 
+    elb_errors = next((int(d["Value"]) for d in elb if d["MetricName"] == "HTTPCode_ELB_5XX_Count"), 0)
     written = 0
     for namespace, datums in (("AWS/ApplicationELB", elb), ("AWS/EC2", ec2), ("AWS/RDS", rds_metrics),
                               ("AWS/ElastiCache", cache_metrics), ("CWAgent", agent), (env.platform_namespace, platform),
@@ -312,7 +325,8 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
     SimulatorState.objects.filter(pk=state.pk).update(data=data, ticks=state.ticks + 1, last_tick_at=now)
     return TickReport(at=now, weights=weights, requests=requests, errors=errors, p95=p95, cpu=cpu, db_connections=db_conn,
                       cache_hit_ratio=round(100.0 * hits / cache_ops, 2), users=int(users), rps=round(total / interval, 2),
-                      datums=written, drills=[f"{d.kind}{'/' + d.colour if d.colour else ''}" for d in drills])
+                      datums=written, drills=[f"{d.kind}{'/' + d.colour if d.colour else ''}" for d in drills],
+                      elb_errors=elb_errors)
 
 
 ALARM_EVERY_SECONDS = 30

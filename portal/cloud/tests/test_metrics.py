@@ -52,6 +52,20 @@ def test_cloudwatch_error_rate_latency_requests(aws_platform):
     assert src.value("requests_per_second", "green", 5) == pytest.approx(400 / 300, abs=1e-3)
 
 
+def test_cloudwatch_error_rate_counts_the_load_balancers_own_5xx(aws_platform):
+    env = aws_platform
+    elb = "AWS/ApplicationELB"
+    lb = {"LoadBalancer": env.alb_dimension}
+    _put(env, elb, "RequestCount", lb, 990)
+    _put(env, elb, "HTTPCode_Target_5XX_Count", lb, 10)
+    _put(env, elb, "HTTPCode_ELB_5XX_Count", lb, 10)  # rejected before a target: not in RequestCount
+    _put(env, elb, "RequestCount", _tg(env, "blue"), 990)
+    _put(env, elb, "HTTPCode_Target_5XX_Count", _tg(env, "blue"), 10)
+    src = CloudWatchSource(env, clock=lambda: NOW)
+    assert src.error_rate(None, 5) == pytest.approx(2.0)  # (10 + 10) of (990 + 10)
+    assert src.error_rate("blue", 5) == pytest.approx(100 * 10 / 990, abs=1e-3)  # the ELB's own 5xx have no target group
+
+
 def test_cloudwatch_no_traffic_is_none(aws_platform):
     src = CloudWatchSource(aws_platform, clock=lambda: NOW)
     assert src.error_rate("green", 5) is None
@@ -80,8 +94,11 @@ def test_cloudwatch_gauges(aws_platform):
     assert src.disk_pct(5) == 83
     assert src.users() == 2500
     assert src.value("db_connections") == pytest.approx(50)
+    _put(env, "CWAgent", "mem_used_percent", {"AutoScalingGroupName": "ftw-blue"}, 71)
+    assert src.value("memory", "blue", 5) == 71  # the CloudWatch agent's gauge
+    assert src.value("memory", "green", 5) is None
     with pytest.raises(ValueError):
-        src.value("memory", "blue", 5)
+        src.value("swap", "blue", 5)
     with pytest.raises(ValueError):
         src.value("cpu", "purple", 5)
 
@@ -200,8 +217,9 @@ def test_prometheus_errors_in_words(httpserver, prom_env):
     with pytest.raises(CloudError) as info:
         PrometheusSource(prom_env, clock=lambda: NOW).error_rate("green", 5)
     assert info.value.code == "bad_data" and "parse error" in info.value.words
+    assert "node_memory_MemAvailable_bytes" in PrometheusSource(prom_env).promql("memory", "blue", 5)  # node exporter
     with pytest.raises(ValueError):
-        PrometheusSource(prom_env).value("memory")
+        PrometheusSource(prom_env).value("swap")
 
 
 def test_prometheus_unreachable(db):

@@ -120,3 +120,19 @@ def test_alarms_follow_the_metrics(sandbox_env, admin_user):
     for i in range(3):
         tick(env, now=t2 + dt.timedelta(seconds=5 * i), rng=rng)
     assert evaluate_alarms(env, now=t2 + dt.timedelta(seconds=11))["ftw-error-rate-critical"] == "OK"
+
+
+def test_the_simulator_publishes_elb_5xx_and_memory_and_the_error_rate_counts_them(sandbox_env):
+    env = sandbox_env
+    rng = random.Random(7)
+    t0 = _slot(41)
+    # Ten minutes of traffic per tick, so the load balancer's 0.02 % shows within three ticks.
+    reports = [tick(env, now=t0 + dt.timedelta(seconds=60 * i), rng=rng, interval=600) for i in range(3)]
+    elb_errors = sum(r.elb_errors for r in reports)
+    assert elb_errors > 0
+    src = CloudWatchSource(env, clock=lambda: t0 + dt.timedelta(minutes=3))
+    requests = sum(sum(r.requests.values()) for r in reports)
+    target_errors = sum(sum(r.errors.values()) for r in reports)
+    assert src.error_rate(None, 5) == pytest.approx(100.0 * (target_errors + elb_errors) / (requests + elb_errors), abs=1e-3)
+    memory = src.value("memory", "blue", 5)
+    assert memory is not None and 38.0 <= memory <= 100.0
