@@ -1,6 +1,6 @@
 """The automatic scaler: one step at a time, within the phase's range, with cooldowns, recorded.
 
-Hot = CPU above the plan's warning (80 %) or requests per instance above the measured capacity;
+Hot = CPU above the warning CPU threshold (portal.health.thresholds; the plan seeds 80 %) or requests per instance above the measured capacity;
 it must stay hot for AUTOSCALE_HIGH_SECONDS before a scale out, and cold (CPU below
 AUTOSCALE_LOW_CPU and little traffic) for AUTOSCALE_LOW_SECONDS before a scale in. Never during
 a rollout or rollback; never past the phase maximum (that pages a lead with an approval button).
@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployments import cloudops, conf
-from deployments.bounds import phase_bounds, threshold
+from deployments.bounds import phase_bounds
 from deployments.errors import DeploymentError
 from deployments.mechanics import cooldown_left, live_colour, lock_environment, raise_alert, scale_apply
 from deployments.models import (
@@ -30,6 +30,7 @@ from deployments.services import scale_request_approval
 from portal.actors import Actor
 from portal.audit.services import audits_failures
 from portal.cloud.models import Environment
+from portal.health.thresholds import threshold
 
 log = logging.getLogger(__name__)
 SYSTEM = Actor.system("autoscaler")
@@ -59,7 +60,9 @@ def evaluate(*, environment: Environment, now=None) -> AutoscaleDecision:
         cpu = ms.cpu(colour, 1)
         requests = ms.request_count(colour, 1) or 0.0
         rpi = (requests / 60.0) / max(cap.in_service, 1)
-        warn_cpu = threshold("warning", "cpu", 80.0)
+        # The warning CPU row of portal.health.thresholds; disabled, CPU alone never makes the colour hot.
+        cpu_warning = threshold("cpu", "warning")
+        warn_cpu = cpu_warning.value if cpu_warning else None
         capacity_rpi = float(conf.get("AUTOSCALE_REQUESTS_PER_INSTANCE"))
         low_cpu = float(conf.get("AUTOSCALE_LOW_CPU"))
         numbers = {"cpu": cpu, "cpu_warning": warn_cpu, "requests_per_instance": round(rpi, 3),
@@ -76,7 +79,8 @@ def evaluate(*, environment: Environment, now=None) -> AutoscaleDecision:
             state.high_since = state.low_since = None
             state.save(update_fields=["high_since", "low_since"])
             return record(D.NO_DATA, f"no CPU or request metrics for {colour}")
-        hot = (cpu is not None and cpu > warn_cpu) or rpi > capacity_rpi
+        cpu_hot = cpu_warning is not None and cpu_warning.breached(cpu)
+        hot = cpu_hot or rpi > capacity_rpi
         cold = (cpu is not None and cpu < low_cpu) and rpi < capacity_rpi * 0.5
         state.high_since = (state.high_since or now) if hot else None
         state.low_since = (state.low_since or now) if cold else None
@@ -88,7 +92,7 @@ def evaluate(*, environment: Environment, now=None) -> AutoscaleDecision:
 
         step = int(conf.get("AUTOSCALE_STEP"))
         if hot and (now - state.high_since).total_seconds() >= float(conf.get("AUTOSCALE_HIGH_SECONDS")):
-            why = (f"CPU {cpu:.1f} % above {warn_cpu:g} %" if cpu is not None and cpu > warn_cpu
+            why = (f"CPU {cpu:.1f} % above {warn_cpu:g} %" if cpu_hot and cpu is not None and warn_cpu is not None
                    else f"{rpi:.1f} requests/s per instance above the capacity of {capacity_rpi:g}")
             why += f" for {(now - state.high_since).total_seconds():.0f} s"
             target = cap.desired + step

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployments import cloudops, conf
-from deployments.bounds import phase_bounds, threshold
+from deployments.bounds import phase_bounds
 from deployments.errors import AlreadyInProgress, DeploymentError, ImageNotApproved
 from deployments.images import require_approved_image
 from deployments.mechanics import (
@@ -33,6 +33,7 @@ from deployments.models import Analysis, Deployment, DeploymentState, Strategy
 from deployments.rollback import rollback_start
 from portal.actors import Actor
 from portal.audit.services import audit_record, audits_failures
+from portal.health.thresholds import threshold
 from portal.incidents.services import incident_timeline_add
 
 log = logging.getLogger(__name__)
@@ -323,8 +324,11 @@ def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
     minutes = strategy.analysis_minutes
     new, old = dep.to_colour, dep.from_colour
     weight = int(dep.weights.get(new, 0))
-    crit_err = threshold("critical", "error_rate", 5.0)
-    crit_p95 = threshold("critical", "p95_response_time", 2.0)
+    # The critical rows of portal.health.thresholds (None when a lead disabled one: no absolute limit then).
+    crit_err_t = threshold("error_rate", "critical")
+    crit_p95_t = threshold("p95_response_time", "critical")
+    crit_err = crit_err_t.value if crit_err_t else None
+    crit_p95 = crit_p95_t.value if crit_p95_t else None
     ms = _metrics(env)
     n = {
         "new_requests": ms.request_count(new, minutes), "old_requests": ms.request_count(old, minutes),
@@ -332,6 +336,7 @@ def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
         "new_p95": ms.p95_latency(new, minutes), "old_p95": ms.p95_latency(old, minutes),
         "window_minutes": minutes, "error_margin_pct": strategy.error_margin_pct,
         "latency_margin_pct": strategy.latency_margin_pct, "critical_error_rate": crit_err, "critical_p95": crit_p95,
+        "critical_error_rate_min_requests": crit_err_t.min_requests if crit_err_t else None,
         "min_requests": strategy.min_requests,
     }
     # At 100 % the old colour has no traffic of its own: compare with its numbers before the rollout.
@@ -349,13 +354,13 @@ def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
                        f"(needs {strategy.min_requests} for a conclusive analysis)")
     else:
         err, p95 = n["new_error_rate"], n["new_p95"]
-        if err > crit_err:
+        if crit_err_t is not None and crit_err_t.breached(err, requests=n["new_requests"]):
             reasons.append(f"{new} error rate {err:.2f} % is above the critical {crit_err:g} %")
         old_err = n["old_error_rate"]
         if old_err is not None and err > old_err + strategy.error_margin_pct:
             reasons.append(f"{new} error rate {err:.2f} % vs {old} {old_err:.2f} % (margin {strategy.error_margin_pct:g} points)")
         if p95 is not None:
-            if p95 > crit_p95:
+            if crit_p95_t is not None and crit_p95_t.breached(p95):
                 reasons.append(f"{new} P95 {p95:.3f} s is above the critical {crit_p95:g} s")
             old_p95 = n["old_p95"]
             if old_p95 is not None and p95 > old_p95 * (1 + strategy.latency_margin_pct / 100) + 0.05:

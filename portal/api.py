@@ -17,6 +17,7 @@ from portal.audit.api import router as audit_router
 from portal.checklist.api import router as checklist_router
 from portal.cloud.api import router as environments_router
 from portal.health.api import router as health_router
+from portal.health.api import thresholds_router
 from portal.heartbeats.api import router as heartbeats_router
 from portal.inbound.api_slack import router as inbound_slack_router
 from portal.inbound.api_twilio import router as inbound_twilio_router
@@ -40,6 +41,7 @@ install_error_handlers(api)
 api.add_router("/audit", audit_router, tags=["audit"])
 api.add_router("/", incidents_router, tags=["incidents"])
 api.add_router("/health", health_router, tags=["health"])
+api.add_router("/thresholds", thresholds_router, tags=["health"])
 api.add_router("/environments", environments_router, tags=["environments"])
 api.add_router("/checklist", checklist_router, tags=["checklist"])
 api.add_router("/phases", phases_router, tags=["phases"])

@@ -22,9 +22,9 @@ from deployments import selectors as deployment_selectors
 from portal.cloud import aws
 from portal.cloud import metrics as cloud_metrics
 from portal.cloud.clients import client
+from portal.health import thresholds
 from portal.health.selectors import service_statuses
 from portal.phases.selectors import current_phase
-from portal.plan.loader import load_plan
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +57,12 @@ def _metrics(ctx: CheckContext):
 
 
 def _thresholds(metric: str) -> dict[str, tuple[str, float]]:
-    """{"critical": (comparison, value), "warning": ...} for a metric, from the plan's thresholds."""
-    out: dict[str, tuple[str, float]] = {}
-    for level, rows in (load_plan().get("thresholds") or {}).items():
-        for row in rows or []:
-            if row.get("metric") == metric:
-                out[level] = (row.get("comparison", "gt"), float(row["value"]))
-    return out
+    """{"critical": (comparison, value), "warning": ...} of a metric, from portal.health.thresholds."""
+    return {severity: (t.comparison, t.value) for severity, t in thresholds.for_metric(metric).items()}
 
 
-def _level(metric: str, value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    marks = _thresholds(metric)
-    for level in ("critical", "warning"):
-        if level in marks:
-            comparison, limit = marks[level]
-            if (comparison == "gt" and value > limit) or (comparison == "lt" and value < limit):
-                return level
-    return "ok"
+def _level(metric: str, value: float | None, *, requests: float | None = None) -> str:
+    return thresholds.level(metric, value, requests=requests)
 
 
 def _worst(*levels: str) -> str:
@@ -127,8 +114,13 @@ def _now_vs_hour_ago(ctx: CheckContext, *, metric: str, getter: str, unit: str, 
         "per_colour": per_colour,
         "unit": unit.strip(),
     }
-    colour_levels = {c: _level(metric, v) for c, v in per_colour.items()}
-    status = _worst(_level(metric, now), *colour_levels.values())
+    # A share of requests has its minimum evidence: the request count over the same five minutes.
+    counts: dict[str | None, float | None] = {}
+    if metric in thresholds.SHARE_OF_REQUESTS:
+        counts = {c: ms.request_count(c, 5) for c in (None, *COLOURS)}
+        data["requests"] = {("all" if c is None else c): v for c, v in counts.items()}
+    colour_levels = {c: _level(metric, v, requests=counts.get(c)) for c, v in per_colour.items()}
+    status = _worst(_level(metric, now, requests=counts.get(None)), *colour_levels.values())
     worst_colour = max(
         (c for c in COLOURS if per_colour.get(c) is not None), key=lambda c: per_colour[c], default=None
     )
@@ -389,7 +381,8 @@ def run_check(source: str, *, environment=None, incident=None, params: dict | No
     if func is None:
         return {"source": source, "status": "unavailable", "words": f"Unknown check source {source!r}.", "data": {}, "at": at}
     try:
-        out = func(ctx)
+        with thresholds.cached():
+            out = func(ctx)
     except SourceUnavailable as exc:
         out = _result("unavailable", str(exc))
     except Exception as exc:  # noqa: BLE001 - a dead backend shows as a message in the step, never a 500

@@ -108,9 +108,6 @@ OPERATIONS = {
     "GET /api/v1/health/checks": "portal_health_api_list_checks",
     "GET /api/v1/health/checks/{slug}": "portal_health_api_get_check",
     "GET /api/v1/health/slos": "portal_health_api_list_slos",
-    "GET /api/v1/silences": "portal_incidents_api_list_silences",
-    "POST /api/v1/silences": "portal_incidents_api_create_silence",
-    "DELETE /api/v1/silences/{silence_id}": "portal_incidents_api_delete_silence",
     "GET /api/v1/incidents": "portal_incidents_api_list_incidents",
     "GET /api/v1/incidents/{incident_id}": "portal_incidents_api_get_incident",
     "GET /api/v1/phases/current": "portal_phases_api_current",
@@ -146,6 +143,9 @@ OPERATIONS = {
     "PUT /api/v1/schedules/{slug}": "portal_oncall_api_schedule_update",
     "POST /api/v1/schedules/{slug}/overrides": "portal_oncall_api_override_create",
     "DELETE /api/v1/schedules/{slug}/overrides/{override_id}": "portal_oncall_api_override_delete",
+    # Thresholds (issue 20)
+    "GET /api/v1/thresholds": "portal_health_api_threshold_list",
+    "PUT /api/v1/thresholds/{metric}/{severity}": "portal_health_api_threshold_put",
     # Heartbeats (issue 20)
     "GET /api/v1/heartbeats": "portal_heartbeats_api_list_heartbeats",
     "POST /api/v1/heartbeats": "portal_heartbeats_api_create_heartbeat",

@@ -18,10 +18,9 @@ from django.utils.dateparse import parse_datetime
 
 from portal.checklist.models import VerificationOutcome
 from portal.cloud import aws
+from portal.health import thresholds
 from portal.heartbeats.selectors import backup_heartbeat_state
 from portal.phases.selectors import current_phase
-from portal.plan.loader import load_plan
-from portal.plan.models import PlanFact
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +169,23 @@ def verify_auto_scaling(env) -> Result:
 
 
 def critical_thresholds() -> list[dict]:
-    fact = PlanFact.objects.filter(section="thresholds", key="critical").first()
-    if fact is not None:
-        return list(fact.data or [])
-    return list((load_plan().get("thresholds") or {}).get("critical") or [])
+    """The enabled critical thresholds, from portal.health.thresholds (what every reader uses)."""
+    return [{"slug": t.slug, "metric": t.metric, "summary": t.summary or t.slug, "value": t.value}
+            for t in thresholds.all_thresholds() if t.severity == "critical"]
+
+
+# Metrics whose CloudWatch alarm fires at the threshold's own number (database connections are a count there).
+SAME_UNIT_ALARMS = frozenset({"error_rate", "p95_response_time", "cpu", "cache_hit_ratio", "disk"})
+
+
+def _stale(alarm, threshold: dict) -> str:
+    """Words when an alarm fires at another number than the threshold now says ('' when it agrees)."""
+    if threshold.get("metric") not in SAME_UNIT_ALARMS:
+        return ""
+    at = _get(alarm, "threshold", "Threshold", default=None)
+    if at is None or abs(float(at) - float(threshold["value"])) < 1e-9:
+        return ""
+    return f"{_get(alarm, 'name', 'AlarmName')} fires at {float(at):g}, the threshold is {float(threshold['value']):g}"
 
 
 def _norm(text: str) -> str:
@@ -193,24 +205,30 @@ def _alarm_matches(alarm, threshold: dict) -> bool:
 
 def verify_alert_rules(env) -> Result:
     alarms = list(aws.list_alarms(env))
-    thresholds = critical_thresholds()
-    covered, missing = {}, []
-    for t in thresholds:
+    critical = critical_thresholds()
+    covered, missing, stale = {}, [], []
+    for t in critical:
         hit = [a for a in alarms if _alarm_matches(a, t)]
         if hit:
             covered[t.get("slug", t.get("metric"))] = [str(_get(a, "name", "AlarmName")) for a in hit]
+            agreeing = [a for a in hit if not _stale(a, t)]
+            if not agreeing:
+                stale.append(_stale(hit[0], t))
         else:
             missing.append(t.get("summary") or t.get("slug"))
     evidence = {
         "alarms": [{"name": _get(a, "name", "AlarmName"), "metric": _get(a, "metric", "MetricName"),
                     "threshold": _get(a, "threshold", "Threshold"), "state": _get(a, "state", "StateValue")} for a in alarms],
-        "covered": covered, "missing": missing, "thresholds": [t.get("summary") for t in thresholds],
+        "covered": covered, "missing": missing, "stale": stale, "thresholds": [t.get("summary") for t in critical],
+        "values": {t["slug"]: t["value"] for t in critical},
     }
-    if not thresholds:
+    if not critical:
         return failing("The plan has no critical thresholds to check against", **evidence)
     if missing:
         return failing("No alarm for: " + ", ".join(str(m) for m in missing), **evidence)
-    return passing(f"An alarm exists for each of the {len(thresholds)} critical thresholds", **evidence)
+    if stale:
+        return failing("Alarm out of date: " + "; ".join(stale), **evidence)
+    return passing(f"An alarm exists for each of the {len(critical)} critical thresholds", **evidence)
 
 
 def verify_ssl(env) -> Result:

@@ -1,4 +1,5 @@
-"""Health API, mounted at /api/v1/health: checks with their current status, recent results, SLOs."""
+"""Health API, mounted at /api/v1/health: checks with their current status, recent results, SLOs; and the
+thresholds at /api/v1/thresholds."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from ninja import Router, Schema
 
 from portal.api_auth import ScopedTokenAuth, require_scope
 from portal.errors import BadRequest, NotFound
-from portal.health import selectors, services
-from portal.health.models import Check, CheckResult
+from portal.health import selectors, services, thresholds
+from portal.health.models import Check, CheckResult, ThresholdRule
 from portal.outbound import redact_url
 
 router = Router()
@@ -159,3 +160,49 @@ def list_slos(request):
          "evaluated_at": s.evaluated_at, "note": s.note}
         for s in selectors.slos()
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Thresholds, mounted at /api/v1/thresholds: the values every reader of portal.health.thresholds uses.
+
+thresholds_router = Router()
+
+
+class ThresholdOut(Schema):
+    slug: str
+    metric: str
+    severity: str
+    comparison: str
+    value: float
+    unit: str
+    window_minutes: int
+    min_requests: int
+    enabled: bool
+    summary: str
+    readers: list[str]
+
+
+class ThresholdIn(Schema):
+    value: float
+    min_requests: int | None = None
+
+
+def _threshold_out(rule: ThresholdRule) -> dict:
+    return {"slug": rule.slug, "metric": rule.metric, "severity": rule.severity, "comparison": rule.comparison,
+            "value": rule.value, "unit": rule.unit, "window_minutes": rule.window_minutes,
+            "min_requests": rule.min_requests, "enabled": rule.enabled, "summary": rule.summary,
+            "readers": [r.name for r in thresholds.readers_of(rule.metric)]}
+
+
+@thresholds_router.get("", response=list[ThresholdOut], summary="Every threshold with its minimum evidence and its readers")
+def threshold_list(request):
+    require_scope(request, "read")
+    return [_threshold_out(r) for r in ThresholdRule.objects.order_by("severity", "metric", "slug")]
+
+
+@thresholds_router.put("/{metric}/{severity}", response={200: ThresholdOut, 404: ErrorOut, 422: ErrorOut},
+                       auth=ScopedTokenAuth("lead"), summary="Change a threshold's value (every reader follows; audited)")
+def threshold_put(request, metric: str, severity: str, payload: ThresholdIn):
+    rule = services.threshold_set(metric=metric, severity=severity, value=payload.value,
+                                  min_requests=payload.min_requests, actor=request.auth)
+    return _threshold_out(rule)

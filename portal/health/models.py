@@ -46,6 +46,10 @@ class ThresholdRule(models.Model):
     value = models.FloatField()
     unit = models.CharField(max_length=10, blank=True)
     window_minutes = models.PositiveIntegerField(default=5)
+    # Minimum evidence for a share of requests (error rate, cache hit ratio): below this many requests
+    # in the window the percentage is noise (two errors in twenty requests is 10 %) and breaches nothing.
+    # 0 for levels of a capacity (CPU, disk, connections), where one reading over the window is the evidence.
+    min_requests = models.PositiveIntegerField(default=0)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     summary = models.CharField(max_length=200, blank=True)
     enabled = models.BooleanField(default=True)
@@ -56,6 +60,8 @@ class ThresholdRule(models.Model):
         ordering = ["severity", "metric", "slug"]
         constraints = [
             models.CheckConstraint(condition=Q(window_minutes__gte=1), name="threshold_window_positive"),
+            # portal.health.thresholds.threshold(metric, severity) reads one value per pair.
+            models.UniqueConstraint(fields=["metric", "severity"], name="threshold_one_per_metric_severity"),
         ]
 
     def __str__(self) -> str:

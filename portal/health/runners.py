@@ -18,8 +18,8 @@ from portal.cloud import aws
 from portal.cloud.clients import client
 from portal.cloud.errors import CloudError
 from portal.cloud.metrics import metrics_source
-from portal.health import httpclient
-from portal.health.models import Check, compare
+from portal.health import httpclient, thresholds
+from portal.health.models import Check
 
 log = logging.getLogger(__name__)
 
@@ -288,30 +288,44 @@ def run_s3(check: Check, timeout: float) -> Outcome:
 
 
 def run_metric_threshold(check: Check, timeout: float) -> Outcome:
-
     rule = check.rule
     if rule is None:
         return Outcome(False, "no threshold rule attached")
+    t = thresholds.of_rule(rule)
     label, unit = METRIC_LABELS.get(rule.metric, (rule.metric, rule.unit))
     source = metrics_source(check.environment)
     colours = (check.config or {}).get("colours")
     if colours is None:
         colours = ["blue", "green"] if rule.metric in COLOUR_METRICS else [None]
     readings: dict[str, float | None] = {}
+    counts: dict[str, float | None] = {}
     for colour in colours:
-        readings[colour or "all"] = source.value(rule.metric, colour=colour, minutes=rule.window_minutes)
-    detail = {"readings": readings, "rule": rule.slug, "window_minutes": rule.window_minutes}
+        key = colour or "all"
+        readings[key] = source.value(rule.metric, colour=colour, minutes=rule.window_minutes)
+        if t.needs_evidence and readings[key] is not None:
+            counts[key] = source.value("requests", colour=colour, minutes=rule.window_minutes)
+    detail: dict[str, Any] = {"readings": readings, "rule": rule.slug, "window_minutes": rule.window_minutes}
+    if t.needs_evidence:
+        detail.update(requests=counts, min_requests=t.min_requests)
     known = {k: v for k, v in readings.items() if v is not None}
     if not known:
         return Outcome(True, f"no {label} data over the last {rule.window_minutes} min (no traffic)", detail=detail)
-    breached = {k: v for k, v in known.items() if compare(v, rule.comparison, rule.value)}
+    high = rule.comparison in ("gt", "gte")
+    crossed = {k: v for k, v in known.items() if t.crossed(v)}
+    breached = {k: v for k, v in crossed.items() if t.has_evidence(counts.get(k))}
     words = COMPARISON_WORDS.get(rule.comparison, rule.comparison)
     if breached:
-        where, v = max(breached.items(), key=lambda kv: kv[1]) if rule.comparison in ("gt", "gte") else min(breached.items(), key=lambda kv: kv[1])
+        where, v = max(breached.items(), key=lambda kv: kv[1]) if high else min(breached.items(), key=lambda kv: kv[1])
         on = "" if where == "all" else f" on {where}"
         return Outcome(False, f"{label} {_fmt(v)}{unit}{on} is {words} {_fmt(rule.value)}{unit} over {rule.window_minutes} min",
                        value=v, detail=detail)
-    worst_key, worst = max(known.items(), key=lambda kv: kv[1]) if rule.comparison in ("gt", "gte") else min(known.items(), key=lambda kv: kv[1])
+    if crossed:
+        # The percentage crossed the limit on too few requests to mean anything: noise, not a breach.
+        where, v = max(crossed.items(), key=lambda kv: kv[1]) if high else min(crossed.items(), key=lambda kv: kv[1])
+        on = "" if where == "all" else f" on {where}"
+        return Outcome(True, f"{label} {_fmt(v)}{unit}{on} over only {_fmt(counts.get(where))} requests "
+                             f"(a breach needs at least {t.min_requests} in {rule.window_minutes} min)", value=v, detail=detail)
+    worst_key, worst = max(known.items(), key=lambda kv: kv[1]) if high else min(known.items(), key=lambda kv: kv[1])
     on = "" if worst_key == "all" else f" ({worst_key})"
     return Outcome(True, f"{label} {_fmt(worst)}{unit}{on}, limit {_fmt(rule.value)}{unit}", value=worst, detail=detail)
 

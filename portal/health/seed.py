@@ -38,7 +38,8 @@ def seed_thresholds(plan: dict, *, reset: bool, stats: SeedStats) -> None:
                 ThresholdRule, {"slug": row["slug"]},
                 {"metric": row["metric"], "comparison": row["comparison"], "value": float(row["value"]),
                  "unit": str(row.get("unit", "")), "severity": severity, "summary": row.get("summary", ""),
-                 "window_minutes": int(row.get("window_minutes", DEFAULT_WINDOW_MINUTES))},
+                 "window_minutes": int(row.get("window_minutes", DEFAULT_WINDOW_MINUTES)),
+                 "min_requests": int(row.get("min_requests", 0))},
                 reset=reset, stats=stats,
             )
 

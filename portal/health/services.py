@@ -9,6 +9,7 @@ app's intake (portal.incidents.ingest), which knows nothing of health.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.audit.services import audit_record
+from portal.errors import Invalid, NotFound
+from portal.health import thresholds
 from portal.health.models import (
     Check,
     CheckResult,
@@ -194,36 +197,59 @@ def check_set_enabled(*, check: Check, enabled: bool, actor) -> Check:
     return check
 
 
-class RuleInvalid(ValueError):
-    pass
+class RuleInvalid(Invalid):
+    """A threshold edit that cannot be stored (422 invalid)."""
 
 
-def threshold_rule_update(*, rule: ThresholdRule, actor, value: float, window_minutes: int, severity: str,
-                          comparison: str | None = None, enabled: bool | None = None) -> ThresholdRule:
-    if window_minutes < 1 or window_minutes > 24 * 60:
+def threshold_rule_update(*, rule: ThresholdRule, actor, value: float, window_minutes: int | None = None,
+                          severity: str | None = None, comparison: str | None = None, enabled: bool | None = None,
+                          min_requests: int | None = None) -> ThresholdRule:
+    """Change a threshold rule (audited); every reader of portal.health.thresholds follows."""
+    if window_minutes is not None and (window_minutes < 1 or window_minutes > 24 * 60):
         raise RuleInvalid("the window must be between 1 and 1440 minutes")
-    if severity not in ("critical", "warning"):
+    if severity is not None and severity not in ("critical", "warning"):
         raise RuleInvalid("severity must be critical or warning")
     if comparison is not None and comparison not in ("gt", "gte", "lt", "lte"):
         raise RuleInvalid("comparison must be gt, gte, lt or lte")
+    if min_requests is not None and min_requests < 0:
+        raise RuleInvalid("the minimum request count cannot be negative")
+    if not math.isfinite(float(value)):
+        raise RuleInvalid("the value must be a finite number")
     with transaction.atomic():
         rule = ThresholdRule.objects.select_for_update().get(pk=rule.pk)
-        before = {"value": rule.value, "window_minutes": rule.window_minutes, "severity": rule.severity,
-                  "comparison": rule.comparison, "enabled": rule.enabled}
+        fields = ("value", "window_minutes", "severity", "comparison", "enabled", "min_requests")
+        before = {k: getattr(rule, k) for k in fields}
+        if severity is not None and severity != rule.severity and \
+                ThresholdRule.objects.filter(metric=rule.metric, severity=severity).exclude(pk=rule.pk).exists():
+            raise RuleInvalid(f"{rule.metric} already has a {severity} threshold: edit that one")
         rule.value = float(value)
-        rule.window_minutes = int(window_minutes)
-        rule.severity = severity
+        if window_minutes is not None:
+            rule.window_minutes = int(window_minutes)
+        if severity is not None:
+            rule.severity = severity
         if comparison is not None:
             rule.comparison = comparison
+        if min_requests is not None:
+            rule.min_requests = int(min_requests)
         if enabled is not None:
             rule.enabled = enabled
             Check.objects.filter(rule=rule).update(enabled=enabled)
         rule.save()
-        after = {"value": rule.value, "window_minutes": rule.window_minutes, "severity": rule.severity,
-                 "comparison": rule.comparison, "enabled": rule.enabled}
+        after = {k: getattr(rule, k) for k in fields}
         audit_record(actor=actor, verb="health.threshold.update", target=("health.thresholdrule", rule.slug),
-                     before=before, after=after, result="ok" if before != after else "noop")
+                     before=before, after=after, result="ok" if before != after else "noop",
+                     extra={"metric": rule.metric, "severity": rule.severity})
+        if before != after:
+            thresholds.changed(metric=rule.metric, severity=rule.severity)
     return rule
+
+
+def threshold_set(*, metric: str, severity: str, value: float, actor, min_requests: int | None = None) -> ThresholdRule:
+    """Set the value (and optionally the minimum evidence) of `metric` at `severity` (the API's PUT)."""
+    rule = ThresholdRule.objects.filter(metric=metric, severity=severity).first()
+    if rule is None:
+        raise NotFound(f"no {severity} threshold for {metric!r}")
+    return threshold_rule_update(rule=rule, actor=actor, value=value, min_requests=min_requests)
 
 
 AWS_CHECKS: list[tuple[str, str, str, dict[str, Any], str]] = [

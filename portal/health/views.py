@@ -11,6 +11,7 @@ from portal.accounts.permissions import perm_required
 from portal.accounts.reauth import any_production, step_up
 from portal.accounts.roles import APPROVE, RESPOND, VIEW
 from portal.health import selectors, services
+from portal.health import thresholds as threshold_reads
 from portal.health.models import Check, Severity, ThresholdRule
 
 GRID_PAGE_SIZE = 100
@@ -103,8 +104,12 @@ def check_set_enabled(request, slug: str):
 @require_GET
 @perm_required(VIEW)
 def thresholds(request):
+    rules = list(ThresholdRule.objects.order_by("severity", "metric"))
+    for rule in rules:
+        rule.readers = threshold_reads.readers_of(rule.metric)
     return render(request, "health/thresholds.html", {
-        "rules": ThresholdRule.objects.order_by("severity", "metric"),
+        "rules": rules,
+        "readers": threshold_reads.READERS,
         "can_edit": request.user.has_perm(APPROVE),
         "severities": Severity.choices,
     })
@@ -119,6 +124,8 @@ def threshold_update(request, slug: str):
     try:
         value = float(request.POST.get("value", ""))
         window = int(request.POST.get("window_minutes", ""))
+        raw_min = request.POST.get("min_requests", "").strip()
+        min_requests = int(raw_min) if raw_min else None
     except ValueError:
         messages.error(request, f"{rule.slug}: the value must be a number and the window a whole number of minutes.")
         return redirect("health:thresholds")
@@ -126,7 +133,7 @@ def threshold_update(request, slug: str):
         services.threshold_rule_update(
             rule=rule, actor=request.user, value=value, window_minutes=window,
             severity=request.POST.get("severity", rule.severity),
-            enabled=request.POST.get("enabled") == "on",
+            enabled=request.POST.get("enabled") == "on", min_requests=min_requests,
         )
     except services.RuleInvalid as exc:
         messages.error(request, f"{rule.slug}: {exc}")

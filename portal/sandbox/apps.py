@@ -10,3 +10,12 @@ class SandboxConfig(AppConfig):
 
     name = "portal.sandbox"
     label = "sandbox"
+
+    def ready(self) -> None:
+        # Imported here: the thresholds module loads models, which the app registry allows only now.
+        from portal.health import thresholds
+
+        # The product names no sandbox task: the sandbox asks to hear threshold changes and is listed as a reader.
+        thresholds.listen("portal.sandbox.tasks.alarms_sync", thresholds.Reader(
+            "Sandbox CloudWatch alarms", "portal.sandbox.platform",
+            "one alarm per threshold, put again when a threshold changes"))

@@ -10,9 +10,11 @@ moto's gaps are covered by portal.sandbox.patches, never in the portal's code.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import functools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +28,9 @@ from django.db import transaction
 
 from portal.audit.services import audit_record
 from portal.cloud.aws import default_max_connections
-from portal.cloud.clients import reset_cache
+from portal.cloud.clients import client, reset_cache
 from portal.cloud.models import Environment, SimulatorState
+from portal.health import thresholds
 from portal.health.services import outbound_policy_set
 from portal.phases.selectors import current_phase
 from portal.plan.loader import load_plan
@@ -65,50 +68,66 @@ def current_phase_bounds() -> dict[str, int]:
                 "users_max": int(phase.get("users_max", 5000))}
 
 
-def _alarm_specs(plan: dict, names: dict) -> list[dict]:
-    """One CloudWatch alarm per threshold of the plan, on the metric AWS has for it."""
+def plan_thresholds(plan: dict) -> list[dict]:
+    """The plan's threshold rows with their severity: what the alarms start from, before the database exists."""
+    return [{**t, "severity": level} for level, items in (plan.get("thresholds") or {}).items() for t in items or []]
+
+
+def alarm_specs(rows: list[dict], names: dict) -> list[dict]:
+    """One CloudWatch alarm per threshold (slug, metric, severity, comparison, value, min_requests,
+    window_minutes, summary), on the metric AWS has for it."""
     tg_dims = [{"Name": "TargetGroup", "Value": names["blue_tg_dimension"]}, {"Name": "LoadBalancer", "Value": names["alb_dimension"]}]
     comparisons = {"gt": "GreaterThanThreshold", "gte": "GreaterThanOrEqualToThreshold", "lt": "LessThanThreshold",
                    "lte": "LessThanOrEqualToThreshold"}
     specs = []
-    for level, items in (plan.get("thresholds") or {}).items():
-        for t in items or []:
-            metric, value = t.get("metric"), float(t.get("value", 0))
-            base = {"AlarmName": f"{PREFIX}-{t['slug']}", "AlarmDescription": f"{t.get('summary', t['slug'])} ({level})",
-                    "ComparisonOperator": comparisons.get(t.get("comparison", "gt"), "GreaterThanThreshold"),
-                    "Threshold": value, "EvaluationPeriods": 3, "DatapointsToAlarm": 2, "TreatMissingData": "notBreaching"}
-            if metric == "error_rate":
-                base.update(Metrics=[
-                    {"Id": "errors", "ReturnData": False, "MetricStat": {"Metric": {
-                        "Namespace": "AWS/ApplicationELB", "MetricName": "HTTPCode_Target_5XX_Count",
-                        "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
-                    {"Id": "requests", "ReturnData": False, "MetricStat": {"Metric": {
-                        "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
-                        "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
-                    {"Id": "error_rate", "Label": "Error rate (%)", "ReturnData": True,
-                     "Expression": "100 * errors / requests"}])
-            elif metric == "p95_response_time":
-                base.update(Namespace="AWS/ApplicationELB", MetricName="TargetResponseTime", ExtendedStatistic="p95",
-                            Period=60, Dimensions=tg_dims)
-            elif metric == "cpu":
-                base.update(Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=60,
-                            Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
-            elif metric == "db_connections":
-                # CloudWatch has connections, not percent: the threshold is that share of max_connections.
-                limit = default_max_connections(names.get("rds_instance_class", "db.r5.large")) or 1000
-                base.update(Namespace="AWS/RDS", MetricName="DatabaseConnections", Statistic="Maximum", Period=60,
-                            Threshold=round(limit * value / 100.0),
-                            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": names["rds_instance_id"]}])
-            elif metric == "cache_hit_ratio":
-                base.update(Namespace="AWS/ElastiCache", MetricName="CacheHitRate", Statistic="Average", Period=300,
-                            Dimensions=[{"Name": "ReplicationGroupId", "Value": names["cache_replication_group_id"]}])
-            elif metric == "disk":
-                base.update(Namespace="CWAgent", MetricName="disk_used_percent", Statistic="Maximum", Period=300,
-                            Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
-            else:
-                continue
-            specs.append(base)
+    for t in rows:
+        level = t.get("severity", "")
+        metric, value = t.get("metric"), float(t.get("value", 0))
+        base = {"AlarmName": f"{PREFIX}-{t['slug']}", "AlarmDescription": f"{t.get('summary', t['slug'])} ({level})",
+                "ComparisonOperator": comparisons.get(t.get("comparison", "gt"), "GreaterThanThreshold"),
+                "Threshold": value, "EvaluationPeriods": 3, "DatapointsToAlarm": 2, "TreatMissingData": "notBreaching"}
+        if metric == "error_rate":
+            base.update(Metrics=[
+                {"Id": "errors", "ReturnData": False, "MetricStat": {"Metric": {
+                    "Namespace": "AWS/ApplicationELB", "MetricName": "HTTPCode_Target_5XX_Count",
+                    "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
+                {"Id": "requests", "ReturnData": False, "MetricStat": {"Metric": {
+                    "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                    "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
+                {"Id": "error_rate", "Label": "Error rate (%)", "ReturnData": True,
+                 "Expression": _error_rate_expression(t)}])
+        elif metric == "p95_response_time":
+            base.update(Namespace="AWS/ApplicationELB", MetricName="TargetResponseTime", ExtendedStatistic="p95",
+                        Period=60, Dimensions=tg_dims)
+        elif metric == "cpu":
+            base.update(Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=60,
+                        Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
+        elif metric == "db_connections":
+            # CloudWatch has connections, not percent: the threshold is that share of max_connections.
+            limit = default_max_connections(names.get("rds_instance_class", "db.r5.large")) or 1000
+            base.update(Namespace="AWS/RDS", MetricName="DatabaseConnections", Statistic="Maximum", Period=60,
+                        Threshold=round(limit * value / 100.0),
+                        Dimensions=[{"Name": "DBInstanceIdentifier", "Value": names["rds_instance_id"]}])
+        elif metric == "cache_hit_ratio":
+            base.update(Namespace="AWS/ElastiCache", MetricName="CacheHitRate", Statistic="Average", Period=300,
+                        Dimensions=[{"Name": "ReplicationGroupId", "Value": names["cache_replication_group_id"]}])
+        elif metric == "disk":
+            base.update(Namespace="CWAgent", MetricName="disk_used_percent", Statistic="Maximum", Period=300,
+                        Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
+        else:
+            continue
+        specs.append(base)
     return specs
+
+
+def _error_rate_expression(t: dict) -> str:
+    """The error rate of a minute; with a minimum evidence, 0 in a minute with fewer requests than its
+    share of the window's minimum (the alarm's period is a minute, the threshold's window several)."""
+    minimum = int(t.get("min_requests") or 0)
+    if not minimum:
+        return "100 * errors / requests"
+    per_minute = max(1, math.ceil(minimum / max(int(t.get("window_minutes") or 5), 1)))
+    return f"IF(requests >= {per_minute}, 100 * errors / requests, 0)"
 
 
 @functools.cache
@@ -317,7 +336,7 @@ def build_platform(session_or_clients: Any = None, *, endpoint_url: str | None =
 
     # Alarms
     cw = make("cloudwatch")
-    for spec in _alarm_specs(plan, names):
+    for spec in alarm_specs(plan_thresholds(plan), names):
         cw.put_metric_alarm(**spec)
 
     # DNS: app.<domain> aliased to the load balancer
@@ -365,6 +384,35 @@ def seed_costs(result: dict, *, endpoint_url: str | None, copies: int = 5) -> No
                          json={"results": [result] * copies}, timeout=5)
     if resp.status_code not in (200, 201):
         raise RuntimeError(f"moto refused the Cost Explorer results: {resp.status_code} {resp.text[:200]}")
+
+
+# --------------------------------------------------------------------------------------------- alarms
+
+
+def environment_names(env: Environment) -> dict:
+    """What alarm_specs needs, from a registered environment's row."""
+    return {"alb_dimension": env.alb_dimension, "blue_tg_dimension": env.blue_tg_dimension, "blue_asg": env.blue_asg,
+            "rds_instance_id": env.rds_instance_id, "cache_replication_group_id": env.cache_replication_group_id}
+
+
+def alarms_sync(env: Environment) -> list[str]:
+    """Put the environment's CloudWatch alarms at the portal's thresholds (portal.health.thresholds), as
+    they are now: called when the sandbox registers and when a threshold changes. Returns the alarm names."""
+    rows = [dataclasses.asdict(t) for t in thresholds.all_thresholds()]
+    cw = client(env, "cloudwatch")
+    specs = alarm_specs(rows, environment_names(env))
+    for spec in specs:
+        cw.put_metric_alarm(**spec)
+    return [spec["AlarmName"] for spec in specs]
+
+
+def alarms_sync_all() -> int:
+    """Every registered sandbox environment (the ones this app made: static credentials, an endpoint)."""
+    done = 0
+    for env in Environment.objects.filter(credentials_mode=Environment.CredentialsMode.STATIC).exclude(listener_arn=""):
+        alarms_sync(env)
+        done += 1
+    return done
 
 
 # --------------------------------------------------------------------------------------------- register

@@ -20,7 +20,7 @@ from moto.server import ThreadedMotoServer
 from portal.cloud.errors import CloudError
 from portal.cloud.models import Environment
 from portal.sandbox.patches import install_moto_patches
-from portal.sandbox.platform import build_platform, register_environment
+from portal.sandbox.platform import alarms_sync, build_platform, register_environment
 from portal.sandbox.simulator import tick
 from portal.sandbox.statuspages import serve as serve_status
 
@@ -103,6 +103,7 @@ class Sandbox:
             status_port = self.status_port
         self.env = register_environment(self.names, endpoint_url=self.endpoint_url, name=self.env_name,
                                         status_port=status_port)
+        alarms_sync(self.env)  # the plan built them; the thresholds stored now (a lead's edits) decide
         self.say(f"AWS sandbox on {self.endpoint_url}: platform ready in {time.monotonic() - t0:.1f}s, "
                  f"environment '{self.env.name}' registered")
 

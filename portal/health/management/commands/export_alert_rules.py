@@ -1,9 +1,11 @@
 """Print (or write) a Prometheus rules file generated from the portal's threshold rules.
 
 The thresholds live in one place, the portal's ThresholdRule rows (seeded from plan.yaml, editable
-under Health); this command turns every enabled rule into an alerting rule whose expression is the
-same PromQL the portal's Prometheus metrics source queries (portal.cloud.metrics.DEFAULT_PROMQL,
-overridden per environment by Environment.prometheus_queries when --environment is given).
+under Health), read through portal.health.thresholds like every other reader; this command turns
+every enabled rule into an alerting rule whose expression is the same PromQL the portal's Prometheus
+metrics source queries (portal.cloud.metrics.DEFAULT_PROMQL, overridden per environment by
+Environment.prometheus_queries when --environment is given). A share of requests with a minimum
+evidence fires only while the window holds that many requests (`and on() <requests> >= N`).
 
     python manage.py export_alert_rules > /etc/prometheus/rules/ftw-portal.yml
     python manage.py export_alert_rules --output /etc/prometheus/rules/ftw-portal.yml --environment production
@@ -21,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from portal.cloud.metrics import DEFAULT_PROMQL
 from portal.cloud.models import Environment
-from portal.health.models import ThresholdRule
+from portal.health.thresholds import Threshold, all_thresholds
 
 GROUP_NAME = "ftw-portal-thresholds"
 HEADER = (
@@ -51,12 +53,16 @@ def _stem(metric: str) -> str:
     return METRIC_ALERTS.get(metric, ("".join(p.capitalize() for p in metric.split("_")), ""))[0]
 
 
-def alert_rule(rule: ThresholdRule, queries: dict[str, str], environment: str | None = None) -> dict:
-    """One Prometheus alerting rule for a threshold rule. KeyError when no PromQL exists for its metric."""
+def alert_rule(rule: Threshold, queries: dict[str, str], environment: str | None = None) -> dict:
+    """One Prometheus alerting rule for a threshold. KeyError when no PromQL exists for its metric."""
     template = queries[rule.metric]
     window = f"{max(int(rule.window_minutes), 1)}m"
     # ".*" (not ".+"): series without a colour label (one fleet, no blue/green) still match.
     query = Template(template).safe_substitute(colour=".*", window=window)
+    if rule.needs_evidence:
+        # The share keeps its value (the alert's $value) only while the window holds the minimum requests.
+        requests = Template(queries["requests"]).safe_substitute(colour=".*", window=window)
+        query = f"({query}) and on() ({requests}) >= {rule.min_requests}"
     op = PROMQL_OPERATOR[rule.comparison]
     limit = _number(rule.value)
     labels = {"severity": rule.severity, "rule": rule.slug}
@@ -65,7 +71,7 @@ def alert_rule(rule: ThresholdRule, queries: dict[str, str], environment: str | 
         labels["runbook"] = runbook
     if environment:
         labels["environment"] = environment
-    summary = rule.summary or f"{rule.metric} {rule.get_comparison_display()} {limit}{rule.unit}"
+    summary = rule.summary or f"{rule.metric} {op} {limit}{rule.unit}"
     return {
         "alert": f"Ftw{_stem(rule.metric)}{rule.severity.capitalize()}",
         "expr": f"({query}) {op} {limit}",
@@ -85,8 +91,9 @@ def build_rules(environment=None) -> tuple[dict, list[str]]:
     if environment is not None:
         queries.update({k: v for k, v in (environment.prometheus_queries or {}).items() if v})
     rules, skipped = [], []
-    for rule in ThresholdRule.objects.filter(enabled=True).order_by("severity", "metric", "slug"):
-        if rule.metric not in queries or rule.comparison not in PROMQL_OPERATOR:
+    for rule in all_thresholds():
+        if rule.metric not in queries or rule.comparison not in PROMQL_OPERATOR or \
+                (rule.needs_evidence and "requests" not in queries):
             skipped.append(rule.slug)
             continue
         rules.append(alert_rule(rule, queries, environment.name if environment is not None else None))
