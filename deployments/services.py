@@ -229,6 +229,7 @@ def deployment_promote(*, deployment: Deployment, actor, reason: str = "") -> De
                   fields=("step_index", "wake_at", "paused_from", "pause_reason", "baseline"))
         audit_record(actor=actor, verb="deployment.promote", target=dep, before=before, after={"state": dep.state},
                      extra={"reason": reason, "environment": env.name})
+        silences.silences_finish(ref=f"deployment-hold:{dep.public_id}", actor=actor)
         enqueue("deployments.tasks.deployment_step", dep.pk)
         return dep
 
@@ -243,6 +244,7 @@ def deployment_abort(*, deployment: Deployment, actor, reason: str = "") -> Depl
             return dep  # a second click
         if not dep.is_active:
             raise InvalidState(f"a deployment that is {dep.get_state_display().lower()} cannot be aborted; use rollback")
+        silences.silences_finish(ref=f"deployment-hold:{dep.public_id}", actor=actor)  # a hold ends with the rollout
         moved = dep.step_index >= 0 or cloudops.read_weights(env).get(dep.to_colour, 0) > 0
         if not moved:
             now = timezone.now()
