@@ -60,6 +60,13 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "incidents:note": (None, R),
     "incidents:postmortem": (None, R),
     "incidents:bulk": (None, R),
+    "incidents:silences": (V, V),  # no require_GET: a POST renders the same page
+    "incidents:silence_create": (None, R),
+    "incidents:silence_delete": (None, R),
+    "incidents:silence_banner": (V, None),
+    "incidents:maintenance_create": (None, R),
+    "incidents:maintenance_delete": (None, R),
+    "incidents:grouping": (V, L),  # leads edit and preview; everyone reads
     # outgoing webhooks (leads)
     "webhooks:list": (L, L),  # no require_GET: a POST renders the same page
     "webhooks:create": (None, L),
@@ -350,6 +357,9 @@ API_MATRIX: dict[str, str] = {
     "POST /api/v1/incidents/{incident_id}/resolve": "actions",
     "POST /api/v1/incidents/{incident_id}/notes": "actions",
     "POST /api/v1/incidents/bulk": "actions",
+    "GET /api/v1/silences": "read",
+    "POST /api/v1/silences": "actions",
+    "DELETE /api/v1/silences/{silence_id}": "actions",
     "GET /api/v1/health/checks": "read",
     "GET /api/v1/health/checks/{slug}": "read",
     "POST /api/v1/health/checks/{slug}/run": "actions",
@@ -397,6 +407,7 @@ API_BODIES: dict[str, dict] = {
     "POST /api/v1/alerts/alertmanager": {"version": "4", "status": "firing", "alerts": []},
     "POST /api/v1/incidents/{incident_id}/notes": {"text": "authz matrix"},
     "POST /api/v1/incidents/bulk": {"action": "acknowledge", "ids": []},
+    "POST /api/v1/silences": {"matchers": {"environment": "authz"}, "ends_at": "2030-01-01T00:00:00Z", "reason": "authz matrix"},
     "POST /api/v1/checklist/{slug}/sign-off": {"note": ""},
     "POST /api/v1/checklist/{slug}/revoke": {"reason": "authz matrix"},
     "POST /api/v1/runbooks/runs/{run_id}/steps/{step_id}": {"status": "done"},

@@ -15,12 +15,24 @@ def test_reader_racing_writer_gets_only_whole_messages(tmp_path):
     total = 300
     received, errors = [], []
 
+    written = threading.Event()
+
     def reader():
+        # Waits for the condition, not a deadline: an empty poll is only a loss once every message is on
+        # disk (a loaded machine can take any time to write 60 MB), and then the queue must hand them all out.
+        empty_after_written = 0
         with Connection("filesystem://", transport_options=opts) as conn:
             q = conn.SimpleQueue("race")
             while len(received) < total:
                 try:
-                    msg = q.get(timeout=10)
+                    msg = q.get(timeout=1)
+                except q.Empty:
+                    if written.is_set():
+                        empty_after_written += 1
+                        if empty_after_written >= 3:
+                            errors.append(f"queue empty after all {total} were written; {len(received)} received")
+                            return
+                    continue
                 except Exception as exc:  # noqa: BLE001
                     errors.append(repr(exc))
                     return
@@ -35,6 +47,7 @@ def test_reader_racing_writer_gets_only_whole_messages(tmp_path):
         q = conn.SimpleQueue("race")
         for n in range(total):
             q.put({"n": n, "pad": big})
-    t.join(60)
+    written.set()
+    t.join()
     assert not errors, errors[:3]
     assert sorted(received) == list(range(total))

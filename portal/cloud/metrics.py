@@ -20,13 +20,14 @@ from portal.cloud.errors import CloudError
 
 COLOURS = ("blue", "green")
 METRICS = ("error_rate", "p95_response_time", "cpu", "db_connections", "cache_hit_ratio", "disk", "requests", "users",
-           "active_users", "requests_per_second", "job_posting_seconds", "memory")
+           "active_users", "requests_per_second", "job_posting_seconds", "memory", "p50_response_time")
 Point = tuple[dt.datetime, float]
 
 DEFAULT_PROMQL: dict[str, str] = {
     "error_rate": '100 * sum(rate(http_requests_total{colour=~"$colour",status=~"5.."}[$window])) '
                   '/ sum(rate(http_requests_total{colour=~"$colour"}[$window]))',
     "p95_response_time": 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{colour=~"$colour"}[$window])))',
+    "p50_response_time": 'histogram_quantile(0.5, sum by (le) (rate(http_request_duration_seconds_bucket{colour=~"$colour"}[$window])))',
     "requests": 'sum(increase(http_requests_total{colour=~"$colour"}[$window]))',
     "cpu": '100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle",colour=~"$colour"}[$window])))',
     "db_connections": "100 * sum(pg_stat_activity_count) / max(pg_settings_max_connections)",
@@ -149,13 +150,16 @@ class CloudWatchSource(MetricsSource):
     # -- per-metric query sets: (queries, combine(results_by_id_per_timestamp) -> value)
     def _queries(self, metric: str, colour: str | None, period: int) -> tuple[list[dict], Any]:
         env = self.env
-        if metric in ("error_rate", "requests", "p95_response_time", "requests_per_second"):
+        if metric in ("error_rate", "requests", "p95_response_time", "p50_response_time", "requests_per_second"):
             dims = self._elb_dims(colour)
             if not dims:
                 raise CloudError("NotConfigured", "GetMetricData", env.name, "the environment has no load balancer/target group dimensions")
             if metric == "p95_response_time":
                 return [self._stat("p95", self.ELB, "TargetResponseTime", dims[0], period, "p95")], \
                     lambda r: r.get("p95")
+            if metric == "p50_response_time":  # the API P50 SLO: ALB TargetResponseTime, extended statistic p50
+                return [self._stat("p50", self.ELB, "TargetResponseTime", dims[0], period, "p50")], \
+                    lambda r: r.get("p50")
             q = [self._stat("req", self.ELB, "RequestCount", dims[0], period, "Sum")]
             if metric == "requests":
                 return q, lambda r: r.get("req", 0.0)
@@ -232,7 +236,7 @@ class CloudWatchSource(MetricsSource):
             values = [v for _, v in points]
             if qid.startswith(("req", "err", "hit", "miss")):
                 merged[qid] = sum(values)
-            elif qid.startswith(("p95", "conn", "disk", "mem")):
+            elif qid.startswith(("p95", "p50", "conn", "disk", "mem")):
                 merged[qid] = max(values)
             else:
                 merged[qid] = sum(values) / len(values)

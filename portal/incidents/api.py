@@ -15,12 +15,13 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.http.request import RawPostDataException
+from django.utils import timezone
 from ninja import Router, Schema
 
 from portal.api_auth import ScopedTokenAuth, TokenAuth, require_scope
 from portal.errors import Invalid, NotFound, PortalError, Unavailable
-from portal.incidents import bulk, ingest, rejects, services, sns
-from portal.incidents.models import Incident, Source
+from portal.incidents import bulk, ingest, rejects, services, silences, sns
+from portal.incidents.models import Incident, Silence, Source
 from portal.incidents.parsing import PayloadError, decode_json, parse_cloudwatch_message, screen_alertmanager
 from portal.incidents.selectors import incident_list
 
@@ -332,3 +333,58 @@ def add_note(request, incident_id: str, payload: NoteIn):
         raise Invalid("text must not be empty")
     entry = services.incident_note_add(incident=inc, actor=token, text=payload.text)
     return 201, {"at": entry.at, "kind": entry.kind, "actor": entry.actor_label, "text": entry.text, "data": entry.data}
+
+
+# ---------------------------------------------------------------------------------------------- silences
+
+
+class SilenceIn(Schema):
+    matchers: dict[str, str]
+    starts_at: datetime | None = None
+    ends_at: datetime
+    reason: str
+
+
+class SilenceOut(Schema):
+    id: uuid.UUID
+    matchers: dict
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    expected: str
+    created_by: str
+    active: bool
+    deleted_at: datetime | None
+
+
+def silence_out(s: Silence) -> dict:
+    now = timezone.now()
+    return {"id": s.public_id, "matchers": s.matchers, "starts_at": s.starts_at, "ends_at": s.ends_at, "reason": s.reason,
+            "expected": s.expected, "created_by": s.created_by, "deleted_at": s.deleted_at,
+            "active": s.deleted_at is None and s.starts_at <= now < s.ends_at}
+
+
+@router.get("/silences", response={200: list[SilenceOut], 401: ErrorOut, 403: ErrorOut}, tags=["silences"],
+            summary="Silences not yet ended (active and planned), newest first")
+def list_silences(request):
+    require_scope(request, "read")
+    qs = Silence.objects.filter(deleted_at__isnull=True, ends_at__gt=timezone.now()).order_by("-starts_at", "-id")[:500]
+    return 200, [silence_out(s) for s in qs]
+
+
+@router.post("/silences", response={201: SilenceOut, 401: ErrorOut, 403: ErrorOut, 422: ErrorOut}, tags=["silences"],
+             summary="Silence alerts whose labels equal every matcher between starts_at (default now) and ends_at; audited",
+             auth=ScopedTokenAuth("actions"))
+def create_silence(request, payload: SilenceIn):
+    token = require_scope(request, "actions")
+    s = silences.silence_create(matchers=payload.matchers, starts_at=payload.starts_at, ends_at=payload.ends_at,
+                                reason=payload.reason, actor=token)
+    return 201, silence_out(s)
+
+
+@router.delete("/silences/{silence_id}", response={200: SilenceOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}, tags=["silences"],
+               summary="End a silence now (kept for the record); deleting twice is a no-op", auth=ScopedTokenAuth("actions"))
+def delete_silence(request, silence_id: str):
+    token = require_scope(request, "actions")
+    s = silences.silence_delete(silence=silences.silence_get(silence_id), actor=token)
+    return 200, silence_out(s)

@@ -12,6 +12,8 @@ colour (a check over both colours, a load balancer's alarm) is matched by a sile
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,6 +32,18 @@ EXPECTED_MARGIN = timedelta(minutes=15)
 MAX_SILENCE = timedelta(days=31)
 # A colour matcher also matches an alert that names no colour (it covers both).
 COLOUR_LABELS = ("colour", "color")
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _unstorable(text: str) -> bool:
+    """Control characters and lone surrogates (valid JSON escapes the database cannot store)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return bool(_CONTROL_CHARS.search(text))
 
 
 class SilenceInvalid(Invalid):
@@ -64,6 +78,8 @@ def _clean_matchers(matchers) -> dict[str, str]:
     for k, v in matchers.items():
         if not isinstance(k, str) or not k.strip() or not isinstance(v, (str, int, float)) or not str(v).strip():
             raise SilenceInvalid("each matcher is a label name and a non-empty value")
+        if _unstorable(k + str(v)):
+            raise SilenceInvalid("a matcher holds a NUL, newline or control character")
         if len(k) > 100 or len(str(v)) > 300:
             raise SilenceInvalid("a matcher's label is at most 100 characters, its value 300")
         out[k.strip()] = str(v).strip()
@@ -82,6 +98,8 @@ def silence_create(*, matchers: dict, starts_at: datetime | None, ends_at: datet
     reason = (reason or "").strip()
     if not reason:
         raise SilenceInvalid("a reason is required")
+    if _unstorable(reason) or _unstorable(expected + ref):
+        raise SilenceInvalid("the reason holds a NUL, newline or control character")
     now = timezone.now()
     starts_at = starts_at or now
     if timezone.is_naive(starts_at) or timezone.is_naive(ends_at):
@@ -114,7 +132,7 @@ def silence_delete(*, silence: Silence, actor) -> Silence:
 
 def silence_get(public_id) -> Silence:
     try:
-        return Silence.objects.get(public_id=public_id)
+        return Silence.objects.get(public_id=uuid.UUID(str(public_id)))
     except (Silence.DoesNotExist, ValueError, TypeError) as exc:
         raise NotFound("no such silence") from exc
 
@@ -175,6 +193,8 @@ def maintenance_create(*, name: str, matchers: dict, starts_at: datetime, durati
     name, reason, rrule = (name or "").strip(), (reason or "").strip(), (rrule or "").strip().removeprefix("RRULE:")
     if not name or not reason:
         raise SilenceInvalid("a name and a reason are required")
+    if _unstorable(name + reason + rrule):
+        raise SilenceInvalid("the name, reason or recurrence holds a control character")
     if timezone.is_naive(starts_at):
         raise SilenceInvalid("starts_at needs a time zone")
     try:

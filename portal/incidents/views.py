@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -12,14 +13,21 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from portal.accounts.permissions import perm_required
-from portal.accounts.roles import RESPOND, VIEW, VIEW_AUDIT
+from portal.accounts.roles import APPROVE, RESPOND, VIEW, VIEW_AUDIT
 from portal.errors import PortalError, page_error
-from portal.incidents import bulk, selectors, services
+from portal.incidents import bulk, grouping, selectors, services, silences
 from portal.incidents.markdown import render_markdown
-from portal.incidents.models import Incident, RejectedDelivery, TimelineEntry
+from portal.incidents.models import (
+    GroupingRule,
+    Incident,
+    MaintenanceWindow,
+    RejectedDelivery,
+    Silence,
+    TimelineEntry,
+)
 
 FILTERS = ("status", "severity", "environment", "service")
 
@@ -76,6 +84,7 @@ def incident_detail(request, public_id):
         "deployments": selectors.recent_deployments_for(incident),
         "responders": responders,
         "can_respond": request.user.has_perm(RESPOND),
+        "now": timezone.now(),
         "notifications": incident.notifications.select_related("channel").order_by("-created_at")[:20],
     }
     return render(request, "incidents/detail.html", context)
@@ -204,3 +213,145 @@ def rejected_deliveries(request):
         qs = qs.filter(source=source)
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
     return render(request, "incidents/rejected.html", {"page": page, "source": source})
+
+
+# ---------------------------------------------------------------------------------------------- silences
+
+
+def _matchers(text: str) -> dict[str, str]:
+    """"environment=production, metric=error_rate" -> {"environment": "production", "metric": "error_rate"}."""
+    out = {}
+    for part in (text or "").replace("\n", ",").split(","):
+        if not part.strip():
+            continue
+        name, eq, value = part.partition("=")
+        if not eq:
+            raise silences.SilenceInvalid(f"{part.strip()!r} is not label=value")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _when(text: str):
+    """A datetime-local field, read as UTC; empty is None."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise silences.SilenceInvalid(f"{text!r} is not a date and time") from exc
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+
+
+def _minutes(text: str, default: int) -> int:
+    try:
+        return int(text or default)
+    except ValueError as exc:
+        raise silences.SilenceInvalid("the duration is a whole number of minutes") from exc
+
+
+@perm_required(VIEW)
+def silence_list(request):
+    now = timezone.now()
+    live = Silence.objects.filter(deleted_at__isnull=True, ends_at__gt=now).order_by("starts_at", "id")
+    windows = [(w, silences.occurrence_at(w, now)) for w in MaintenanceWindow.objects.all()]
+    return render(request, "incidents/silences.html", {
+        "silences": live, "windows": windows, "now": now, "can_respond": request.user.has_perm(RESPOND),
+        "would_have_paged": silences.would_have_paged(now)[:50],
+        "ended": Silence.objects.filter(Q(deleted_at__isnull=False) | Q(ends_at__lte=now)).order_by("-ends_at")[:20],
+    })
+
+
+@perm_required(RESPOND)
+@require_POST
+def silence_create(request):
+    try:
+        starts = _when(request.POST.get("starts_at", ""))
+        minutes = _minutes(request.POST.get("minutes", ""), 60)
+        silences.silence_create(matchers=_matchers(request.POST.get("matchers", "")), starts_at=starts,
+                                ends_at=(starts or timezone.now()) + timedelta(minutes=minutes),
+                                reason=request.POST.get("reason", ""), actor=request.user)
+    except PortalError as exc:
+        return page_error(request, exc, back="incidents:silences")
+    messages.success(request, "Silence created.")
+    return redirect("incidents:silences")
+
+
+@perm_required(RESPOND)
+@require_POST
+def silence_delete(request, public_id):
+    silence = get_object_or_404(Silence, public_id=public_id)
+    silences.silence_delete(silence=silence, actor=request.user)
+    messages.success(request, "Silence ended.")
+    return redirect("incidents:silences")
+
+
+@perm_required(RESPOND)
+@require_POST
+def maintenance_create(request):
+    try:
+        starts = _when(request.POST.get("starts_at", ""))
+        if starts is None:
+            raise silences.SilenceInvalid("a maintenance window needs its first start")
+        silences.maintenance_create(name=request.POST.get("name", ""), matchers=_matchers(request.POST.get("matchers", "")),
+                                    starts_at=starts, duration_minutes=_minutes(request.POST.get("minutes", ""), 60),
+                                    rrule=request.POST.get("rrule", ""), reason=request.POST.get("reason", ""), actor=request.user)
+    except PortalError as exc:
+        return page_error(request, exc, back="incidents:silences")
+    messages.success(request, "Maintenance window planned.")
+    return redirect("incidents:silences")
+
+
+@perm_required(RESPOND)
+@require_POST
+def maintenance_delete(request, public_id):
+    window = get_object_or_404(MaintenanceWindow, public_id=public_id)
+    silences.maintenance_delete(window=window, actor=request.user)
+    messages.success(request, "Maintenance window removed.")
+    return redirect("incidents:silences")
+
+
+@perm_required(VIEW)
+@require_GET
+def silence_banner(request):
+    """Every page loads it (base.html), like the automation banner: shown while a silence or window holds pages."""
+    now = timezone.now()
+    active = list(silences.silences_live(now).order_by("ends_at")[:5])
+    windows = silences.maintenance_live(now)
+    return render(request, "incidents/_silence_banner.html", {"silences": active, "windows": windows,
+                                                               "count": silences.silences_live(now).count()})
+
+
+# ---------------------------------------------------------------------------------------------- grouping rules
+
+
+def _rule_from_post(request, rule: GroupingRule | None) -> GroupingRule:
+    return grouping.grouping_rule_build(
+        rule=rule, name=request.POST.get("name", ""), labels=request.POST.get("labels", ""),
+        optional_labels=request.POST.get("optional_labels", ""), window_minutes=request.POST.get("window_minutes", "30"),
+        priority=request.POST.get("priority", "100"), enabled=request.POST.get("enabled") == "on")
+
+
+@perm_required(VIEW)
+def grouping_rules(request):
+    """The rules, each editable by a lead, with a preview over the last seven days before saving."""
+    rules = list(GroupingRule.objects.all())
+    context = {"rules": rules, "can_edit": request.user.has_perm(APPROVE), "preview": None, "days": grouping.PREVIEW_DAYS}
+    if request.method == "POST":
+        if not request.user.has_perm(APPROVE):
+            return render(request, "403.html", {"message": "only a lead edits grouping rules"}, status=403)
+        slug = request.POST.get("slug", "")
+        original = next((r for r in rules if r.slug == slug), None) if slug else None
+        try:
+            edited = _rule_from_post(request, GroupingRule.objects.get(pk=original.pk) if original else None)
+            if request.POST.get("action") == "save":
+                grouping.grouping_rule_save(rule=edited, actor=request.user)
+                messages.success(request, f"Grouping rule {edited.name} saved.")
+                return redirect("incidents:grouping")
+        except PortalError as exc:
+            return page_error(request, exc, back="incidents:grouping")
+        others = [r for r in rules if original is None or r.pk != original.pk]
+        before = grouping.grouping_preview(rules=rules)
+        after = grouping.grouping_preview(rules=[*others, edited])
+        context.update(preview=after.sentence(before), edited=edited)
+    return render(request, "incidents/grouping.html", context)

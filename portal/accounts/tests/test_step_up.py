@@ -33,6 +33,16 @@ NO_STEP_UP = {
     # On-call records: who carries the pager changes no environment (audited by the oncall services).
     "oncall:take": "an override of the rota", "oncall:override_delete": "an override of the rota",
     "oncall:schedule_feed_reset": "a calendar feed's token",
+    "handoff:note_write": "a handoff note", "incidents:bulk": "incident records, one by one",
+    "sandbox:message_answer": "the sandbox's phone stand-in answering a page",
+    # Outgoing webhook endpoints: where the portal tells others of events; no environment changes.
+    "webhooks:list": "a page", "webhooks:create": "an outgoing webhook endpoint",
+    "webhooks:delete": "an outgoing webhook endpoint", "webhooks:enable": "an outgoing webhook endpoint",
+    # Noise controls: audited and time-bounded records of the portal's own paging; no environment changes.
+    "heartbeats:pause": "a heartbeat record", "heartbeats:resume": "a heartbeat record",
+    "incidents:silence_create": "a silence (bounded in time, audited)", "incidents:silence_delete": "ends a silence",
+    "incidents:maintenance_create": "a maintenance window (a scheduled silence)",
+    "incidents:maintenance_delete": "ends a maintenance window",
 }
 
 

@@ -49,6 +49,8 @@ def test_cloudwatch_error_rate_latency_requests(aws_platform):
     assert src.request_count("green", 1) == 200
     assert src.p95_latency("green", 5) == pytest.approx(0.95)  # CloudWatch's nearest-rank p95
     assert src.p95_latency("blue", 5) is None
+    assert src.value("p50_response_time", "green", 5) == pytest.approx(0.50)  # extended statistic p50
+    assert src.value("p50_response_time", "blue", 5) is None
     assert src.value("requests_per_second", "green", 5) == pytest.approx(400 / 300, abs=1e-3)
 
 

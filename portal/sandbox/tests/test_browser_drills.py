@@ -1,4 +1,5 @@
 import pytest
+from playwright.sync_api import expect
 
 from portal.cloud.models import Drill, Environment
 
@@ -14,9 +15,12 @@ def test_admin_starts_and_stops_a_drill(page, admin_user):
     page.wait_for_selector("h1:has-text('Sandbox drills')")
     assert page.locator("[data-testid=no-drills]").is_visible()
     page.select_option("select[name=kind]", "service-outage")
-    assert page.locator(".field-service").is_visible() and not page.locator(".field-colour").is_visible()
+    # The form's script shows the fields the kind takes; wait for it rather than read the page at once.
+    expect(page.locator(".field-service")).to_be_visible()
+    expect(page.locator(".field-colour")).to_be_hidden()
     page.select_option("select[name=kind]", "error-rate")
-    assert page.locator(".field-colour").is_visible() and not page.locator(".field-service").is_visible()
+    expect(page.locator(".field-colour")).to_be_visible()
+    expect(page.locator(".field-service")).to_be_hidden()
     page.select_option("select[name=colour]", "green")
     page.fill("input[name=level]", "20")
     page.fill("input[name=seed]", "7")
