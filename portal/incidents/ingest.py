@@ -248,12 +248,13 @@ def _apply_alerts(*, source: str, alerts: list[AlertIn], delivery: AlertDelivery
         key, window = grouping_for(config, a, rules)
         groups.setdefault(key, []).append(a)
         windows[key] = window
+    holds = silences.Holds()
     result = []
     for key in sorted(groups):
         with transaction.atomic():
             _advisory_lock(key)
             result.extend(_apply_group(source=source, key=key, items=groups[key], config=config, delivery=delivery,
-                                       window=windows[key]))
+                                       window=windows[key], holds=holds))
     return result
 
 
@@ -362,7 +363,7 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
 
 
 def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSourceConfig, delivery,
-                 window: timedelta = REOPEN_WINDOW) -> list[Alert]:
+                 window: timedelta, holds: silences.Holds) -> list[Alert]:
     """Apply one grouping key's reports in one transaction: known alerts locked in one query, new ones
     inserted in one statement (a unique violation rolls the group back; the task retries)."""
     now = timezone.now()
@@ -384,13 +385,13 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         applied.append((alert, a, effect))
 
     opened = False
-    holds: dict[str, silences.Hold | None] = {}
+    held: dict[str, silences.Hold | None] = {}
     for alert, a, effect in applied:
         wants_incident = effect == "fired" or (effect == "repeat" and alert.incident_id is None and incident is None)
         if wants_incident and incident is None:
             incident, opened = _open_incident_for(source=source, key=key, a=a, config=config, now=now, window=window)
         if effect in ("fired", "repeat"):
-            hold = holds[a.fingerprint] = silences.hold_for(alert.labels, now)
+            hold = held[a.fingerprint] = holds.for_labels(alert.labels)
             alert.silenced_reason = hold.reason[:500] if hold else ""
         if incident is not None and effect in ("fired", "repeat") and alert.incident_id != incident.pk:
             alert.incident = incident
@@ -408,7 +409,7 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         if incident is None or alert.incident_id != incident.pk:
             continue
         if effect == "fired":
-            hold = holds.get(a.fingerprint)
+            hold = held.get(a.fingerprint)
             timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_FIRING, actor_label=Actor.system(source).label,
                                           text=f"{a.name} firing" + (f": {a.summary}" if a.summary else "")
                                           + (f" (silenced: {hold.reason})" if hold else ""),
@@ -421,7 +422,7 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
     AlertEvent.objects.bulk_create(events)
     TimelineEntry.objects.bulk_create(timeline)
     if incident is not None:
-        firing_reports = [(a, holds.get(a.fingerprint)) for alert, a, effect in applied
+        firing_reports = [(a, held.get(a.fingerprint)) for alert, a, effect in applied
                           if effect in ("fired", "repeat") and alert.incident_id == incident.pk]
         page = _incident_follow(incident, source=source, reports=firing_reports, opened=opened, now=now)
         if page:

@@ -312,6 +312,10 @@ def _dimensions(items) -> dict[str, str]:
     return out
 
 
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def cloudwatch_trigger_metric(trigger: dict) -> tuple[str, str, dict[str, str]]:
     """(metric name, namespace, dimensions) of an alarm's Trigger. A metric-math alarm has no
     MetricName: its metric is the returned expression's id (e.g. error_rate), its dimensions those
@@ -319,15 +323,16 @@ def cloudwatch_trigger_metric(trigger: dict) -> tuple[str, str, dict[str, str]]:
     if trigger.get("MetricName"):
         return str(trigger["MetricName"])[:100], str(trigger.get("Namespace", ""))[:100], _dimensions(trigger.get("Dimensions"))
     metric, namespace, dimensions = "", "", {}
-    for m in trigger.get("Metrics") if isinstance(trigger.get("Metrics"), list) else []:
+    items = trigger.get("Metrics")
+    for m in items if isinstance(items, list) else []:
         if not isinstance(m, dict):
             continue
-        stat = m.get("MetricStat") if isinstance(m.get("MetricStat"), dict) else {}
-        inner = stat.get("Metric") if isinstance(stat.get("Metric"), dict) else {}
+        stat = _object(m.get("MetricStat"))
+        inner = _object(stat.get("Metric"))
         dimensions.update(_dimensions(inner.get("Dimensions")))
         namespace = namespace or str(inner.get("Namespace", ""))[:100]
         if m.get("ReturnData", True) and isinstance(m.get("Id"), str):
-            metric = metric or (inner.get("MetricName") or m["Id"])[:100]
+            metric = metric or str(inner.get("MetricName") or m["Id"])[:100]
     return str(metric), namespace, dimensions
 
 

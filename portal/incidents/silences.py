@@ -242,16 +242,30 @@ def maintenance_live(now: datetime | None = None) -> list[tuple[MaintenanceWindo
     return out
 
 
+class Holds:
+    """The silences and maintenance windows live at `now`, read once (on first use) for a batch of alerts."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or timezone.now()
+        self._silences: list[Silence] | None = None
+        self._windows: list[tuple[MaintenanceWindow, datetime]] = []
+
+    def for_labels(self, labels: dict) -> Hold | None:
+        if self._silences is None:
+            self._silences = list(silences_live(self.now).order_by("-ends_at"))
+            self._windows = maintenance_live(self.now)
+        for s in self._silences:
+            if labels_match(s.matchers, labels):
+                return Hold(reason=s.reason, until=s.ends_at, silence=s)
+        for w, until in self._windows:
+            if labels_match(w.matchers, labels):
+                return Hold(reason=f"maintenance: {w.name} ({w.reason})", until=until)
+        return None
+
+
 def hold_for(labels: dict, now: datetime | None = None) -> Hold | None:
     """The silence or maintenance window that holds a page for an alert with these labels now."""
-    now = now or timezone.now()
-    for s in silences_live(now).order_by("-ends_at"):
-        if labels_match(s.matchers, labels):
-            return Hold(reason=s.reason, until=s.ends_at, silence=s)
-    for w, until in maintenance_live(now):
-        if labels_match(w.matchers, labels):
-            return Hold(reason=f"maintenance: {w.name} ({w.reason})", until=until)
-    return None
+    return Holds(now).for_labels(labels)
 
 
 def would_have_paged(now: datetime | None = None) -> QuerySet[Incident]:
