@@ -18,4 +18,4 @@ class SandboxConfig(AppConfig):
         # The product names no sandbox task: the sandbox asks to hear threshold changes and is listed as a reader.
         thresholds.listen("portal.sandbox.tasks.alarms_sync", thresholds.Reader(
             "Sandbox CloudWatch alarms", "portal.sandbox.platform",
-            "one alarm per threshold, put again when a threshold changes"))
+            "one alarm per threshold, put again when a threshold changes; the simulator fires them at these values"))

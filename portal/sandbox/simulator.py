@@ -7,6 +7,7 @@ same seed (an `rng`) and the same inputs, a tick writes the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -21,6 +22,7 @@ from django.utils import timezone
 from portal.cloud import aws
 from portal.cloud.metrics import CloudWatchSource
 from portal.cloud.models import Drill, Environment, SimulatorState
+from portal.health import thresholds as threshold_reads
 from portal.plan.loader import load_plan
 from portal.sandbox.platform import current_phase_bounds
 
@@ -337,9 +339,11 @@ def evaluate_alarms(env: Environment, *, now: dt.datetime) -> dict[str, str]:
     """moto never evaluates alarms: do what CloudWatch would for the sandbox's threshold alarms.
 
     Each `ftw-<threshold slug>` alarm goes to ALARM when the last minute's value breaches the
-    plan's threshold and back to OK when it no longer does (no data: left as it is).
+    portal's threshold (portal.health.thresholds, the values the alarms were put at) and back to OK
+    when it no longer does (no data: left as it is). A share of requests also needs its minute's part
+    of the minimum evidence, as the alarm's IF(requests >= ...) expression says.
     """
-    thresholds = {t["slug"]: t for level in (load_plan().get("thresholds") or {}).values() for t in level or []}
+    thresholds = {t.slug: dataclasses.asdict(t) for t in threshold_reads.all_thresholds()}
     source = CloudWatchSource(env, clock=lambda: now)
     values: dict[str, float | None] = {}
     states = {}
@@ -356,6 +360,11 @@ def evaluate_alarms(env: Environment, *, now: dt.datetime) -> dict[str, str]:
             states[alarm.name] = alarm.state
             continue
         breach = _COMPARE.get(t.get("comparison", "gt"), _COMPARE["gt"])(value, float(t["value"]))
+        if breach and t.get("min_requests"):
+            if "requests" not in values:
+                values["requests"] = source.value("requests", None, 1)
+            per_minute = math.ceil(int(t["min_requests"]) / max(int(t.get("window_minutes") or 5), 1))
+            breach = values["requests"] is None or values["requests"] >= per_minute
         want = "ALARM" if breach else "OK"
         states[alarm.name] = want
         if want != alarm.state:
