@@ -19,6 +19,7 @@ from deployments.tests.conftest import clock, drive, fake_metrics, fast, strateg
 from portal.audit.models import AuditEvent
 from portal.checklist.verify import run_check as verify
 from portal.cloud.clients import client
+from portal.cloud.models import Environment
 from portal.health import runners, thresholds
 from portal.health.models import Check
 from portal.health.seed import seed_thresholds
@@ -126,6 +127,10 @@ def test_one_change_of_the_critical_error_rate_reaches_every_reader(
 def test_a_lead_token_is_needed_and_an_unknown_pair_is_404(rules, api_client, make_token):
     assert put(api_client, make_token("actions"), "error_rate", "critical", {"value": 1}).status_code == 403
     assert put(api_client, make_token("lead"), "queue_depth", "critical", {"value": 1}).status_code == 404
+    # A threshold applies to production too: a lead token without a production grant is refused.
+    Environment.objects.create(name="production", is_production=True)
+    refused = put(api_client, make_token("lead"), "error_rate", "critical", {"value": 1})
+    assert refused.status_code == 403 and "production" in refused.json()["detail"]
     listed = api_client.get("/api/v1/thresholds", token=make_token("read")).json()
     assert {(t["metric"], t["severity"]) for t in listed} >= {("error_rate", "critical"), ("cpu", "warning")}
     assert not AuditEvent.objects.filter(verb="health.threshold.update").exists()

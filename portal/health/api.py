@@ -7,7 +7,8 @@ from datetime import datetime
 
 from ninja import Router, Schema
 
-from portal.api_auth import ScopedTokenAuth, require_scope
+from portal.accounts.reauth import any_production
+from portal.api_auth import ScopedTokenAuth, require_environment_grant, require_scope
 from portal.errors import BadRequest, NotFound
 from portal.health import selectors, services, thresholds
 from portal.health.models import Check, CheckResult, ThresholdRule
@@ -203,6 +204,10 @@ def threshold_list(request):
 @thresholds_router.put("/{metric}/{severity}", response={200: ThresholdOut, 404: ErrorOut, 422: ErrorOut},
                        auth=ScopedTokenAuth("lead"), summary="Change a threshold's value (every reader follows; audited)")
 def threshold_put(request, metric: str, severity: str, payload: ThresholdIn):
+    # A threshold applies to every environment: a lead token changes it only with a production grant.
+    production = any_production()
+    if production is not None:
+        require_environment_grant(request.auth, production)
     rule = services.threshold_set(metric=metric, severity=severity, value=payload.value,
                                   min_requests=payload.min_requests, actor=request.auth)
     return _threshold_out(rule)
