@@ -140,6 +140,10 @@ class Stack:
             "PORTAL_ENV": "development", "DEBUG": "false", "LOG_LEVEL": "INFO",
             "PORTAL_DATA_DIR": str(self.workdir / "data"),
             "PYTHONUNBUFFERED": "1",
+            # No SMTP catcher runs in this stack: mail goes to the log, as it did before the sandbox's
+            # stand-ins became the embedded default (a failing mail retried with a countdown, and the
+            # worker held that unacknowledged message when Redis went away; see the operating guide).
+            "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
             **self.extra_env,
         }
 
