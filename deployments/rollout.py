@@ -33,6 +33,7 @@ from deployments.models import Analysis, Deployment, DeploymentState, Strategy
 from deployments.rollback import rollback_start
 from portal.actors import Actor
 from portal.audit.services import audit_record, audits_failures
+from portal.health.thresholds import cached as thresholds_read_once
 from portal.health.thresholds import threshold
 from portal.incidents.services import incident_timeline_add
 
@@ -325,8 +326,9 @@ def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
     new, old = dep.to_colour, dep.from_colour
     weight = int(dep.weights.get(new, 0))
     # The critical rows of portal.health.thresholds (None when a lead disabled one: no absolute limit then).
-    crit_err_t = threshold("error_rate", "critical")
-    crit_p95_t = threshold("p95_response_time", "critical")
+    with thresholds_read_once():  # both rows from one read of the table, not one read each
+        crit_err_t = threshold("error_rate", "critical")
+        crit_p95_t = threshold("p95_response_time", "critical")
     crit_err = crit_err_t.value if crit_err_t else None
     crit_p95 = crit_p95_t.value if crit_p95_t else None
     ms = _metrics(env)
