@@ -15,7 +15,7 @@ from portal.incidents.models import EscalationLevel, EscalationPolicy
 from portal.oncall import services as oncall
 from portal.sandbox import standins
 from portal.sandbox.models import SandboxMessage
-from portal.sandbox.testing import smtp_standin, twilio_standin  # noqa: F401 - the stand-ins' fixtures
+from tests.plugins.standins import smtp_standin, twilio_standin  # noqa: F401 - the stand-ins' fixtures
 
 NUMBER = "+15550100001"
 FORM = "application/x-www-form-urlencoded"  # as Twilio posts

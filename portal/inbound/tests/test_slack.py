@@ -19,7 +19,7 @@ from portal.inbound.models import RollbackCode, SlackMessage
 from portal.inbound.tests.conftest import fire, sent
 from portal.incidents.models import Incident, TimelineEntry
 from portal.oncall import services as oncall
-from portal.sandbox.testing import slack_standin  # noqa: F401 - the stand-in's fixture
+from tests.plugins.standins import slack_standin  # noqa: F401 - the stand-in's fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/api/v1/inbound/slack/interactions"

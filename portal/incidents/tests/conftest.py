@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from portal.sandbox.testing import slack_standin, smtp_standin, twilio_standin  # noqa: F401 - the stand-ins' fixtures
+from tests.plugins.standins import slack_standin, smtp_standin, twilio_standin  # noqa: F401 - the stand-ins' fixtures
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ftw-alarms"

@@ -1,3 +1,3 @@
 """The stand-ins' fixtures for the sandbox tests."""
 
-from portal.sandbox.testing import slack_standin, smtp_standin, twilio_standin  # noqa: F401
+from tests.plugins.standins import slack_standin, smtp_standin, twilio_standin  # noqa: F401

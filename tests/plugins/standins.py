@@ -1,19 +1,12 @@
 """pytest fixtures for the sandbox's stand-ins: each on a free 127.0.0.1 port, with the settings pointed
-at it for the test (used by the incidents, on-call and sandbox tests; never imported by product code)."""
+at it for the test (used by the incidents, on-call and sandbox tests; kept under tests/ so a production install carries no pytest fixture)."""
 
 from __future__ import annotations
-
-import socket
 
 import pytest
 
 from portal.sandbox import standins
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.plugins.aws import free_port
 
 
 @pytest.fixture
