@@ -111,6 +111,10 @@ OPERATIONS = {
     "GET /api/v1/silences": "portal_incidents_api_list_silences",
     "POST /api/v1/silences": "portal_incidents_api_create_silence",
     "DELETE /api/v1/silences/{silence_id}": "portal_incidents_api_delete_silence",
+    # Maintenance windows (issue 20)
+    "GET /api/v1/maintenance-windows": "portal_incidents_api_list_maintenance_windows",
+    "POST /api/v1/maintenance-windows": "portal_incidents_api_create_maintenance_window",
+    "DELETE /api/v1/maintenance-windows/{window_id}": "portal_incidents_api_delete_maintenance_window",
     "GET /api/v1/incidents": "portal_incidents_api_list_incidents",
     "GET /api/v1/incidents/{incident_id}": "portal_incidents_api_get_incident",
     "GET /api/v1/phases/current": "portal_phases_api_current",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -21,7 +21,7 @@ from ninja import Router, Schema
 from portal.api_auth import ScopedTokenAuth, TokenAuth, require_scope
 from portal.errors import Invalid, NotFound, PortalError, Unavailable
 from portal.incidents import bulk, ingest, rejects, services, silences, sns
-from portal.incidents.models import Incident, Silence, Source
+from portal.incidents.models import Incident, MaintenanceWindow, Silence, Source
 from portal.incidents.parsing import PayloadError, decode_json, parse_cloudwatch_message, screen_alertmanager
 from portal.incidents.selectors import incident_list
 
@@ -388,3 +388,77 @@ def delete_silence(request, silence_id: str):
     token = require_scope(request, "actions")
     s = silences.silence_delete(silence=silences.silence_get(silence_id), actor=token)
     return 200, silence_out(s)
+
+
+# ---------------------------------------------------------------------------------------------- maintenance windows
+
+
+class MaintenanceWindowIn(Schema):
+    environment: str
+    starts_at: datetime
+    ends_at: datetime | None = None
+    duration_minutes: int | None = None
+    rrule: str = ""
+    matchers: dict[str, str] = {}
+    reason: str
+    name: str = ""
+
+
+class MaintenanceWindowOut(Schema):
+    id: uuid.UUID
+    name: str
+    environment: str | None
+    matchers: dict
+    starts_at: datetime
+    duration_minutes: int
+    ends_at: datetime
+    rrule: str
+    reason: str
+    created_by: str
+    active: bool
+    active_until: datetime | None
+    next_starts_at: datetime | None
+
+
+def maintenance_out(w: MaintenanceWindow, *, removed: bool = False) -> dict:
+    now = timezone.now()
+    until = None if removed else silences.occurrence_at(w, now)
+    return {"id": w.public_id, "name": w.name, "environment": w.matchers.get("environment"), "matchers": w.matchers,
+            "starts_at": w.starts_at, "duration_minutes": w.duration_minutes, "ends_at": w.starts_at + timedelta(minutes=w.duration_minutes),
+            "rrule": w.rrule, "reason": w.reason, "created_by": w.created_by, "active": until is not None, "active_until": until,
+            "next_starts_at": None if removed else silences.maintenance_next(w, now)}
+
+
+@router.get("/maintenance-windows", response={200: list[MaintenanceWindowOut], 401: ErrorOut, 403: ErrorOut}, tags=["silences"],
+            summary="Maintenance windows not yet over (in progress, planned or recurring), by first start")
+def list_maintenance_windows(request):
+    require_scope(request, "read")
+    out = []
+    for w in MaintenanceWindow.objects.all()[:500]:
+        row = maintenance_out(w)
+        if row["active"] or row["next_starts_at"] is not None:
+            out.append(row)
+    return 200, out
+
+
+@router.post("/maintenance-windows", response={201: MaintenanceWindowOut, 401: ErrorOut, 403: ErrorOut, 422: ErrorOut}, tags=["silences"],
+             summary="Plan a maintenance window on an environment: alerts matching environment and matchers during an "
+                     "occurrence (starts_at to ends_at, or duration_minutes; repeated by an RFC 5545 rrule) are stored "
+                     "and page nobody; audited", auth=ScopedTokenAuth("actions"))
+def create_maintenance_window(request, payload: MaintenanceWindowIn):
+    token = require_scope(request, "actions")
+    w = silences.maintenance_plan(environment=payload.environment, starts_at=payload.starts_at, ends_at=payload.ends_at,
+                                  duration_minutes=payload.duration_minutes, rrule=payload.rrule, matchers=payload.matchers,
+                                  reason=payload.reason, name=payload.name, actor=token)
+    return 201, maintenance_out(w)
+
+
+@router.delete("/maintenance-windows/{window_id}", response={200: MaintenanceWindowOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+               tags=["silences"], summary="Remove a maintenance window: an occurrence in progress ends now; audited",
+               auth=ScopedTokenAuth("actions"))
+def delete_maintenance_window(request, window_id: str):
+    token = require_scope(request, "actions")
+    w = silences.maintenance_get(window_id)
+    out = maintenance_out(w, removed=True)
+    silences.maintenance_delete(window=w, actor=token)
+    return 200, out

@@ -12,11 +12,14 @@ colour (a check over both colours, a load balancer's alarm) is matched by a sile
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from dateutil.rrule import rrule as RRule
 from dateutil.rrule import rrulestr
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -24,6 +27,7 @@ from django.utils import timezone
 
 from portal.actors import Actor
 from portal.audit.services import audit_record
+from portal.cloud.models import Environment
 from portal.errors import Invalid, NotFound
 from portal.incidents.models import Incident, MaintenanceWindow, Silence
 
@@ -187,41 +191,176 @@ def occurrence_at(window: MaintenanceWindow, now: datetime) -> datetime | None:
     return start + length
 
 
+# The parts of an RFC 5545 RRULE (section 3.3.10). A window lasts at least a minute, so it recurs at most hourly.
+RRULE_PARTS = ("FREQ", "UNTIL", "COUNT", "INTERVAL", "BYSECOND", "BYMINUTE", "BYHOUR", "BYDAY", "BYMONTHDAY", "BYYEARDAY",
+               "BYWEEKNO", "BYMONTH", "BYSETPOS", "WKST")
+RRULE_FREQS = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+MAX_RRULE = 300
+MAX_WINDOW_MINUTES = 7 * 24 * 60
+# dateutil walks period by period until year 9999 looking for a rule that can never happen (BYMONTH=2;BYMONTHDAY=30):
+# the first occurrence must be found within this many seconds, or the rule is refused.
+RRULE_CHECK_SECONDS = 2.0
+
+
+def window_reason(window: MaintenanceWindow) -> str:
+    """The hold's reason on the alerts and incidents a window silences (how they are found again when it is removed)."""
+    return f"maintenance: {window.name} ({window.reason})"[:500]
+
+
+def _first_occurrence(rule: RRule, now: datetime) -> tuple[bool, datetime | None]:
+    """(finished in time, the first occurrence at or after `now`, or the one in progress)."""
+    found: list[datetime | None] = []
+
+    def look() -> None:
+        try:
+            found.append(rule.after(now, inc=True))
+        except (ValueError, OverflowError):
+            found.append(None)
+
+    worker = threading.Thread(target=look, name="rrule-check", daemon=True)
+    worker.start()
+    worker.join(RRULE_CHECK_SECONDS)
+    return (bool(found), found[0] if found else None)
+
+
+def rrule_check(rrule: str, starts_at: datetime, duration_minutes: int, now: datetime | None = None) -> str:
+    """The recurrence as stored (no RRULE: prefix, upper case), or SilenceInvalid saying what is wrong with it."""
+    text = (rrule or "").strip()
+    if text[:6].upper() == "RRULE:":
+        text = text[6:].strip()
+    if not text:
+        return ""
+    if len(text) > MAX_RRULE:
+        raise SilenceInvalid(f"the recurrence is at most {MAX_RRULE} characters")
+    if _unstorable(text):
+        raise SilenceInvalid("the recurrence holds a NUL, newline or control character")
+    text = text.upper()
+    parts: dict[str, str] = {}
+    for part in text.split(";"):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or not name or not value.strip():
+            raise SilenceInvalid(f"the recurrence is not an RRULE: {part!r} is not NAME=value (e.g. FREQ=WEEKLY;BYDAY=TU)")
+        if name not in RRULE_PARTS:
+            raise SilenceInvalid(f"the recurrence is not an RRULE: {name!r} is not an RRULE part ({', '.join(RRULE_PARTS)})")
+        if name in parts:
+            raise SilenceInvalid(f"the recurrence names {name} twice")
+        parts[name] = value.strip()
+    freq = parts.get("FREQ")
+    if freq is None:
+        raise SilenceInvalid("the recurrence needs a FREQ (HOURLY, DAILY, WEEKLY, MONTHLY or YEARLY)")
+    if freq not in RRULE_FREQS:
+        raise SilenceInvalid(f"FREQ={freq}: a maintenance window recurs at most hourly (FREQ is one of {', '.join(RRULE_FREQS)})")
+    for name in ("INTERVAL", "COUNT"):
+        if name in parts and not (parts[name].isdigit() and int(parts[name]) >= 1):
+            raise SilenceInvalid(f"{name} is a whole number of at least 1")
+    if "COUNT" in parts and "UNTIL" in parts:
+        raise SilenceInvalid("the recurrence gives COUNT or UNTIL, not both (RFC 5545)")
+    try:
+        rule = rrulestr(text, dtstart=starts_at)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise SilenceInvalid(f"the recurrence is not an RRULE: {exc}") from exc
+    if not isinstance(rule, RRule):
+        raise SilenceInvalid("the recurrence is one RRULE (no EXDATE, RDATE or DTSTART lines)")
+    now = now or timezone.now()
+    done, first = _first_occurrence(rule, now - timedelta(minutes=duration_minutes))
+    if not done:
+        raise SilenceInvalid("the recurrence finds no occurrence (a date that never comes, such as BYMONTH=2;BYMONTHDAY=30?)")
+    if first is None:
+        raise SilenceInvalid("the recurrence has no occurrence left from now on")
+    return text
+
+
 def maintenance_create(*, name: str, matchers: dict, starts_at: datetime, duration_minutes: int, reason: str, actor,
                        rrule: str = "") -> MaintenanceWindow:
+    """A maintenance window, audited: one-off (no rrule) or recurring (an RFC 5545 RRULE from starts_at)."""
     matchers = _clean_matchers(matchers)
-    name, reason, rrule = (name or "").strip(), (reason or "").strip(), (rrule or "").strip().removeprefix("RRULE:")
+    name, reason = (name or "").strip(), (reason or "").strip()
     if not name or not reason:
         raise SilenceInvalid("a name and a reason are required")
-    if _unstorable(name + reason + rrule):
-        raise SilenceInvalid("the name, reason or recurrence holds a control character")
-    if timezone.is_naive(starts_at):
+    if _unstorable(name + reason):
+        raise SilenceInvalid("the name or reason holds a NUL, newline or control character")
+    if not isinstance(starts_at, datetime) or timezone.is_naive(starts_at):
         raise SilenceInvalid("starts_at needs a time zone")
     try:
         duration_minutes = int(duration_minutes)
     except (TypeError, ValueError) as exc:
         raise SilenceInvalid("duration_minutes must be a whole number") from exc
-    if not 1 <= duration_minutes <= 7 * 24 * 60:
+    if not 1 <= duration_minutes <= MAX_WINDOW_MINUTES:
         raise SilenceInvalid("a maintenance window lasts between 1 minute and 7 days")
-    if rrule:
-        try:
-            rrulestr(rrule, dtstart=starts_at)
-        except (ValueError, TypeError) as exc:
-            raise SilenceInvalid(f"the recurrence is not an RRULE: {exc}") from exc
+    now = timezone.now()
+    rrule = rrule_check(rrule, starts_at, duration_minutes, now)
+    if not rrule and starts_at + timedelta(minutes=duration_minutes) <= now:
+        raise SilenceInvalid("the window has already ended (its end is in the past)")
     with transaction.atomic():
         w = MaintenanceWindow.objects.create(name=name[:200], matchers=matchers, starts_at=starts_at, duration_minutes=duration_minutes,
-                                             rrule=rrule[:300], reason=reason[:500], created_by=Actor.of(actor).label)
+                                             rrule=rrule, reason=reason[:500], created_by=Actor.of(actor).label)
         audit_record(actor=actor, verb="maintenance.create", target=("maintenance_window", str(w.public_id)),
                      after={"name": w.name, "matchers": w.matchers, "starts_at": starts_at.isoformat(),
                             "duration_minutes": duration_minutes, "rrule": w.rrule, "reason": w.reason})
     return w
 
 
-def maintenance_delete(*, window: MaintenanceWindow, actor) -> None:
+def maintenance_plan(*, environment: str, starts_at: datetime, reason: str, actor, ends_at: datetime | None = None,
+                     duration_minutes: int | None = None, rrule: str = "", matchers: dict | None = None,
+                     name: str = "") -> MaintenanceWindow:
+    """A maintenance window on one environment (the API's form): the environment's name joins the
+    matchers, and the (first) occurrence lasts until ends_at or for duration_minutes, one of them;
+    an end between whole minutes rounds up. Without a name the reason names it."""
+    env_name = (environment or "").strip() if isinstance(environment, str) else ""
+    if not env_name:
+        raise SilenceInvalid("environment is required")
+    if not Environment.objects.filter(name=env_name).exists():
+        raise SilenceInvalid(f"no environment is named {env_name[:60]!r}")
+    matchers = dict(matchers or {})
+    if "environment" in matchers and str(matchers["environment"]).strip() != env_name:
+        raise SilenceInvalid(f"matchers.environment ({str(matchers['environment'])[:60]!r}) differs from environment ({env_name!r})")
+    matchers["environment"] = env_name
+    if not isinstance(starts_at, datetime) or timezone.is_naive(starts_at):
+        raise SilenceInvalid("starts_at needs a time zone")
+    if (ends_at is None) == (duration_minutes is None):
+        raise SilenceInvalid("give ends_at or duration_minutes (one of them)")
+    minutes = duration_minutes
+    if ends_at is not None:
+        if timezone.is_naive(ends_at):
+            raise SilenceInvalid("ends_at needs a time zone")
+        if ends_at <= starts_at:
+            raise SilenceInvalid("ends_at must be after starts_at")
+        if ends_at - starts_at > timedelta(minutes=MAX_WINDOW_MINUTES):
+            raise SilenceInvalid("a maintenance window lasts between 1 minute and 7 days (ends_at is too far after starts_at)")
+        minutes = math.ceil((ends_at - starts_at) / timedelta(minutes=1))
+    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    return maintenance_create(name=(name or "").strip() or reason[:200], matchers=matchers, starts_at=starts_at,
+                              duration_minutes=minutes or 0, reason=reason, actor=actor, rrule=rrule)
+
+
+def maintenance_get(public_id) -> MaintenanceWindow:
+    try:
+        return MaintenanceWindow.objects.get(public_id=uuid.UUID(str(public_id)))
+    except (MaintenanceWindow.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound("no such maintenance window") from exc
+
+
+def maintenance_delete(*, window: MaintenanceWindow, actor) -> int:
+    """Remove a window, audited: an occurrence in progress ends now, and the incidents it holds are
+    released (listed as "would have paged"; their next alert pages). Returns how many were released."""
+    now = timezone.now()
     with transaction.atomic():
         audit_record(actor=actor, verb="maintenance.delete", target=("maintenance_window", str(window.public_id)),
-                     before={"name": window.name, "matchers": window.matchers, "rrule": window.rrule})
+                     before={"name": window.name, "matchers": window.matchers, "rrule": window.rrule,
+                             "starts_at": window.starts_at.isoformat(), "duration_minutes": window.duration_minutes})
+        released = Incident.objects.filter(silence__isnull=True, silenced_reason=window_reason(window),
+                                           silenced_until__gt=now).update(silenced_until=now)
         window.delete()
+    return released
+
+
+def maintenance_next(window: MaintenanceWindow, now: datetime | None = None) -> datetime | None:
+    """The start of the window's next occurrence after `now` (None: no more)."""
+    now = now or timezone.now()
+    if not window.rrule:
+        return window.starts_at if window.starts_at > now else None
+    return rrulestr(window.rrule, dtstart=window.starts_at).after(now)
 
 
 # ---------------------------------------------------------------------------------------------- matching
@@ -259,7 +398,7 @@ class Holds:
                 return Hold(reason=s.reason, until=s.ends_at, silence=s)
         for w, until in self._windows:
             if labels_match(w.matchers, labels):
-                return Hold(reason=f"maintenance: {w.name} ({w.reason})", until=until)
+                return Hold(reason=window_reason(w), until=until)
         return None
 
 
