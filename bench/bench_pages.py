@@ -222,11 +222,12 @@ def add_checks(env, upto: int) -> None:
 def add_deployments(env, upto: int) -> None:
     from django.utils import timezone
 
-    from deployments.models import Deployment, DeploymentEvent, DeploymentState, Release, Strategy
+    from deployments.models import AnalysisTemplate, Deployment, DeploymentEvent, DeploymentState, Release, Strategy
 
     strategies = list(Strategy.objects.all())
     if not strategies:
-        strategies = [Strategy.objects.create(name="Bench canary", kind=Strategy.Kind.choices[0][0],
+        template, _ = AnalysisTemplate.objects.get_or_create(slug="bench", defaults={"name": "Bench analysis"})
+        strategies = [Strategy.objects.create(name="Bench canary", kind=Strategy.Kind.choices[0][0], template=template,
                                               weights=[5, 25, 50, 100], hold_seconds=[60, 60, 60, 60])]
     have = Deployment.objects.filter(environment=env).count()
     now = timezone.now()

@@ -132,3 +132,38 @@ def smoke_check(env, colour: str) -> tuple[bool, str, dict]:
 def metrics(env):
     """The environment's metrics source (CloudWatch or Prometheus), see portal.cloud.metrics."""
     return metrics_source(env)
+
+
+def smoke_urls(env) -> list[str]:
+    """The smoke URL templates configured for the environment (DEPLOYMENTS_SMOKE_URLS)."""
+    return list((conf.get("SMOKE_URLS") or {}).get(env.name) or [])
+
+
+def alarms_in_alarm(env) -> list[tuple[str, str]]:
+    """(name, reason) of the environment's CloudWatch metric alarms that are in ALARM now."""
+    return [(a.name, a.reason) for a in aws.list_alarms(env) if a.state == "ALARM"]
+
+
+def template_metric(ms, spec: dict, new: str, old: str, minutes: int) -> tuple[float | None, float | None]:
+    """An analysis template's extra metric for the new and the old colour: a portal metric by name, a
+    PromQL query (`$colour` and `$window` filled in) on a Prometheus source, or a CloudWatch MetricStat."""
+    if spec.get("metric"):
+        return ms.value(spec["metric"], new, minutes), ms.value(spec["metric"], old, minutes)
+    if spec.get("promql"):
+        if not hasattr(ms, "scalar"):
+            raise ValueError("a PromQL metric needs an environment whose metrics come from Prometheus")
+        out = [ms.scalar(str(spec["promql"]).replace("$colour", c).replace("$window", f"{minutes}m")) for c in (new, old)]
+        return out[0], out[1]
+    if spec.get("cloudwatch"):
+        import datetime as dt
+
+        stat = dict(spec["cloudwatch"])
+        end = dt.datetime.now(dt.UTC)
+        query = {"Id": "m", "ReturnData": True, "MetricStat": {
+            "Metric": {"Namespace": stat["namespace"], "MetricName": stat["metric_name"],
+                       "Dimensions": [{"Name": k, "Value": str(v)} for k, v in (stat.get("dimensions") or {}).items()]},
+            "Period": 60, "Stat": stat.get("stat", "Average")}}
+        points = aws.metric_data(ms.env, [query], end - dt.timedelta(minutes=minutes), end).get("m") or []
+        return (max(v for _, v in points) if points else None), None
+    raise ValueError("a template metric needs `metric`, `promql` or `cloudwatch`")
+

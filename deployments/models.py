@@ -20,6 +20,54 @@ def other_colour(colour: str) -> str:
     return "green" if colour == "blue" else "blue"
 
 
+class AnalysisTemplate(models.Model):
+    """How a rollout's holds are judged (Argo Rollouts' AnalysisTemplate, Flagger's analysis): data, not code.
+
+    Every `interval_seconds` through a hold and the watch window, one run over the evidence since the
+    hold began: a critical breach fails at once; a run that finds the new colour worse counts as failed
+    and `failure_limit` failed runs fail the step; the error counts are compared with a one-sided
+    Fisher exact test at `alpha`, and a step passes once the new colour's error rate is, at that
+    confidence, below `pass_error_rate_pct` with no significant excess over the old colour.
+    """
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    interval_seconds = models.PositiveIntegerField(default=30, help_text="Seconds between analysis runs")
+    failure_limit = models.PositiveSmallIntegerField(default=2, help_text="Failed runs that fail the step")
+    min_requests = models.PositiveIntegerField(
+        default=20, help_text="Requests the new colour must serve before a run can pass (minimum evidence)")
+    alpha = models.FloatField(default=0.01, help_text="One-sided significance of each run's test (its false-alarm rate per run)")
+    pass_confidence = models.FloatField(default=0.9, help_text="Confidence that the new colour is below the pass bound")
+    pass_error_rate_pct = models.FloatField(
+        null=True, blank=True, help_text="A step passes once the new colour's error rate is below this at 1 - alpha "
+                                         "confidence; empty = the critical error-rate threshold")
+    error_margin_pct = models.FloatField(
+        default=1.0, help_text="Percentage points the new colour's error rate may exceed the old colour's")
+    latency_margin_pct = models.FloatField(default=25.0, help_text="Percent the new colour's P95 may exceed the old colour's")
+    max_extension_seconds = models.PositiveIntegerField(
+        default=300, help_text="How long an inconclusive hold is extended before it pauses once with the numbers")
+    metrics = models.JSONField(default=list, blank=True, help_text=(
+        'Extra metrics, each {"name", "metric" (a portal metric) or "promql" or "cloudwatch" (a MetricStat), '
+        '"comparison": "absolute"|"baseline", "max" (absolute) or "margin_pct" (baseline)}'))
+    rollback_alarms = models.JSONField(default=list, blank=True, help_text=(
+        "CloudWatch alarm names (shell patterns) whose ALARM state during the rollout rolls it back"))
+    false_alarm_rate = models.FloatField(null=True, blank=True, help_text="Simulated share of clean steps this template fails")
+    false_alarm_note = models.CharField(max_length=200, blank=True)
+    seeded_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(alpha__gt=0) & Q(alpha__lt=0.5), name="template_alpha_range"),
+            models.CheckConstraint(condition=Q(interval_seconds__gte=1), name="template_interval_positive"),
+            models.CheckConstraint(condition=Q(pass_confidence__gt=0.5) & Q(pass_confidence__lt=1), name="template_confidence_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Strategy(models.Model):
     """How a release reaches traffic: the weight steps, how long each is held, the analysis rules."""
 
@@ -34,13 +82,8 @@ class Strategy(models.Model):
     weights = models.JSONField(help_text="Percent of traffic on the new colour at each step, e.g. [5, 25, 50, 100]")
     hold_seconds = models.JSONField(help_text="Seconds to hold and watch after each step (same length as weights)")
     watch_seconds = models.PositiveIntegerField(default=600, help_text="Watch window at 100 % before the old colour scales down")
-    error_margin_pct = models.FloatField(
-        default=1.0, help_text="Percentage points the new colour's error rate may exceed the old colour's")
-    latency_margin_pct = models.FloatField(
-        default=25.0, help_text="Percent the new colour's P95 may exceed the old colour's")
-    min_requests = models.PositiveIntegerField(
-        default=20, help_text="Requests the new colour must serve in the window for a conclusive analysis")
-    analysis_minutes = models.PositiveSmallIntegerField(default=1, help_text="Metric window of each analysis")
+    template = models.ForeignKey(AnalysisTemplate, on_delete=models.PROTECT, related_name="strategies",
+                                 help_text="How each hold and the watch window are judged")
     prepare_timeout_seconds = models.PositiveIntegerField(default=600)
     seeded_hash = models.CharField(max_length=64, blank=True)
 
@@ -148,6 +191,12 @@ class Deployment(models.Model):
     state_entered_at = models.DateTimeField(null=True, blank=True)
     progressed_at = models.DateTimeField(null=True, blank=True, help_text="Last time a step made progress (watchdog)")
     stall_alerted_at = models.DateTimeField(null=True, blank=True)
+    hold_started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the current hold's evidence (kept across a pause)")
+    next_analysis_at = models.DateTimeField(null=True, blank=True)
+    failed_runs = models.PositiveSmallIntegerField(default=0, help_text="Failed analysis runs of the current hold")
+    hold_extended_until = models.DateTimeField(null=True, blank=True, help_text="An inconclusive hold runs on until then")
+    inconclusive_paused = models.BooleanField(default=False, help_text="This hold already paused once as inconclusive")
+    freeze_override_reason = models.CharField(max_length=300, blank=True, help_text="Why a lead started it inside a freeze")
     incident = models.ForeignKey("incidents.Incident", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by_label = models.CharField(max_length=150, blank=True)
@@ -246,6 +295,7 @@ class Analysis(models.Model):
     class Decision(models.TextChoices):
         PASS = "pass", "Pass"
         FAIL = "fail", "Fail"
+        CRITICAL = "critical", "Critical (fails at once)"
         INCONCLUSIVE = "inconclusive", "Inconclusive"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="analyses")
@@ -260,10 +310,20 @@ class Analysis(models.Model):
     old_p95 = models.FloatField(null=True, blank=True)
     new_requests = models.FloatField(null=True, blank=True)
     old_requests = models.FloatField(null=True, blank=True)
+    new_errors = models.FloatField(null=True, blank=True)
+    old_errors = models.FloatField(null=True, blank=True)
+    p_value = models.FloatField(null=True, blank=True, help_text="One-sided Fisher exact test: new colour's errors above the old's")
+    new_error_upper = models.FloatField(null=True, blank=True, help_text="Upper confidence bound of the new colour's error rate (%)")
+    window_started_at = models.DateTimeField(null=True, blank=True)
+    watching = models.BooleanField(default=False)
+    template_slug = models.CharField(max_length=50, blank=True)
+    thresholds = models.JSONField(default=dict, blank=True, help_text="The limits this run used")
+    extra = models.JSONField(default=dict, blank=True, help_text="The template's extra metrics, as read")
     reasons = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["at", "id"]
+        indexes = [models.Index(fields=["deployment", "at"], name="analysis_deployment_at_idx")]
 
     def __str__(self) -> str:
         return f"{self.decision} at {self.weight} %"
@@ -418,3 +478,24 @@ class AutoscaleDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} {self.colour} at {self.at:%H:%M:%S}"
+
+
+class FreezeWindow(models.Model):
+    """No deployments on an environment in this window (rollbacks always run); one-off or recurring (RRULE)."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    environment = models.ForeignKey("cloud.Environment", on_delete=models.CASCADE, related_name="freezes")
+    starts_at = models.DateTimeField(help_text="The first (or only) window's start")
+    ends_at = models.DateTimeField(help_text="The first (or only) window's end")
+    rrule = models.CharField(max_length=300, blank=True, help_text="RFC 5545 recurrence, e.g. FREQ=WEEKLY;BYDAY=FR; empty = once")
+    reason = models.CharField(max_length=300)
+    created_by_label = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Lifted early")
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        constraints = [models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="freeze_ends_after_start")]
+
+    def __str__(self) -> str:
+        return f"freeze on {self.environment}: {self.reason}"

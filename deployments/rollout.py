@@ -8,7 +8,9 @@ middle of it, finds the state the last committed pass left and carries on from t
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,17 +31,22 @@ from deployments.mechanics import (
     scale_apply,
     set_state,
 )
-from deployments.models import Analysis, Deployment, DeploymentState, Strategy
+from deployments.models import Analysis, AnalysisTemplate, Deployment, DeploymentState
 from deployments.rollback import rollback_start
+from deployments.verdicts import Evidence, Rules, judge
 from portal.actors import Actor
 from portal.audit.services import audit_record, audits_failures
 from portal.health.thresholds import cached as thresholds_read_once
 from portal.health.thresholds import threshold
+from portal.incidents.selectors import open_critical_naming_colour
 from portal.incidents.services import incident_timeline_add
 
 log = logging.getLogger(__name__)
 SYSTEM = Actor.system("rollout")
 S = DeploymentState
+BASELINE_MINUTES = 5  # the old colour's numbers before the rollout, compared with at 100 %
+# The rollout's own alerts never count as "an alarm that rolls it back".
+OWN_ALERTS = ("RolloutAnalysisFailed", "RolloutNeedsRollback", "RolloutInconclusive", "DeploymentFailed", "RolloutStalled")
 
 
 @dataclass
@@ -113,8 +120,8 @@ def _pending(dep: Deployment, env, now, after_commit) -> bool:
     baseline: dict[str, Any] = {"from_in_service": live.in_service, "from_desired": live.desired, "phase_min": bounds.instances_min}
     try:
         ms = _metrics(env)
-        minutes = dep.strategy.analysis_minutes
-        baseline.update({"error_rate": ms.error_rate(dep.from_colour, minutes),
+        minutes = BASELINE_MINUTES
+        baseline.update({"minutes": minutes, "error_rate": ms.error_rate(dep.from_colour, minutes),
                          "p95": ms.p95_latency(dep.from_colour, minutes), "requests": ms.request_count(dep.from_colour, minutes)})
     except Exception as exc:  # noqa: BLE001 - metrics missing is not a reason to stop here
         baseline["metrics_error"] = str(exc)[:200]
@@ -190,15 +197,51 @@ def _shifting(dep: Deployment, env, now, after_commit) -> bool:
                  extra={"deployment": str(dep.public_id), "step": nxt, "steps": len(steps), "tries": tries})
     dep.step_index = nxt
     dep.weights = seen
-    dep.wake_at = now + timedelta(seconds=hold)
+    _hold_begin(dep, now)
+    dep.wake_at = now + timedelta(seconds=min(hold, dep.strategy.template.interval_seconds))
     if weight == 100:
         dep.switched_at = now
     event_add(environment=env, deployment=dep, kind="weights", at=now,
               message=f"Step {nxt + 1} of {len(steps)}: {weight} % on {dep.to_colour}; listener read back {fmt_weights(seen)} "
                       f"after {tries} tr{'y' if tries == 1 else 'ies'}", data={"step": nxt, "asked": asked, "weights": seen, "tries": tries})
     set_state(dep, S.HOLDING, now=now, message=f"Holding {weight} % for {hold} s", data={"hold_seconds": hold},
-              fields=("step_index", "weights", "wake_at", "switched_at"))
+              fields=("step_index", "weights", "wake_at", "switched_at", *HOLD_FIELDS))
     return True
+
+
+HOLD_FIELDS = ("hold_started_at", "next_analysis_at", "failed_runs", "hold_extended_until", "inconclusive_paused")
+
+
+def _hold_begin(dep: Deployment, now) -> None:
+    """A new hold (or the watch window): its evidence starts now."""
+    dep.hold_started_at = now
+    dep.failed_runs = 0
+    dep.hold_extended_until = None
+    dep.inconclusive_paused = False
+    dep.next_analysis_at = now
+
+
+def _next_run(dep: Deployment, now, deadline) -> bool:
+    """Sleep until the next analysis run (or the end of the hold, if sooner)."""
+    nxt = now + timedelta(seconds=dep.strategy.template.interval_seconds)
+    dep.next_analysis_at = nxt
+    dep.wake_at = min(nxt, deadline) if deadline else nxt
+    dep.save(update_fields=["wake_at", "next_analysis_at", "failed_runs", "hold_extended_until"])
+    return False
+
+
+def _judged(dep: Deployment, env, now, after_commit, verdict: Verdict) -> bool | None:
+    """A run's verdict applied: True/False when it ended the hold (rolled back), None to carry on."""
+    if verdict.decision == "critical":
+        return _analysis_failed(dep, env, now, after_commit, "; ".join(verdict.reasons), verdict.numbers)
+    if verdict.decision == "fail":
+        dep.failed_runs += 1
+        limit = max(1, dep.strategy.template.failure_limit)
+        if dep.failed_runs >= limit:
+            return _analysis_failed(dep, env, now, after_commit,
+                                    f"{dep.failed_runs} failed analysis runs (limit {limit}): " + "; ".join(verdict.reasons),
+                                    verdict.numbers)
+    return None
 
 
 def _holding(dep: Deployment, env, now, after_commit) -> bool:
@@ -207,38 +250,71 @@ def _holding(dep: Deployment, env, now, after_commit) -> bool:
     last = dep.step_index >= len(steps) - 1
     if hold <= 0 or dep.baseline.get("promoted"):
         event_add(environment=env, deployment=dep, kind="analysis", at=now, message=f"No hold at {weight} %: analysis skipped")
-        verdict = Verdict("pass", ["no hold"])
-    else:
-        verdict = analyse(dep, env, now)
-    if verdict.decision == "fail":
-        return _analysis_failed(dep, env, now, after_commit, "; ".join(verdict.reasons), verdict.numbers)
-    if verdict.decision == "inconclusive":
-        dep.paused_from = S.HOLDING
-        dep.pause_reason = f"inconclusive at {weight} %: " + "; ".join(verdict.reasons)
-        set_state(dep, S.PAUSED, now=now, message=f"Paused: {dep.pause_reason}", fields=("paused_from", "pause_reason"))
-        after_commit.append(lambda: raise_alert(
-            environment=env, key=f"inconclusive:{dep.public_id}", name="RolloutInconclusive", severity="warning",
-            summary=f"Deployment {dep.release.version} on {env.name} paused at {weight} %: {'; '.join(verdict.reasons)}",
-            deployment=dep))
-        return False
+        return _step_passed(dep, env, now, weight, last)
+    cause = alarm_cause(dep, env, now)
+    if cause:
+        return _analysis_failed(dep, env, now, after_commit, cause, {"alarm": cause})
+    verdict = analyse(dep, env, now)
+    ended = _judged(dep, env, now, after_commit, verdict)
+    if ended is not None:
+        return ended
+    hold_end = (dep.hold_started_at or dep.state_entered_at or now) + timedelta(seconds=hold)
+    if now < hold_end:
+        return _next_run(dep, now, hold_end)
+    if verdict.decision == "pass":
+        return _step_passed(dep, env, now, weight, last)
+    # The hold is over and the evidence cannot tell yet: hold on (up to a bound), still analysing.
+    template = dep.strategy.template
+    if dep.hold_extended_until is None:
+        dep.hold_extended_until = hold_end + timedelta(seconds=template.max_extension_seconds)
+        event_add(environment=env, deployment=dep, kind="analysis", at=now,
+                  message=f"Hold at {weight} % extended up to {template.max_extension_seconds} s: " + "; ".join(verdict.reasons),
+                  data=verdict.numbers)
+    if now < dep.hold_extended_until:
+        return _next_run(dep, now, dep.hold_extended_until)
+    dep.paused_from = S.HOLDING
+    dep.inconclusive_paused = True
+    dep.pause_reason = (f"inconclusive at {weight} % after the hold and its {template.max_extension_seconds} s extension: "
+                        + "; ".join(verdict.reasons))[:300]
+    set_state(dep, S.PAUSED, now=now, message=f"Paused: {dep.pause_reason} (Resume goes on with the same evidence)",
+              fields=("paused_from", "pause_reason", "inconclusive_paused", "failed_runs", "hold_extended_until"), data=verdict.numbers)
+    after_commit.append(lambda: raise_alert(
+        environment=env, key=f"inconclusive:{dep.public_id}", name="RolloutInconclusive", severity="warning",
+        summary=f"Deployment {dep.release.version} on {env.name} paused at {weight} %: {'; '.join(verdict.reasons)}",
+        deployment=dep))
+    return False
+
+
+def _step_passed(dep: Deployment, env, now, weight: int, last: bool) -> bool:
     if last:
-        dep.wake_at = now + timedelta(seconds=dep.strategy.watch_seconds)
+        _hold_begin(dep, now)
+        dep.wake_at = now
         dep.switched_at = dep.switched_at or now
         set_state(dep, S.WATCHING, now=now, message=f"{dep.to_colour} has all the traffic; watching for {dep.strategy.watch_seconds} s",
-                  fields=("wake_at", "switched_at"))
+                  fields=("wake_at", "switched_at", *HOLD_FIELDS))
         return True
     dep.wake_at = now
-    set_state(dep, S.SHIFTING, now=now, message=f"Analysis passed at {weight} %", fields=("wake_at",))
+    set_state(dep, S.SHIFTING, now=now, message=f"Analysis passed at {weight} %", fields=("wake_at", "failed_runs"))
     return True
 
 
 def _watching(dep: Deployment, env, now, after_commit) -> bool:
-    if dep.strategy.watch_seconds > 0:
+    """The watch window: runs every interval; only evidence (or an alarm) rolls back, "cannot tell" does not."""
+    watch = dep.strategy.watch_seconds
+    if watch > 0 and not dep.baseline.get("promoted_unwatched"):
+        cause = alarm_cause(dep, env, now)
+        if cause:
+            return _analysis_failed(dep, env, now, after_commit, cause, {"alarm": cause})
         verdict = analyse(dep, env, now, watching=True)
-        if verdict.decision == "fail":
-            return _analysis_failed(dep, env, now, after_commit, "; ".join(verdict.reasons), verdict.numbers)
+        ended = _judged(dep, env, now, after_commit, verdict)
+        if ended is not None:
+            return ended
+        end = (dep.hold_started_at or dep.state_entered_at or now) + timedelta(seconds=watch)
+        if now < end:
+            return _next_run(dep, now, end)
     dep.wake_at = now
-    set_state(dep, S.SCALING_DOWN, now=now, message=f"Watch window passed; scaling {dep.from_colour} down", fields=("wake_at",))
+    set_state(dep, S.SCALING_DOWN, now=now, message=f"Watch window passed; scaling {dep.from_colour} down",
+              fields=("wake_at", "failed_runs"))
     return True
 
 
@@ -319,67 +395,132 @@ def _metrics(env):
     return cloudops.metrics(env)
 
 
-def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
-    """The new colour against the old over the same window, with margins, and the plan's absolute thresholds."""
-    strategy: Strategy = dep.strategy
-    minutes = strategy.analysis_minutes
-    new, old = dep.to_colour, dep.from_colour
-    weight = int(dep.weights.get(new, 0))
+def alarm_cause(dep: Deployment, env, now) -> str:
+    """Why the rollout must roll back now regardless of its analysis (CodeDeploy's stop-on-alarm), or "".
+
+    A critical incident opened during the rollout whose alerts name the new colour; a CloudWatch alarm
+    of the template's list in ALARM; a failing smoke check (when smoke URLs are configured)."""
+    since = dep.started_at or dep.created_at
+    incident = open_critical_naming_colour(environment=env, colour=dep.to_colour, since=since, exclude_alert_names=OWN_ALERTS)
+    if incident is not None:
+        return f"critical incident on {dep.to_colour}: {incident.title}"
+    patterns = list(dep.strategy.template.rollback_alarms or [])
+    if patterns:
+        try:
+            alarms = cloudops.alarms_in_alarm(env)
+        except Exception as exc:  # noqa: BLE001 - an unreadable alarm list is noted, not a rollback
+            log.warning("could not read the alarms of %s: %s", env.name, exc)
+            alarms = []
+        for name, reason in alarms:
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                return f"CloudWatch alarm {name} is in ALARM" + (f": {reason}" if reason else "")
+    if cloudops.smoke_urls(env):
+        ok, note, _ = cloudops.smoke_check(env, dep.to_colour)
+        if not ok:
+            return f"smoke check failed on {dep.to_colour}: {note}"
+    return ""
+
+
+def _rules(template: AnalysisTemplate) -> Rules:
     # The critical rows of portal.health.thresholds (None when a lead disabled one: no absolute limit then).
     with thresholds_read_once():  # both rows from one read of the table, not one read each
         crit_err_t = threshold("error_rate", "critical")
         crit_p95_t = threshold("p95_response_time", "critical")
-    crit_err = crit_err_t.value if crit_err_t else None
-    crit_p95 = crit_p95_t.value if crit_p95_t else None
+    return Rules(alpha=template.alpha, pass_confidence=template.pass_confidence, min_requests=template.min_requests,
+                 error_margin_pct=template.error_margin_pct, latency_margin_pct=template.latency_margin_pct,
+                 critical_error_rate=crit_err_t.value if crit_err_t else None,
+                 critical_error_min_requests=(crit_err_t.min_requests or None) if crit_err_t else None,
+                 critical_p95=crit_p95_t.value if crit_p95_t else None, pass_error_rate=template.pass_error_rate_pct)
+
+
+def window_minutes(since, now) -> int:
+    """Whole minutes that cover the evidence since `since` (CloudWatch's standard period is a minute)."""
+    return max(1, math.ceil((now - since).total_seconds() / 60.0))
+
+
+def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
+    """One run: the new colour against the old over the evidence since the hold began, recorded."""
+    template: AnalysisTemplate = dep.strategy.template
+    since = dep.hold_started_at or dep.state_entered_at or now
+    minutes = window_minutes(since, now)
+    new, old = dep.to_colour, dep.from_colour
+    weight = int(dep.weights.get(new, 0))
+    rules = _rules(template)
     ms = _metrics(env)
     n = {
         "new_requests": ms.request_count(new, minutes), "old_requests": ms.request_count(old, minutes),
         "new_error_rate": ms.error_rate(new, minutes), "old_error_rate": ms.error_rate(old, minutes),
         "new_p95": ms.p95_latency(new, minutes), "old_p95": ms.p95_latency(old, minutes),
-        "window_minutes": minutes, "error_margin_pct": strategy.error_margin_pct,
-        "latency_margin_pct": strategy.latency_margin_pct, "critical_error_rate": crit_err, "critical_p95": crit_p95,
-        "critical_error_rate_min_requests": crit_err_t.min_requests if crit_err_t else None,
-        "min_requests": strategy.min_requests,
+        "window_minutes": minutes, "since": since.isoformat(),
     }
+    n["new_errors"] = _errors(n["new_error_rate"], n["new_requests"])
+    n["old_errors"] = _errors(n["old_error_rate"], n["old_requests"])
     # At 100 % the old colour has no traffic of its own: compare with its numbers before the rollout.
     compared_with = "old colour, same window"
     if not n["old_requests"] or n["old_error_rate"] is None:
-        n["old_error_rate"] = dep.baseline.get("error_rate")
-        n["old_p95"] = dep.baseline.get("p95")
-        compared_with = "old colour before the rollout"
+        b = dep.baseline or {}
+        n["old_requests"] = b.get("requests") or 0
+        n["old_error_rate"] = b.get("error_rate")
+        n["old_errors"] = _errors(b.get("error_rate"), b.get("requests"))
+        n["old_p95"] = b.get("p95")
+        compared_with = f"old colour before the rollout ({b.get('minutes', BASELINE_MINUTES)} min)"
     n["compared_with"] = compared_with
-    reasons: list[str] = []
-    decision = "pass"
-    if (n["new_requests"] or 0) < strategy.min_requests or n["new_error_rate"] is None:
-        decision = "inconclusive"
-        reasons.append(f"{new} served {n['new_requests'] or 0:.0f} requests in {minutes} min "
-                       f"(needs {strategy.min_requests} for a conclusive analysis)")
-    else:
-        err, p95 = n["new_error_rate"], n["new_p95"]
-        if crit_err_t is not None and crit_err_t.breached(err, requests=n["new_requests"]):
-            reasons.append(f"{new} error rate {err:.2f} % is above the critical {crit_err:g} %")
-        old_err = n["old_error_rate"]
-        if old_err is not None and err > old_err + strategy.error_margin_pct:
-            reasons.append(f"{new} error rate {err:.2f} % vs {old} {old_err:.2f} % (margin {strategy.error_margin_pct:g} points)")
-        if p95 is not None:
-            if crit_p95_t is not None and crit_p95_t.breached(p95):
-                reasons.append(f"{new} P95 {p95:.3f} s is above the critical {crit_p95:g} s")
-            old_p95 = n["old_p95"]
-            if old_p95 is not None and p95 > old_p95 * (1 + strategy.latency_margin_pct / 100) + 0.05:
-                reasons.append(f"{new} P95 {p95:.3f} s vs {old} {old_p95:.3f} s (margin {strategy.latency_margin_pct:g} %)")
-        if reasons:
-            decision = "fail"
-    if watching and decision == "inconclusive":
-        decision = "pass"  # the watch window only rolls back on evidence
+    ev = Evidence(new_requests=n["new_requests"] or 0, new_errors=n["new_errors"] or 0, old_requests=n["old_requests"] or 0,
+                  old_errors=n["old_errors"] or 0, new_p95=n["new_p95"], old_p95=n["old_p95"])
+    v = judge(ev, rules, new=new, old=old)
+    decision, reasons = v.decision, list(v.reasons)
+    extra, extra_reasons = _extra_metrics(template, ms, new, old, minutes)
+    if extra_reasons and decision in ("pass", "inconclusive"):
+        decision = "fail"
+    reasons += extra_reasons
+    limits = {"alpha": rules.alpha, "pass_confidence": rules.pass_confidence, "min_requests": rules.min_requests,
+              "error_margin_pct": rules.error_margin_pct, "latency_margin_pct": rules.latency_margin_pct,
+              "critical_error_rate": rules.critical_error_rate, "critical_error_min_requests": rules.critical_error_min_requests,
+              "critical_p95": rules.critical_p95, "pass_bound": rules.pass_bound, "failure_limit": template.failure_limit,
+              "interval_seconds": template.interval_seconds}
+    n.update({"p_value": v.p_value, "new_error_upper": v.upper, "thresholds": limits, "extra": extra})
+    previous = Analysis.objects.filter(deployment=dep, step_index=dep.step_index, watching=watching).order_by("-at", "-id").first()
     Analysis.objects.create(
         deployment=dep, at=now, step_index=dep.step_index, weight=weight, window_minutes=minutes, decision=decision,
         new_error_rate=n["new_error_rate"], old_error_rate=n["old_error_rate"], new_p95=n["new_p95"], old_p95=n["old_p95"],
-        new_requests=n["new_requests"], old_requests=n["old_requests"], reasons=reasons)
-    text = {"pass": "passed", "fail": "FAILED", "inconclusive": "inconclusive"}[decision]
-    event_add(environment=env, deployment=dep, kind="analysis", at=now, data=n,
-              message=f"Analysis at {weight} %{' (watch window)' if watching else ''} {text}: "
-                      + ("; ".join(reasons) if reasons else _numbers_line(n, new, old)))
+        new_requests=n["new_requests"], old_requests=n["old_requests"], new_errors=n["new_errors"], old_errors=n["old_errors"],
+        p_value=v.p_value, new_error_upper=v.upper, window_started_at=since, watching=watching, template_slug=template.slug,
+        thresholds=limits, extra=extra, reasons=reasons)
+    if previous is None or previous.decision != decision or decision in ("fail", "critical"):
+        text = {"pass": "passes", "fail": "FAILED", "critical": "CRITICAL", "inconclusive": "cannot tell yet"}[decision]
+        event_add(environment=env, deployment=dep, kind="analysis", at=now, data=n,
+                  message=f"Analysis at {weight} %{' (watch window)' if watching else ''} {text}: "
+                          + ("; ".join(reasons) if reasons else _numbers_line(n, new, old)))
     return Verdict(decision, reasons, n)
+
+
+def _errors(rate, requests) -> float | None:
+    if rate is None or not requests:
+        return 0.0 if requests == 0 else None
+    return round(float(rate) * float(requests) / 100.0, 3)
+
+
+def _extra_metrics(template: AnalysisTemplate, ms, new: str, old: str, minutes: int) -> tuple[dict, list[str]]:
+    """The template's extra metrics: a portal metric or a PromQL/CloudWatch query, absolute or against the old colour."""
+    values: dict = {}
+    reasons: list[str] = []
+    for m in template.metrics or []:
+        name = str(m.get("name") or m.get("metric") or "metric")
+        try:
+            new_v, old_v = cloudops.template_metric(ms, m, new, old, minutes)
+        except Exception as exc:  # noqa: BLE001 - an unreadable extra metric is shown, not a rollback
+            values[name] = {"error": str(exc)[:200]}
+            continue
+        values[name] = {"new": new_v, "old": old_v}
+        if new_v is None:
+            continue
+        if m.get("comparison", "absolute") == "absolute" and m.get("max") is not None and new_v > float(m["max"]):
+            reasons.append(f"{name} {new_v:g} is above {float(m['max']):g}")
+        elif m.get("comparison") == "baseline" and old_v is not None:
+            margin = float(m.get("margin_pct", 25))
+            if new_v > old_v * (1 + margin / 100.0):
+                reasons.append(f"{name} {new_v:g} on {new} vs {old_v:g} on {old} (margin {margin:g} %)")
+    return values, reasons
 
 
 def _fmt(v, unit: str, digits: int = 2) -> str:
@@ -387,5 +528,6 @@ def _fmt(v, unit: str, digits: int = 2) -> str:
 
 
 def _numbers_line(n: dict, new: str, old: str) -> str:
-    return (f"{new} {_fmt(n['new_error_rate'], ' %')} errors, P95 {_fmt(n['new_p95'], ' s', 3)} over {n['new_requests'] or 0:.0f} requests; "
-            f"{old} {_fmt(n['old_error_rate'], ' %')}, P95 {_fmt(n['old_p95'], ' s', 3)} ({n['compared_with']})")
+    return (f"{new} {_fmt(n['new_error_rate'], ' %')} errors ({n.get('new_errors') or 0:.0f} of {n['new_requests'] or 0:.0f}), "
+            f"P95 {_fmt(n['new_p95'], ' s', 3)}; {old} {_fmt(n['old_error_rate'], ' %')}, P95 {_fmt(n['old_p95'], ' s', 3)} "
+            f"({n['compared_with']})")

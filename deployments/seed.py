@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deployments import conf
-from deployments.models import Strategy
+from deployments.models import AnalysisTemplate, Strategy
 from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 PERIODIC = [
@@ -15,10 +15,25 @@ PERIODIC = [
 ]
 
 
+TEMPLATE_KEYS = ("name", "description", "interval_seconds", "failure_limit", "min_requests", "alpha", "pass_error_rate_pct",
+                 "error_margin_pct", "latency_margin_pct", "max_extension_seconds", "metrics", "rollback_alarms", "pass_confidence")
+
+
+def seed_templates(plan: dict, *, reset: bool, stats: SeedStats) -> dict[str, AnalysisTemplate]:
+    out = {}
+    for row in plan.get("analysis_templates") or []:
+        values = {k: row[k] for k in TEMPLATE_KEYS if k in row}
+        values.setdefault("name", row["slug"])
+        out[row["slug"]] = upsert_seeded(AnalysisTemplate, {"slug": row["slug"]}, values, reset=reset, stats=stats)
+    return out
+
+
 def seed_strategies(plan: dict, *, reset: bool, stats: SeedStats) -> None:
+    templates = seed_templates(plan, reset=reset, stats=stats)
     for row in plan.get("deployment_strategies") or []:
         weights = [int(w) for w in row.get("weights") or []]
         holds = [int(h) for h in row.get("hold_seconds") or [0] * len(weights)]
+        template = templates.get(row.get("template", "seed")) or AnalysisTemplate.objects.get(slug=row.get("template", "seed"))
         values = {
             "name": row.get("name", row["slug"]),
             "kind": row.get("kind", "canary"),
@@ -26,14 +41,10 @@ def seed_strategies(plan: dict, *, reset: bool, stats: SeedStats) -> None:
             "weights": weights,
             "hold_seconds": holds,
             "watch_seconds": int(row.get("watch_seconds", 600)),
+            "template_id": template.pk,
         }
-        # A conclusive analysis needs roughly a request per 3 s of the shortest hold (3 to 100 requests):
-        # the sandbox's 10-second holds see little traffic at 5 %, a 10-minute hold sees plenty.
-        shortest = min([h for h in holds if h > 0] or [600])
-        values["min_requests"] = max(3, min(100, shortest // 3))
-        for key in ("error_margin_pct", "latency_margin_pct", "min_requests", "analysis_minutes", "prepare_timeout_seconds"):
-            if key in row:
-                values[key] = row[key]
+        if "prepare_timeout_seconds" in row:
+            values["prepare_timeout_seconds"] = row["prepare_timeout_seconds"]
         upsert_seeded(Strategy, {"slug": row["slug"]}, values, reset=reset, stats=stats)
 
 

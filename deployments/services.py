@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deployments import cloudops, conf, images
+from deployments import cloudops, conf, freezes, images
 from deployments.bounds import phase_bounds
 from deployments.errors import (
     AlreadyInProgress,
@@ -63,9 +63,10 @@ from portal.tasking import enqueue
 @audited("deployment.create")
 def deployment_create(
     *, environment: Environment, version: str, strategy: Strategy | str, actor, launch_template_version: str = "",
-    image_id: str = "", notes: str = "",
+    image_id: str = "", notes: str = "", override_freeze_reason: str = "",
 ) -> Deployment:
-    """Start a rollout of `version` to the idle colour. One at a time per environment."""
+    """Start a rollout of `version` to the idle colour. One at a time per environment; none in a freeze
+    (deployments.freezes) unless a lead overrides it with a reason."""
     version = (version or "").strip()
     launch_template_version = (launch_template_version or "").strip()
     image_id = (image_id or "").strip()
@@ -99,6 +100,7 @@ def deployment_create(
             running = Rollback.objects.filter(environment=env, state__in=ACTIVE_ROLLBACK_STATES).first()
             if running is not None:
                 raise AlreadyInProgress(f"a rollback to {running.to_colour} is running on {env.name}", rollback=running)
+            override = freezes.freeze_gate(environment=env, actor=actor, override_reason=override_freeze_reason, version=version)
             weights = cloudops.read_weights(env)
             if sorted(weights.values()) != [0, 100]:
                 raise InvalidState(f"traffic is split ({fmt_weights(weights)}); roll back or finish the split before a new deployment")
@@ -115,7 +117,7 @@ def deployment_create(
             dep = Deployment.objects.create(
                 environment=env, release=release, strategy=strategy, from_colour=source, to_colour=other_colour(source),
                 state=DeploymentState.PENDING, weights=weights, created_by=Actor.of(actor).user, created_by_label=Actor.of(actor).label,
-                wake_at=now, state_entered_at=now, progressed_at=now,
+                wake_at=now, state_entered_at=now, progressed_at=now, freeze_override_reason=override,
             )
             event_add(environment=env, deployment=dep, kind="state", actor=actor,
                       message=f"Deployment of {version} to {dep.to_colour} with {strategy.name} requested",
@@ -196,12 +198,13 @@ def deployment_resume(*, deployment: Deployment, actor, reason: str = "") -> Dep
         target = dep.paused_from or DeploymentState.HOLDING
         dep.wake_at = now
         if target == DeploymentState.HOLDING and dep.step_index >= 0:
-            # Hold the step again: an inconclusive analysis needs a fresh window of traffic.
-            dep.wake_at = now + timedelta(seconds=dep.strategy.steps[dep.step_index][1])
+            # The same evidence goes on (the hold's start is kept): analyse now, and, if it still cannot
+            # tell, for up to another extension before pausing again.
+            dep.hold_extended_until = now + timedelta(seconds=dep.strategy.template.max_extension_seconds)
         dep.paused_from = ""
         dep.pause_reason = ""
         set_state(dep, target, now=now, actor=actor, message=f"Resumed by {Actor.of(actor).label}" + (f": {reason}" if reason else ""),
-                  fields=("wake_at", "paused_from", "pause_reason"))
+                  fields=("wake_at", "paused_from", "pause_reason", "hold_extended_until"))
         audit_record(actor=actor, verb="deployment.resume", target=dep, before={"state": "paused"}, after={"state": dep.state},
                      extra={"reason": reason, "environment": env.name})
         silences.silences_finish(ref=f"deployment-hold:{dep.public_id}", actor=actor)

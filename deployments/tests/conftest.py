@@ -86,7 +86,7 @@ class Clock:
 
 
 def drive(deployment, clock: Clock, *, until=("completed", "rolled_back", "failed", "aborted", "paused", "rolling_back"),
-          max_passes: int = 60, on_pass=None) -> str:
+          max_passes: int = 400, on_pass=None) -> str:
     """Run the rollout pass by pass, jumping the clock to each wake time (no sleeping)."""
     from deployments.models import Deployment
     from deployments.rollout import deployment_advance

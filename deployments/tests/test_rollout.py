@@ -27,7 +27,9 @@ def test_canary_quick_steps_5_25_50_100_with_read_back_then_scales_old_colour_do
     def after(state):
         d = Deployment.objects.get(pk=dep.pk)
         if state == "holding":
-            seen_after_each_step.append(cloudops.read_weights(env))
+            seen = cloudops.read_weights(env)
+            if not seen_after_each_step or seen_after_each_step[-1] != seen:
+                seen_after_each_step.append(seen)
             assert d.weights == seen_after_each_step[-1]
 
     state = drive(dep, clock, on_pass=after)
@@ -38,8 +40,15 @@ def test_canary_quick_steps_5_25_50_100_with_read_back_then_scales_old_colour_do
     assert all(e.data["weights"] == e.data["asked"] for e in events)
     # Each hold was analysed with numbers, and passed.
     analyses = list(Analysis.objects.filter(deployment=dep).order_by("at"))
-    assert [a.weight for a in analyses][:4] == [5, 25, 50, 100]
+    held = [a.weight for a in analyses if not a.watching]
+    assert sorted(set(held)) == [5, 25, 50, 100] and held == sorted(held)
+    # Analysed all through each 10-second hold (every 3 s), not once at its end; and through the watch window.
+    assert all(held.count(w) >= 3 for w in (5, 25, 50, 100))
+    assert any(a.watching for a in analyses)
     assert all(a.decision == "pass" for a in analyses)
+    first = analyses[0]
+    assert first.new_errors == pytest.approx(0.75) and first.p_value is not None and first.new_error_upper < 5
+    assert first.thresholds["critical_error_rate"] == 5 and first.template_slug == "sandbox-quick"
     assert analyses[0].new_error_rate == 0.5 and analyses[0].new_requests == pytest.approx(150)
     # Green got the live colour's capacity; after the watch window blue was scaled down to 0 (read back).
     groups = aws.describe_groups(env)
@@ -65,7 +74,7 @@ def test_failed_analysis_at_25_rolls_back_automatically_and_opens_an_incident(
 
     state = drive(dep, clock, on_pass=on_pass)
     assert state == "rolling_back"
-    failed = Analysis.objects.get(deployment=dep, decision="fail")
+    failed = Analysis.objects.get(deployment=dep, decision="critical")
     assert failed.weight == 25 and failed.new_error_rate == 9.0 and failed.old_error_rate == 0.5
     assert any("critical 5 %" in r for r in failed.reasons)
     rb = Rollback.objects.get(deployment=dep)
@@ -87,7 +96,10 @@ def test_no_traffic_on_the_new_colour_is_inconclusive_and_pauses(aws_platform, s
     assert drive(dep, clock) == "paused"
     dep.refresh_from_db()
     assert dep.step_index == 0 and "inconclusive" in dep.pause_reason
-    assert Analysis.objects.get(deployment=dep).decision == "inconclusive"
+    runs = list(Analysis.objects.filter(deployment=dep))
+    assert runs and all(r.decision == "inconclusive" for r in runs)
+    # It held on past the 10-second hold, up to the template's extension, before pausing once.
+    assert (runs[-1].at - runs[0].at).total_seconds() >= dep.strategy.template.max_extension_seconds
     assert cloudops.read_weights(env) == {"blue": 95, "green": 5}  # traffic held, not rolled back
     assert not Rollback.objects.exists()
     from portal.incidents.models import Alert

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from deployments import cloudops, services, tasks
-from deployments.models import Deployment, Strategy
+from deployments.models import AnalysisTemplate, Deployment, Strategy
 
 pytestmark = [pytest.mark.real_broker, pytest.mark.slow]
 
@@ -21,8 +21,10 @@ def test_canary_through_a_worker_and_the_driver(transactional_db, aws_platform, 
 
     from portal.celery import app
 
+    template = AnalysisTemplate.objects.create(slug="test-worker", name="Worker test", interval_seconds=1, min_requests=10,
+                                               pass_error_rate_pct=100)
     Strategy.objects.create(slug="canary-test", name="Canary (test)", kind="canary", weights=[5, 25, 50, 100],
-                            hold_seconds=[1, 1, 1, 1], watch_seconds=1, min_requests=10)
+                            hold_seconds=[1, 1, 1, 1], watch_seconds=1, template=template)
     old = (app.conf.broker_url, app.conf.result_backend, app.conf.broker_transport_options)
 
     def use(broker, backend, options):

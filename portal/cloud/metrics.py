@@ -315,6 +315,16 @@ class PrometheusSource(MetricsSource):
         """The `data` of an instant query for any PromQL (runbook checks ask for what the portal does not chart)."""
         return self._get("/api/v1/query", {"query": promql})
 
+    def scalar(self, promql: str) -> float | None:
+        """The first number an instant query answers (a scalar or a vector's first sample), or None."""
+        data = self.query(promql)
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar":
+            return _round(self._num(result[1])) if result else None
+        if kind == "vector":
+            return _round(self._num(result[0]["value"][1])) if result else None
+        raise CloudError("UnexpectedResult", "Prometheus query", self.env.name, f"expected a vector or scalar, got {kind}")
+
     @staticmethod
     def _num(raw) -> float | None:
         try:

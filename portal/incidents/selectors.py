@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from deployments import selectors as deployment_selectors
 from portal.cloud.models import Environment
-from portal.incidents.models import Incident
+from portal.incidents.models import Alert, Incident, Severity
 
 
 def incident_list(*, status: str = "", severity: str = "", environment: str = "", service: str = "") -> QuerySet[Incident]:
@@ -88,3 +88,13 @@ def recent_deployments_for(incident: Incident) -> list:
         return list(deployment_selectors.recent_deployments(incident.environment, within_minutes=60, at=incident.opened_at))
     except Exception:  # noqa: BLE001 - context must never break the incident page
         return []
+
+
+def open_critical_naming_colour(*, environment, colour: str, since, exclude_alert_names=()) -> Incident | None:
+    """The first open critical incident of the environment since `since` whose firing alerts name the
+    colour (the `colour` label, which ingest also sets from a CloudWatch alarm's target group)."""
+    alerts = Alert.objects.filter(incident__environment=environment, incident__severity=Severity.CRITICAL,
+                                  incident__opened_at__gte=since, labels__colour=colour, status=Alert.Status.FIRING) \
+        .exclude(incident__status=Incident.Status.RESOLVED).exclude(name__in=list(exclude_alert_names))
+    alert = alerts.select_related("incident").order_by("incident__opened_at").first()
+    return alert.incident if alert else None

@@ -160,10 +160,11 @@ def _rollout_through_a_kill(stack, proxy: HoldingProxy) -> None:
     with stack.sql_conn() as c:
         c.execute("UPDATE cloud_environment SET endpoint_url = %s WHERE name = 'sandbox'", (proxy.url,))
     stack.shell(
-        "from deployments.models import Strategy\n"
+        "from deployments.models import AnalysisTemplate, Strategy\n"
+        "t = AnalysisTemplate.objects.create(slug='fault', name='Fault test', interval_seconds=1, min_requests=1,"
+        " error_margin_pct=50, latency_margin_pct=200, pass_error_rate_pct=100)\n"
         "Strategy.objects.create(slug='canary-fault', name='Canary (fault test)', kind='canary', weights=[10, 25, 50, 100],"
-        " hold_seconds=[3, 3, 3, 3], watch_seconds=2, min_requests=1, analysis_minutes=1, error_margin_pct=50,"
-        " latency_margin_pct=200)\n")
+        " hold_seconds=[3, 3, 3, 3], watch_seconds=2, template=t)\n")
     token = stack.api_token("actions")
     stack.start_web()
     stack.start_worker("worker-a", queues="actions", concurrency=1)
