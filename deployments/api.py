@@ -23,6 +23,7 @@ class DeploymentIn(Schema):
     launch_template_version: str = ""
     image_id: str = ""
     notes: str = ""
+    override_freeze_reason: str = ""
 
 
 class ReasonIn(Schema):
@@ -164,7 +165,7 @@ def create_deployment(request, payload: DeploymentIn):
     token = require_scope(request, "actions")
     d = _call(services.deployment_create, environment=_env(payload.environment), version=payload.version,
               strategy=payload.strategy, launch_template_version=payload.launch_template_version,
-              image_id=payload.image_id, notes=payload.notes, actor=token)
+              image_id=payload.image_id, notes=payload.notes, override_freeze_reason=payload.override_freeze_reason, actor=token)
     return Status(201, deployment_out(Deployment.objects.select_related("environment", "release", "strategy").get(pk=d.pk)))
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views
+from deployments import views, views_freezes
 
 app_name = "deployments"
 
@@ -17,6 +17,10 @@ urlpatterns = [
     path("automation/", views.automation, name="automation"),
     path("images/", views.images, name="images"),
     path("rds-failover/", views.rds_failover, name="rds_failover"),
+    path("freezes/", views_freezes.index, name="freezes"),
+    path("freezes/new/", views_freezes.create, name="freeze_create"),
+    path("freezes/<uuid:public_id>/lift/", views_freezes.lift, name="freeze_lift"),
+    path("dora/", views_freezes.dora_partial, name="dora"),
     path("<uuid:public_id>/", views.detail, name="detail"),
     path("<uuid:public_id>/<str:action>/", views.control, name="control"),
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from ninja import NinjaAPI
 
 from deployments.api import router as deployments_router
+from deployments.api_release_ops import router as release_ops_router
+from deployments.api_strategies import router as strategies_router
 from portal.accounts.clientip import docs_guard
 from portal.api_auth import TokenAuth
 from portal.api_errors import install_error_handlers
@@ -47,6 +49,8 @@ api.add_router("/checklist", checklist_router, tags=["checklist"])
 api.add_router("/phases", phases_router, tags=["phases"])
 api.add_router("/runbooks", runbooks_router, tags=["runbooks"])
 api.add_router("/", deployments_router, tags=["deployments"])
+api.add_router("/", strategies_router, tags=["deployments"])
+api.add_router("/", release_ops_router, tags=["deployments"])
 api.add_router("/", oncall_router, tags=["oncall"])
 api.add_router("/inbound", inbound_twilio_router, tags=["inbound"])
 api.add_router("/inbound", inbound_slack_router, tags=["inbound"])

@@ -136,6 +136,11 @@ OPERATIONS = {
     "POST /api/v1/deployments/{deployment_id}/resume": "deployments_api_resume",
     "POST /api/v1/environments/{name}/rollback": "deployments_api_rollback",
     "POST /api/v1/environments/{name}/scale": "deployments_api_scale",
+    # Freezes and DORA (issue 19)
+    "GET /api/v1/environments/{name}/freezes": "deployments_api_release_ops_list_freezes",
+    "POST /api/v1/environments/{name}/freezes": "deployments_api_release_ops_create_freeze",
+    "DELETE /api/v1/environments/{name}/freezes/{freeze_id}": "deployments_api_release_ops_lift_freeze",
+    "GET /api/v1/environments/{name}/dora": "deployments_api_release_ops_get_dora",
     "POST /api/v1/health/checks/{slug}/run": "portal_health_api_run_check_now",
     "POST /api/v1/incidents/bulk": "portal_incidents_api_bulk_action",
     "POST /api/v1/incidents/{incident_id}/acknowledge": "portal_incidents_api_acknowledge",

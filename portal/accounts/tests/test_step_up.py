@@ -43,6 +43,7 @@ NO_STEP_UP = {
     "incidents:silence_create": "a silence (bounded in time, audited)", "incidents:silence_delete": "ends a silence",
     "incidents:maintenance_create": "a maintenance window (a scheduled silence)",
     "incidents:maintenance_delete": "ends a maintenance window",
+    "deployments:freeze_create": "a freeze window: it only refuses deployments (lifting one asks)",
 }
 
 
