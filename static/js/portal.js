@@ -28,6 +28,17 @@
       return;
     }
     form.dataset.submitted = "1";
+    // A disabled button is left out of the form's data, the one that was clicked included: its
+    // name and value (action=save next to action=preview) go along in a hidden field instead.
+    var submitter = evt.submitter;
+    if (submitter && submitter.name && form.contains(submitter)) {
+      var carried = document.createElement("input");
+      carried.type = "hidden";
+      carried.name = submitter.name;
+      carried.value = submitter.value;
+      carried.setAttribute("data-submitter", "1");
+      form.appendChild(carried);
+    }
     form.querySelectorAll("button[type=submit], button:not([type])").forEach(function (b) {
       b.disabled = true;
       b.setAttribute("aria-busy", "true");
@@ -37,6 +48,7 @@
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("form[data-submitted]").forEach(function (f) {
       delete f.dataset.submitted;
+      f.querySelectorAll("input[data-submitter]").forEach(function (i) { i.remove(); });
       f.querySelectorAll("button").forEach(function (b) { b.disabled = false; b.removeAttribute("aria-busy"); });
     });
   });
