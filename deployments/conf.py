@@ -34,6 +34,9 @@ DEFAULTS: dict[str, object] = {
     # Smoke checks: per-environment URL templates ({colour} is replaced), e.g. https://{colour}.staging.example.com/healthz
     "SMOKE_URLS": {},
     "SMOKE_TIMEOUT_SECONDS": 5.0,
+    # An analysis template's false-alarm rate: this many simulated clean steps at this traffic (requests/s).
+    "SIMULATION_TRIALS": 400,
+    "SIMULATION_RPS": 10.0,
 }
 
 

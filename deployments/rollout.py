@@ -33,7 +33,7 @@ from deployments.mechanics import (
 )
 from deployments.models import Analysis, AnalysisTemplate, Deployment, DeploymentState
 from deployments.rollback import rollback_start
-from deployments.verdicts import Evidence, Rules, judge
+from deployments.verdicts import Evidence, Rules, judge, looks
 from portal.actors import Actor
 from portal.audit.services import audit_record, audits_failures
 from portal.health.thresholds import cached as thresholds_read_once
@@ -421,12 +421,12 @@ def alarm_cause(dep: Deployment, env, now) -> str:
     return ""
 
 
-def _rules(template: AnalysisTemplate) -> Rules:
+def _rules(template: AnalysisTemplate, span_seconds: float) -> Rules:
     # The critical rows of portal.health.thresholds (None when a lead disabled one: no absolute limit then).
     with thresholds_read_once():  # both rows from one read of the table, not one read each
         crit_err_t = threshold("error_rate", "critical")
         crit_p95_t = threshold("p95_response_time", "critical")
-    return Rules(alpha=template.alpha, pass_confidence=template.pass_confidence, min_requests=template.min_requests,
+    return Rules(alpha=template.alpha / looks(span_seconds, template.interval_seconds), pass_confidence=template.pass_confidence, min_requests=template.min_requests,
                  error_margin_pct=template.error_margin_pct, latency_margin_pct=template.latency_margin_pct,
                  critical_error_rate=crit_err_t.value if crit_err_t else None,
                  critical_error_min_requests=(crit_err_t.min_requests or None) if crit_err_t else None,
@@ -445,7 +445,12 @@ def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
     minutes = window_minutes(since, now)
     new, old = dep.to_colour, dep.from_colour
     weight = int(dep.weights.get(new, 0))
-    rules = _rules(template)
+    if watching:
+        span = dep.strategy.watch_seconds
+    else:
+        steps = dep.strategy.steps
+        span = (steps[dep.step_index][1] if 0 <= dep.step_index < len(steps) else 0) + template.max_extension_seconds
+    rules = _rules(template, span)
     ms = _metrics(env)
     n = {
         "new_requests": ms.request_count(new, minutes), "old_requests": ms.request_count(old, minutes),
@@ -473,7 +478,7 @@ def analyse(dep: Deployment, env, now, *, watching: bool = False) -> Verdict:
     if extra_reasons and decision in ("pass", "inconclusive"):
         decision = "fail"
     reasons += extra_reasons
-    limits = {"alpha": rules.alpha, "pass_confidence": rules.pass_confidence, "min_requests": rules.min_requests,
+    limits = {"alpha": template.alpha, "alpha_per_run": rules.alpha, "pass_confidence": rules.pass_confidence, "min_requests": rules.min_requests,
               "error_margin_pct": rules.error_margin_pct, "latency_margin_pct": rules.latency_margin_pct,
               "critical_error_rate": rules.critical_error_rate, "critical_error_min_requests": rules.critical_error_min_requests,
               "critical_p95": rules.critical_p95, "pass_bound": rules.pass_bound, "failure_limit": template.failure_limit,

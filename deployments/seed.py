@@ -5,6 +5,7 @@ from __future__ import annotations
 from deployments import conf
 from deployments.models import AnalysisTemplate, Strategy
 from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
+from portal.tasking import enqueue
 
 PERIODIC = [
     # (name, task, knob with the interval in seconds, queue); the watchdog sits on `default` so a dead
@@ -24,7 +25,10 @@ def seed_templates(plan: dict, *, reset: bool, stats: SeedStats) -> dict[str, An
     for row in plan.get("analysis_templates") or []:
         values = {k: row[k] for k in TEMPLATE_KEYS if k in row}
         values.setdefault("name", row["slug"])
-        out[row["slug"]] = upsert_seeded(AnalysisTemplate, {"slug": row["slug"]}, values, reset=reset, stats=stats)
+        t = upsert_seeded(AnalysisTemplate, {"slug": row["slug"]}, values, reset=reset, stats=stats)
+        if t.false_alarm_rate is None:
+            enqueue("deployments.tasks.template_false_alarms", t.pk)
+        out[row["slug"]] = t
     return out
 
 

@@ -17,9 +17,17 @@ from django.utils import timezone
 from deployments import conf
 from deployments.autoscale import evaluate_all
 from deployments.mechanics import raise_alert
-from deployments.models import ACTIVE_ROLLBACK_STATES, DRIVEN_STATES, Deployment, Rollback, RollbackState
+from deployments.models import (
+    ACTIVE_ROLLBACK_STATES,
+    DRIVEN_STATES,
+    AnalysisTemplate,
+    Deployment,
+    Rollback,
+    RollbackState,
+)
 from deployments.rollback import rollback_advance
 from deployments.rollout import deployment_advance
+from deployments.strategies import template_false_alarms as simulate_template
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +95,27 @@ def deployments_watchdog(self) -> int:
 def autoscale_evaluate(self) -> list[str]:
     """Beat: the automatic scaler, one decision per environment and live colour."""
     return [d.decision for d in evaluate_all()]
+
+
+@shared_task(bind=True, queue="default", acks_late=True, soft_time_limit=110, time_limit=130)
+def template_false_alarms(self, template_id: int) -> float | None:
+    """After a template is saved: simulate clean steps under it and store its false-alarm rate."""
+    t = AnalysisTemplate.objects.filter(pk=template_id).first()
+    return simulate_template(t).false_alarm_rate if t else None
+
+
+@shared_task(bind=True, queue="actions", acks_late=True, soft_time_limit=50, time_limit=60)
+def deployments_on_event(self, event: dict) -> int:
+    """An incident opened: the rollout on its environment looks at its alarms now, not at its next run."""
+    if event.get("kind") != "incident.opened" or (event.get("data") or {}).get("severity") != "critical":
+        return 0
+    name = (event.get("data") or {}).get("environment")
+    if not name:
+        return 0
+    kicked = 0
+    now = timezone.now()
+    for dep_id in Deployment.objects.filter(environment__name=name, state__in=DRIVEN_STATES).values_list("pk", flat=True):
+        Deployment.objects.filter(pk=dep_id).update(wake_at=now)
+        deployment_step.delay(dep_id)
+        kicked += 1
+    return kicked

@@ -20,7 +20,7 @@ KINDS = (
     "rollback.started", "rollback.finished",
 )
 # The tasks that hear every event, called as task(event) with the event's JSON.
-EVENT_SUBSCRIBERS = ("portal.webhooks.tasks.fanout", "portal.inbound.slack_tasks.refresh")
+EVENT_SUBSCRIBERS = ("portal.webhooks.tasks.fanout", "portal.inbound.slack_tasks.refresh", "deployments.tasks.deployments_on_event")
 
 
 def emit(kind: str, payload: dict[str, Any]) -> str:

@@ -136,6 +136,12 @@ OPERATIONS = {
     "POST /api/v1/deployments/{deployment_id}/resume": "deployments_api_resume",
     "POST /api/v1/environments/{name}/rollback": "deployments_api_rollback",
     "POST /api/v1/environments/{name}/scale": "deployments_api_scale",
+    # Strategies, analysis templates and their replay (issue 19)
+    "GET /api/v1/strategies": "deployments_api_strategies_list_strategies",
+    "POST /api/v1/strategies": "deployments_api_strategies_save_strategy",
+    "GET /api/v1/analysis-templates": "deployments_api_strategies_list_templates",
+    "POST /api/v1/analysis-templates": "deployments_api_strategies_save_template",
+    "GET /api/v1/analysis-templates/{slug}/replay": "deployments_api_strategies_replay_template",
     # Freezes and DORA (issue 19)
     "GET /api/v1/environments/{name}/freezes": "deployments_api_release_ops_list_freezes",
     "POST /api/v1/environments/{name}/freezes": "deployments_api_release_ops_create_freeze",

@@ -41,13 +41,17 @@ def test_canary_quick_on_the_simulator_completes(aws_platform, strategies, fast,
 
     def on_pass(state):
         if state == "holding":
-            read_backs.append(cloudops.read_weights(env)["green"])
+            green = cloudops.read_weights(env)["green"]
+            if not read_backs or read_backs[-1] != green:
+                read_backs.append(green)
             traffic(env)
 
     assert drive(dep, clock, on_pass=on_pass) == "completed"
     assert read_backs == [5, 25, 50, 100]
-    decisions = list(Analysis.objects.filter(deployment=dep).values_list("weight", "decision"))
-    assert decisions[:4] == [(5, "pass"), (25, "pass"), (50, "pass"), (100, "pass")]
+    decisions = list(Analysis.objects.filter(deployment=dep, watching=False).values_list("weight", "decision"))
+    # Every hold was analysed more than once, and the simulator's clean traffic passed every run.
+    assert [w for w in (5, 25, 50, 100) if sum(1 for x, _ in decisions if x == w) >= 2] == [5, 25, 50, 100]
+    assert {d for _, d in decisions} == {"pass"}
     assert aws.describe_groups(env)["blue"].desired == 0
 
 
@@ -70,7 +74,7 @@ def test_error_rate_drill_on_green_during_the_25_hold_rolls_back_and_opens_an_in
             traffic(env, ticks=4)
 
     assert drive(dep, clock, on_pass=on_pass) == "rolling_back"
-    failed = Analysis.objects.get(deployment=dep, decision="fail")
+    failed = Analysis.objects.get(deployment=dep, decision__in=("fail", "critical"))
     assert failed.weight == 25 and failed.new_error_rate > 5.0 > failed.old_error_rate
     # Within one analysis interval: the first analysis after the drill began is the one that failed.
     assert Analysis.objects.filter(deployment=dep, weight=25).count() == 1
