@@ -23,6 +23,8 @@ from portal.actors import Actor
 from portal.audit.services import audit_record, audit_record_later, audits_failures
 from portal.cloud.models import Environment
 from portal.incidents.ingest import alert_ingest_internal
+from portal.incidents.models import Incident
+from portal.incidents.services import OPEN, incident_timeline_add
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,21 @@ def raise_alert(*, environment: Environment, key: str, name: str, severity: str,
         return None
 
 
+def open_incidents_note(*, environment: Environment, kind: str, actor: Any, text: str, data: dict | None = None) -> int:
+    """One line on the timeline of every open incident of the environment: what a person did there and how
+    it ended (a manual rollback, scale or failover). A timeline that cannot be written never undoes the action.
+    Returns how many incidents were told."""
+    told = 0
+    for incident in Incident.objects.filter(environment=environment, status__in=OPEN).order_by("opened_at"):
+        try:
+            incident_timeline_add(incident=incident, kind=kind, actor=actor, text=text[:2000],
+                                  data={**(data or {}), "environment": environment.name})
+            told += 1
+        except Exception:  # noqa: BLE001 - the action is done; its note is not worth failing it
+            log.exception("could not add to the timeline of incident %s", incident.pk)
+    return told
+
+
 # ----------------------------------------------------------------------------------------------
 # Scale
 
@@ -144,7 +161,17 @@ def scale_apply(*, env: Environment, colour: str, desired: int, actor: Any, reas
                  after={"desired": int(desired), "read_back": action.read_back}, result="ok" if action.state != "failed" else "error",
                  extra={"colour": colour, "reason": reason, "automatic": automatic, "dry_run": dry_run,
                         "approved_by": Actor.of(approved_by).label if approved_by else None, "scale_action": str(action.public_id)})
+    if not automatic and not dry_run:
+        open_incidents_note(environment=env, kind="cloud_action", actor=actor, text=scale_words(action, env),
+                            data={"scale_action": str(action.public_id), "colour": colour, "state": action.state})
     return action
+
+
+def scale_words(action: ScaleAction, env: Environment) -> str:
+    who = action.requested_by_label + (f" (approved by {action.approved_by_label})" if action.approved_by_label else "")
+    result = (f"AWS reads back {action.read_back.get('desired')}" if action.state == ScaleAction.State.APPLIED
+              else f"did not apply: {action.error}")
+    return f"{who} scaled {action.colour} on {env.name} from {action.from_desired} to {action.to_desired} ({action.reason}): {result}"
 
 
 def audit_bounds(actor: Any, env: Environment, colour: str, read_back: dict, before: dict | None = None) -> None:

@@ -25,6 +25,7 @@ from deployments.mechanics import (
     fmt_weights,
     live_colour,
     lock_environment,
+    open_incidents_note,
     raise_alert,
     scale_apply,
     set_state,
@@ -107,6 +108,10 @@ def rollback_start(*, environment: Environment, actor: Any, reason: str = "", de
                          after={"to_colour": target}, extra={
                              "rollback": str(rb.public_id), "deployment": str(dep.public_id) if dep else None,
                              "reason": reason, "automatic": automatic})
+            if not automatic:  # an automatic one is on the timeline of the incident its rollout opened
+                open_incidents_note(environment=env, kind="deployment", actor=actor, data={"rollback": str(rb.public_id)},
+                                    text=f"{Actor.of(actor).label} rolled {env.name} back to {target}" + (f" ({reason})" if reason else "")
+                                         + f": rollback requested, traffic {fmt_weights(weights)} now")
             enqueue("deployments.tasks.rollback_run", rb.pk)
             emit("rollback.started", rollback_payload(rb))
             return rb
@@ -253,6 +258,9 @@ def _switch(env: Environment, rb: Rollback, now: datetime, seen: Seen) -> None:
     audit_record(actor=SYSTEM, verb="environment.rollback_completed", target=env, before={"weights": rb.weights_before},
                  after={"weights": weights}, extra={"rollback": str(rb.public_id), "scaled_up": rb.scaled_up,
                                                     "seconds": rb.seconds("confirmed_at")})
+    open_incidents_note(environment=env, kind="deployment", actor=SYSTEM, data={"rollback": str(rb.public_id), "weights": weights},
+                        text=f"Rollback of {env.name} to {rb.to_colour} (requested by {rb.requested_by_label}) completed: "
+                             f"the listener reads back {fmt_weights(weights)}, {rb.seconds('confirmed_at')} s after the request")
     emit("rollback.finished", rollback_payload(rb))
 
 
@@ -264,6 +272,8 @@ def _fail(env: Environment, rb: Rollback, now: datetime, error: str) -> None:
     event_add(environment=env, deployment=rb.deployment, rollback=rb, kind="error", at=now, message=f"Rollback failed: {error}")
     audit_record(actor=SYSTEM, verb="environment.rollback_failed", target=env, result="error",
                  extra={"rollback": str(rb.public_id), "error": error})
+    open_incidents_note(environment=env, kind="deployment", actor=SYSTEM, data={"rollback": str(rb.public_id)},
+                        text=f"Rollback of {env.name} to {rb.to_colour} (requested by {rb.requested_by_label}) failed: {error}")
     emit("rollback.finished", rollback_payload(rb))
     transaction.on_commit(partial(raise_alert, environment=env, key=f"rollback-failed:{rb.public_id}", severity="critical",
                                   name="RollbackFailed", summary=f"Rollback on {env.name} failed: {error}",

@@ -35,7 +35,9 @@ from deployments.mechanics import (
     fmt_weights,
     live_colour,
     lock_environment,
+    open_incidents_note,
     scale_apply,
+    scale_words,
     set_state,
 )
 from deployments.models import (
@@ -381,6 +383,8 @@ def scale_approve(*, action: ScaleAction, actor) -> ScaleAction:
                      after={"desired": action.to_desired, "read_back": read_back},
                      extra={"colour": action.colour, "reason": action.reason, "approved_by": Actor.of(actor).label,
                             "requested_by": action.requested_by_label, "scale_action": str(action.public_id)})
+        open_incidents_note(environment=env, kind="cloud_action", actor=actor, text=scale_words(action, env),
+                            data={"scale_action": str(action.public_id), "colour": action.colour, "state": action.state})
         return action
 
 
@@ -403,6 +407,9 @@ def rds_failover(*, environment: Environment, actor, reason: str) -> None:
         cloudops.rds_failover(env)
         audit_record(actor=actor, verb="environment.rds_failover", target=env, after={"rds_instance_id": env.rds_instance_id},
                      extra={"reason": reason})
+        open_incidents_note(environment=env, kind="cloud_action", actor=actor, data={"rds_instance_id": env.rds_instance_id},
+                            text=f"{Actor.of(actor).label} failed the {env.name} database ({env.rds_instance_id}) over to its "
+                                 f"standby ({reason}): reboot with failover requested, AWS accepted it")
         # The failover's blips (connections drop, the database check fails over a minute or two) page nobody.
         silences.silence_expected(environment=env, metrics=["db_connections"], what="rds failover", actor=actor,
                                   ends_at=timezone.now() + FAILOVER_SILENCE, ref=f"rds-failover:{env.name}:{timezone.now():%Y%m%d%H%M%S}",
