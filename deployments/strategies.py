@@ -291,3 +291,33 @@ def hold_seconds_left(dep: Deployment, now) -> float | None:
         length = dep.strategy.steps[dep.step_index][1] if 0 <= dep.step_index < len(dep.strategy.steps) else 0
     left = (dep.hold_started_at + timedelta(seconds=length) - now).total_seconds()
     return max(0.0, math.ceil(left))
+
+
+def waiting_text(dep: Deployment, last: Analysis | None, now) -> str:
+    """Why the rollout's current step is waiting, in a sentence (the deployment page)."""
+    st = dep.state
+    t = dep.strategy.template
+    if st == DeploymentState.PREPARING:
+        return (f"Waiting for {dep.target_capacity or '?'} {dep.to_colour} instances to be InService and healthy "
+                f"(gives up after {dep.strategy.prepare_timeout_seconds} s).")
+    if st in (DeploymentState.HOLDING, DeploymentState.WATCHING):
+        left = hold_seconds_left(dep, now)
+        where = "the watch window at 100 %" if st == DeploymentState.WATCHING else f"the hold at {dep.current_weight} %"
+        text = f"Analysing {where} every {t.interval_seconds} s"
+        if left:
+            text += f"; its minimum time ends in {left:.0f} s"
+        if dep.hold_extended_until and st == DeploymentState.HOLDING:
+            text += (f"; the evidence cannot tell yet, so it holds on until {dep.hold_extended_until:%H:%M:%S} UTC and then "
+                     f"pauses once with the numbers")
+        if dep.failed_runs:
+            text += f"; {dep.failed_runs} of {t.failure_limit} failed runs"
+        if last is not None:
+            text += f". Last run: {last.get_decision_display().lower()}"
+            if last.reasons:
+                text += f" ({'; '.join(last.reasons)})"
+        return text + "."
+    if st == DeploymentState.PAUSED:
+        return f"Paused: {dep.pause_reason}" if dep.pause_reason else "Paused."
+    if st == DeploymentState.SHIFTING:
+        return "Changing the listener weights and reading them back."
+    return ""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views, views_freezes
+from deployments import views, views_freezes, views_templates
 
 app_name = "deployments"
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path("freezes/new/", views_freezes.create, name="freeze_create"),
     path("freezes/<uuid:public_id>/lift/", views_freezes.lift, name="freeze_lift"),
     path("dora/", views_freezes.dora_partial, name="dora"),
+    path("templates/", views_templates.templates, name="templates"),
     path("<uuid:public_id>/", views.detail, name="detail"),
     path("<uuid:public_id>/<str:action>/", views.control, name="control"),
 ]

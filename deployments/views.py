@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from deployments import cloudops, errors, selectors, services
+from deployments import cloudops, errors, selectors, services, strategies
 from deployments.bounds import phase_bounds
 from deployments.models import Deployment, ScaleAction, Strategy
 from portal.accounts.permissions import forbidden, perm_required
@@ -201,9 +201,12 @@ def detail(request, public_id):
     audit = AuditEvent.objects.filter(
         Q(target_type="deployments.deployment", target_id=str(dep.public_id)) | Q(extra__deployment=str(dep.public_id))
     ).order_by("created_at")[:100]
+    analyses = list(dep.analyses.all())
     ctx = {
         "deployment": dep, "env": dep.environment, "events": list(dep.events.order_by("at", "id")),
-        "analyses": list(dep.analyses.all()), "rollbacks": list(dep.rollbacks.all()),
+        "analyses": analyses, "rollbacks": list(dep.rollbacks.all()),
+        "waiting": strategies.waiting_text(dep, analyses[-1] if analyses else None, timezone.now()),
+        "method": strategies.method_text(dep.strategy.template), "template": dep.strategy.template,
         "incidents": selectors.incidents_for(dep), "audit": list(audit),
         "can_respond": request.user.has_perm(RESPOND),
         "poll": dep.is_active or any(r.is_active for r in dep.rollbacks.all()),
@@ -247,6 +250,10 @@ def chart_data(request):
                 f"{c} {w}" for c, w in (e.data.get("weights") or {}).items())})
         for r in dep.rollbacks.exclude(switched_at=None):
             body["marks"].append({"t": int(r.switched_at.timestamp()), "label": f"rollback: {r.to_colour} 100"})
+        # Each analysis run: the two colours' error rates over the evidence it judged, and its verdict.
+        body["runs"] = [{"t": int(a.at.timestamp()), "new": a.new_error_rate, "old": a.old_error_rate, "weight": a.weight,
+                         "decision": a.decision, "watching": a.watching} for a in dep.analyses.order_by("at", "id")]
+        body["new_colour"], body["old_colour"] = dep.to_colour, dep.from_colour
         body["deployment"] = str(dep.public_id)
     return JsonResponse(body)
 

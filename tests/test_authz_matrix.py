@@ -146,6 +146,7 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "deployments:freeze_create": (None, R),
     "deployments:freeze_lift": (None, L),
     "deployments:dora": (V, None),
+    "deployments:templates": (V, None),
     # on call
     "oncall:index": (V, None),
     "oncall:panel": (V, None),

@@ -18,3 +18,14 @@ def num(value, digits: int = 2):
         return f"{float(value):.{int(digits)}f}"
     except (TypeError, ValueError):
         return value
+
+
+@register.filter
+def share(value, digits: int = 1):
+    """0.0025 -> '0.3 %' (a fraction as a percentage)."""
+    if value is None:
+        return "–"
+    try:
+        return f"{float(value) * 100:.{int(digits)}f} %"
+    except (TypeError, ValueError):
+        return value

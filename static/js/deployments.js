@@ -45,9 +45,33 @@
     };
   }
 
+  // The analysis chart: each run's error rate of the new and the old colour, failed runs marked.
+  function renderRuns(el, body) {
+    var runs = body.runs || [];
+    var data = [runs.map(function (r) { return r.t; }), runs.map(function (r) { return r.new; }),
+      runs.map(function (r) { return r.old; })];
+    var marks = runs.filter(function (r) { return r.decision === "fail" || r.decision === "critical"; })
+      .map(function (r) { return { t: r.t, label: r.decision + " at " + r.weight + " %" }; });
+    var newC = body.new_colour || "new", oldC = body.old_colour || "old";
+    var opts = {
+      width: Math.max(280, el.clientWidth || 600), height: 200, title: "Each analysis run (error rate, %)",
+      plugins: [markPlugin(marks)],
+      scales: { x: { time: true } },
+      series: [{},
+        { label: newC + " (new) %", stroke: COLOURS[newC] || "#d1242f", width: 2, points: { show: true } },
+        { label: oldC + " (old) %", stroke: COLOURS[oldC] || "#57606a", width: 1, dash: [4, 3], points: { show: true } }],
+      axes: [{ stroke: "#9aa4ae" }, { stroke: "#9aa4ae" }]
+    };
+    if (plots[el.id]) { plots[el.id].destroy(); }
+    el.textContent = runs.length ? "" : "No analysis run yet.";
+    if (runs.length) { plots[el.id] = new window.uPlot(opts, data, el); }
+    el.setAttribute("data-runs", String(runs.length));
+  }
+
   var plots = {};
   function render(el, body) {
     var metric = el.getAttribute("data-metric");
+    if (metric === "analysis") { renderRuns(el, body); return; }
     var unit = el.getAttribute("data-unit");
     var data = align(body.series || {}, metric);
     var width = Math.max(280, el.clientWidth || 600);
@@ -89,7 +113,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     load();
-    // Live while the page is open: the live region polls every 2 s, the chart every 10 s.
-    window.setInterval(load, 10000);
+    // Live while the page is open: the live region polls every 2 s, the charts every 5 s.
+    window.setInterval(load, 5000);
   });
 })();
