@@ -21,7 +21,7 @@ from dateutil.rrule import rrule as RRule
 from dateutil.rrule import rrulestr
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from deployments.errors import DeploymentError, InvalidInput, NeedsApproval
@@ -92,7 +92,9 @@ def _uptime_slo(environment: Environment) -> Slo | None:
     scope = Q(environment=environment)
     if environment.name == settings.DEFAULT_ENVIRONMENT:
         scope |= Q(environment__isnull=True)
-    return Slo.objects.filter(scope, kind=Slo.Kind.AVAILABILITY).order_by("environment_id", "slug").first()
+    # The environment's own SLO before the default one (NULLs sort differently on SQLite and PostgreSQL).
+    return (Slo.objects.filter(scope, kind=Slo.Kind.AVAILABILITY)
+            .order_by(F("environment_id").asc(nulls_last=True), "slug").first())
 
 
 def active_freezes(environment: Environment, at: datetime | None = None) -> list[Freeze]:
