@@ -88,3 +88,56 @@ def test_error_rate_drill_on_green_during_the_25_hold_rolls_back_and_opens_an_in
     assert dep.incident.environment == env and "analysis" in dep.incident.title.lower()
     kinds = list(DeploymentEvent.objects.filter(deployment=dep).values_list("kind", flat=True))
     assert "analysis" in kinds and "rollback" in kinds
+
+
+@pytest.fixture
+def lowest_traffic(settings):
+    settings.SANDBOX_MIN_RPS = 10.0  # the sandbox's floor: half a request a second at a 5 % step
+    rng = random.Random(11)
+
+    def run(env, ticks=1):
+        for _ in range(ticks):
+            simulator.tick(env, rng=rng)
+
+    return run
+
+
+def test_a_clean_canary_at_the_sandboxs_lowest_traffic_completes_without_a_promote(
+        aws_platform, strategies, fast, clock, responder, lowest_traffic):
+    env = aws_platform
+    lowest_traffic(env, ticks=2)
+    dep = services.deployment_create(environment=env, version="v2-low", strategy="canary-quick",
+                                     launch_template_version="$Latest", actor=responder)
+
+    def on_pass(state):
+        if state in ("holding", "watching"):
+            lowest_traffic(env)
+
+    assert drive(dep, clock, on_pass=on_pass) == "completed"
+    runs = list(Analysis.objects.filter(deployment=dep, watching=False))
+    first = [a for a in runs if a.weight == 5]
+    # At 5 % it first could not tell (a handful of requests), held on, then passed on the evidence.
+    assert first[0].decision == "inconclusive" and first[-1].decision == "pass"
+    assert first[-1].new_requests >= 10 and first[-1].new_error_upper < 5
+    assert not any(a.decision in ("fail", "critical") for a in runs)
+    assert not DeploymentEvent.objects.filter(deployment=dep, message__icontains="promoted").exists()
+
+
+def test_a_clearly_worse_canary_at_the_lowest_traffic_fails(aws_platform, strategies, fast, clock, responder, lead,
+                                                             lowest_traffic):
+    from portal.sandbox.services import drill_start
+
+    env = aws_platform
+    lowest_traffic(env, ticks=2)
+    dep = services.deployment_create(environment=env, version="v2-bad", strategy="canary-quick",
+                                     launch_template_version="$Latest", actor=responder)
+    drill_start(environment=env, kind="error-rate", colour="green", level=30, minutes=30, actor=lead)
+
+    def on_pass(state):
+        if state in ("holding", "watching"):
+            lowest_traffic(env)
+
+    assert drive(dep, clock, on_pass=on_pass) == "rolling_back"
+    failed = Analysis.objects.filter(deployment=dep, decision__in=("fail", "critical")).last()
+    assert failed.weight == 5 and failed.new_errors >= 2
+    assert cloudops.read_weights(env)["green"] <= 5
