@@ -103,6 +103,13 @@ class Strategy(models.Model):
         holds = list(self.hold_seconds or [])
         return [(int(w), int(holds[i]) if i < len(holds) else 0) for i, w in enumerate(self.weights or [])]
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        problems = self.validate_steps()
+        if problems:
+            raise ValidationError("; ".join(problems))
+
     def validate_steps(self) -> list[str]:
         problems = []
         weights = list(self.weights or [])
