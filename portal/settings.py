@@ -280,6 +280,22 @@ SANDBOX_HOST = env_str("SANDBOX_HOST", "127.0.0.1")
 SANDBOX_PORT = env_int("SANDBOX_PORT", 4566)
 SANDBOX_INTERVAL_SECONDS = env_float("SANDBOX_INTERVAL_SECONDS", 5.0)
 DEFAULT_ENVIRONMENT = env_str("DEFAULT_ENVIRONMENT", "sandbox")
+
+
+def _pairs(name: str) -> dict[str, str]:
+    """"production=ftw-web,staging=ftw-web-staging" -> a dict; an entry without "=" refuses to start."""
+    out = {}
+    for item in env_list(name, []):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ImproperlyConfigured(f"{name}: {item!r} is not environment=name")
+        out[key.strip()] = value.strip()
+    return out
+
+
+# The CloudWatch RUM app monitor of each environment's web front end (the application_name dimension
+# of AWS/RUM PerformanceNavigationDuration, the page-load P95 SLO); unnamed environments: ftw-<environment>.
+RUM_APP_MONITORS = _pairs("RUM_APP_MONITORS")
 # Keys for secrets stored in the database (portal.cloud.fields): FIELD_ENCRYPTION_KEY (or _FILE) holds
 # comma-separated Fernet keys, the first encrypts and all decrypt (rotation: docs/operating.md).
 # Production must set it (SECRET_KEY is not reused); the embedded mode derives one from SECRET_KEY.

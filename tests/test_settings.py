@@ -89,3 +89,8 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
     r = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                        env=environ, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_bad_rum_app_monitors_fails_start(tmp_path):
+    r = _load_settings({"RUM_APP_MONITORS": "production", "PORTAL_DATA_DIR": str(tmp_path)})
+    assert r.returncode != 0 and "RUM_APP_MONITORS" in r.stderr

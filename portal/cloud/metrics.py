@@ -3,6 +3,8 @@
 Every reading is over the last `minutes`; percentages are 0-100; None means no data (for error
 rate: no traffic). The error rate counts what users see: the targets' 5xx and, for the whole load
 balancer, the 5xx the load balancer answers itself (no healthy target, a target that reset). `value(metric, ...)` and `series(metric, ...)` take one of METRICS.
+Page load (`page_load_p95`, seconds) is what browsers measure: CloudWatch RUM's
+PerformanceNavigationDuration (milliseconds) of the environment's app monitor, extended statistic p95.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from string import Template
 from typing import Any
 
 import requests
+from django.conf import settings
 from django.utils import timezone
 
 from portal import outbound
@@ -20,7 +23,11 @@ from portal.cloud.errors import CloudError
 
 COLOURS = ("blue", "green")
 METRICS = ("error_rate", "p95_response_time", "cpu", "db_connections", "cache_hit_ratio", "disk", "requests", "users",
-           "active_users", "requests_per_second", "job_posting_seconds", "memory", "p50_response_time")
+           "active_users", "requests_per_second", "job_posting_seconds", "memory", "p50_response_time", "page_load_p95")
+# Measured in the users' browsers for the whole site: no colour.
+SITE_METRICS = ("page_load_p95",)
+RUM_NAMESPACE = "AWS/RUM"
+RUM_PAGE_LOAD = "PerformanceNavigationDuration"  # milliseconds, one value per page navigation
 Point = tuple[dt.datetime, float]
 
 DEFAULT_PROMQL: dict[str, str] = {
@@ -48,9 +55,16 @@ def _check_metric(metric: str) -> None:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
 
 
-def _check_colour(colour: str | None) -> None:
+def _check_colour(colour: str | None, metric: str = "") -> None:
     if colour is not None and colour not in COLOURS:
         raise ValueError(f"colour must be blue, green or None, not {colour!r}")
+    if colour is not None and metric in SITE_METRICS:
+        raise ValueError(f"{metric} is measured in the browsers for the whole site, not per colour")
+
+
+def rum_app_monitor(env) -> str:
+    """The CloudWatch RUM app monitor of the environment's web front end (RUM_APP_MONITORS, else ftw-<name>)."""
+    return (getattr(settings, "RUM_APP_MONITORS", None) or {}).get(env.name) or f"ftw-{env.name}"
 
 
 class MetricsSource:
@@ -204,6 +218,10 @@ class CloudWatchSource(MetricsSource):
             # The CloudWatch agent's mem_used_percent, aggregated per Auto Scaling group (append_dimensions).
             q = [self._stat(f"mem{i}", "CWAgent", "mem_used_percent", d, period, "Maximum") for i, d in enumerate(self._asg_dims(colour))]
             return q, lambda r: max(r.values(), default=None)
+        if metric == "page_load_p95":
+            # CloudWatch RUM publishes every page navigation's duration (ms) per app monitor.
+            q = [self._stat("p95nav", RUM_NAMESPACE, RUM_PAGE_LOAD, {"application_name": rum_app_monitor(env)}, period, "p95")]
+            return q, lambda r: r["p95nav"] / 1000.0 if r.get("p95nav") is not None else None
         platform = {"users": "RegisteredUsers", "active_users": "ActiveUsers", "job_posting_seconds": "JobPostingSeconds"}
         if metric in platform:
             return [self._stat("p", env.platform_namespace, platform[metric], {"Environment": env.name}, period, "Maximum")], \
@@ -212,7 +230,7 @@ class CloudWatchSource(MetricsSource):
 
     def value(self, metric: str, colour: str | None = None, minutes: int = 5) -> float | None:
         _check_metric(metric)
-        _check_colour(colour)
+        _check_colour(colour, metric)
         start, end = self._window(minutes)
         if metric in ("users", "active_users"):
             # A gauge: the latest reading, not the window's maximum.
@@ -244,7 +262,7 @@ class CloudWatchSource(MetricsSource):
 
     def series(self, metric: str, colour: str | None, minutes: int, period_seconds: int) -> list[Point]:
         _check_metric(metric)
-        _check_colour(colour)
+        _check_colour(colour, metric)
         period = max(60, int(period_seconds) // 60 * 60)
         start, end = self._window(minutes)
         queries, combine = self._queries(metric, colour, period)
@@ -285,7 +303,7 @@ class PrometheusSource(MetricsSource):
 
     def promql(self, metric: str, colour: str | None, minutes: int) -> str:
         _check_metric(metric)
-        _check_colour(colour)
+        _check_colour(colour, metric)
         queries = dict(DEFAULT_PROMQL)
         queries.update({k: v for k, v in (self.env.prometheus_queries or {}).items() if v})
         if metric not in queries:

@@ -31,6 +31,8 @@ FAST_BURN = 14.4
 SLOW_BURN = 6.0
 TIME_SLO_ALLOWED_BAD = 0.001
 SAMPLE_MINUTES = 1
+THRESHOLD_MINUTES = 5  # a threshold SLO's value: its metric over the last five minutes
+TARGET_WORDS = {"gt": "above", "gte": "at or above", "lt": "below", "lte": "at or below"}
 
 
 def _environment(slo: Slo):
@@ -97,9 +99,14 @@ def slo_evaluate(*, slo: Slo, now: datetime | None = None, source=None) -> Slo:
             slo.compliance_pct = None
             note = note or "no traffic measured yet"
     else:
-        value, note = _value(source, slo.metric, 5)
+        value, note = _value(source, slo.metric, THRESHOLD_MINUTES)
         sample.value = value
         sample.met = None if value is None else compare(value, slo.comparison, slo.target)
+        if sample.met is False:
+            # Out of target now: say it with the value, as a failing check does.
+            unit = f" {slo.unit}" if slo.unit and slo.unit != "%" else slo.unit
+            note = (f"{value:.3g}{unit} over the last {THRESHOLD_MINUTES} min misses the target "
+                    f"({TARGET_WORDS.get(slo.comparison, slo.comparison)} {slo.target:g}{unit})")
         with transaction.atomic():
             if value is not None:
                 sample.save()

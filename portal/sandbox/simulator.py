@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.cloud import aws
-from portal.cloud.metrics import CloudWatchSource
+from portal.cloud.metrics import RUM_NAMESPACE, RUM_PAGE_LOAD, CloudWatchSource, rum_app_monitor
 from portal.cloud.models import Drill, Environment, SimulatorState
 from portal.health import thresholds as threshold_reads
 from portal.plan.loader import load_plan
@@ -35,6 +35,11 @@ BASE_ELB_ERROR_RATE = 0.0002  # and the load balancer answers 0.02 % with its ow
 BASE_LATENCY_S = 0.06  # median target response time
 RPS_PER_INSTANCE_AT_70_CPU = 50.0
 LATENCY_SAMPLES = 20  # raw TargetResponseTime values per colour per tick (CloudWatch computes p95 from them)
+# A page navigation as CloudWatch RUM measures it (PerformanceNavigationDuration, ms): the browser's own
+# work (HTML, assets, render) plus the API calls the page waits on one after another. Drawn from the
+# tick's TargetResponseTime samples (no rng draw), so a latency drill slows page loads with it.
+PAGE_RENDER_MS = 350.0
+PAGE_API_CALLS = 3
 DEFAULT_LEVELS = {"error-rate": 10.0, "latency": 3.0, "cpu": 95.0, "db-connections": 97.0, "cache-hit-ratio": 50.0,
                   "unhealthy-instance": 1.0, "service-outage": None}
 
@@ -65,12 +70,14 @@ class TickReport:
     datums: int = 0
     drills: list[str] = field(default_factory=list)
     elb_errors: int = 0  # the load balancer's own 5xx (HTTPCode_ELB_5XX_Count)
+    page_load_p95: float | None = None  # seconds, of the tick's page navigations (AWS/RUM)
 
     def line(self) -> str:
         parts = [f"{c}: w={self.weights.get(c, 0)} req={self.requests.get(c, 0)} 5xx={self.errors.get(c, 0)} "
                  f"p95={_fmt(self.p95.get(c))}s cpu={_fmt(self.cpu.get(c))}%" for c in COLOURS]
         return (f"{self.at:%H:%M:%S} users={self.users} rps={self.rps:.1f} " + " | ".join(parts)
                 + f" | db={self.db_connections} cache={self.cache_hit_ratio:.1f}%"
+                + (f" page-load p95={_fmt(self.page_load_p95)}s" if self.page_load_p95 is not None else "")
                 + (f" | drills: {', '.join(self.drills)}" if self.drills else ""))
 
 
@@ -261,6 +268,15 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
         if elb_errors:
             elb.append(_datum("HTTPCode_ELB_5XX_Count", lb_dims, now, elb_errors, "Count"))
 
+    # Page loads in the users' browsers (CloudWatch RUM, the page-load P95 SLO).
+    rum: list[dict] = []
+    page_load_p95 = None
+    if all_samples:
+        navigations = [round(PAGE_RENDER_MS + PAGE_API_CALLS * 1000.0 * s, 1) for s in all_samples]
+        page_load_p95 = round(sorted(navigations)[math.ceil(0.95 * len(navigations)) - 1] / 1000.0, 3)
+        rum.append(_datum(RUM_PAGE_LOAD, [{"Name": "application_name", "Value": rum_app_monitor(env)}], now, None,
+                          "Milliseconds", values=navigations))
+
     # Database, cache, disks, storage, platform
     max_conn = aws.default_max_connections(_rds_class(env, data)) or 1000
     in_service_total = sum(g.in_service for g in groups.values())
@@ -313,7 +329,7 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
     written = 0
     for namespace, datums in (("AWS/ApplicationELB", elb), ("AWS/EC2", ec2), ("AWS/RDS", rds_metrics),
                               ("AWS/ElastiCache", cache_metrics), ("CWAgent", agent), (env.platform_namespace, platform),
-                              ("AWS/S3", s3)):
+                              ("AWS/S3", s3), (RUM_NAMESPACE, rum)):
         written += put_metrics(env, namespace, datums)
 
     last_alarms = data.get("alarms_at")
@@ -328,7 +344,7 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
     return TickReport(at=now, weights=weights, requests=requests, errors=errors, p95=p95, cpu=cpu, db_connections=db_conn,
                       cache_hit_ratio=round(100.0 * hits / cache_ops, 2), users=int(users), rps=round(total / interval, 2),
                       datums=written, drills=[f"{d.kind}{'/' + d.colour if d.colour else ''}" for d in drills],
-                      elb_errors=elb_errors)
+                      elb_errors=elb_errors, page_load_p95=page_load_p95)
 
 
 ALARM_EVERY_SECONDS = 30
