@@ -118,10 +118,11 @@ def test_one_change_of_the_critical_error_rate_reaches_every_reader(
     dep = deployment_services.deployment_create(environment=env, version="v2", strategy="canary-quick",
                                                 launch_template_version="$Latest", actor=responder)
     assert drive(dep, clock) == "rolling_back"
-    failed = Analysis.objects.get(deployment=dep, decision="fail")
+    failed = Analysis.objects.get(deployment=dep, decision="critical")
     assert any("above the critical 3 %" in reason for reason in failed.reasons), failed.reasons
+    assert failed.thresholds["critical_error_rate"] == 3.0
     event = DeploymentEvent.objects.filter(deployment=dep, kind="analysis").order_by("-at", "-id").first()
-    assert event.data["critical_error_rate"] == 3.0
+    assert event.data["thresholds"]["critical_error_rate"] == 3.0
 
 
 def test_a_lead_token_is_needed_and_an_unknown_pair_is_404(rules, api_client, make_token):
