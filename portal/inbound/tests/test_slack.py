@@ -154,8 +154,10 @@ def test_rollback_asks_for_confirmation_and_two_confirmations_are_one_rollback(a
     assert Rollback.objects.filter(environment=env).count() == 1
     rb = Rollback.objects.get(environment=env)
     assert rb.requested_by_label == responder.username and "via Slack" in rb.reason
-    entry = TimelineEntry.objects.get(incident=inc, kind=TimelineEntry.Kind.DEPLOYMENT)
-    assert entry.text == f"Rollback of {env.name} to {rb.to_colour} requested by {responder.username} via Slack"
+    texts = list(TimelineEntry.objects.filter(incident=inc, kind=TimelineEntry.Kind.DEPLOYMENT).values_list("text", flat=True))
+    assert f"Rollback of {env.name} to {rb.to_colour} requested by {responder.username} via Slack" in texts
+    # ...and the rollback itself notes its request and its read-back on the open incidents (one rollback, once each).
+    assert len(texts) == 3, texts
     assert AuditEvent.objects.filter(verb="environment.rollback", actor_label=responder.username).count() == 1
     # The page updates itself with the rollback and its weights.
     assert any(f"{env.name} to {rb.to_colour}" in json.dumps(m.raw["blocks"]) and "weights" in json.dumps(m.raw["blocks"])
