@@ -38,9 +38,12 @@ def _clean_template(values: dict) -> dict:
         problems.append("pass_confidence must be above 0.5 and below 1 (0.9 is usual)")
     if "pass_error_rate_pct" in v and not (0 < float(v["pass_error_rate_pct"]) <= 100):
         problems.append("pass_error_rate_pct must be a percentage above 0")
-    for key in ("error_margin_pct", "latency_margin_pct", "min_requests", "max_extension_seconds"):
-        if key in v and float(v[key]) < 0:
-            problems.append(f"{key} must not be negative")
+    limits = {"error_margin_pct": 100, "latency_margin_pct": 1000, "min_requests": 1_000_000, "max_extension_seconds": 86_400}
+    for key, top in limits.items():
+        if key in v and not (0 <= float(v[key]) <= top):
+            problems.append(f"{key} must be between 0 and {top}")
+    if len(str(v.get("name", ""))) > 100:
+        problems.append("name must be at most 100 characters")
     metrics = v.get("metrics", [])
     if not isinstance(metrics, list):
         problems.append("metrics must be a list")
@@ -125,6 +128,12 @@ def strategy_save(*, slug: str, values: dict, template_slug: str, actor) -> tupl
                 setattr(st, k, values[k])
         st.template = template
         problems = st.validate_steps()
+        if any(not isinstance(h, int) or not 0 <= h <= 86_400 for h in st.hold_seconds or []):
+            problems.append("each hold must be between 0 and 86400 seconds")
+        if not 0 <= int(st.watch_seconds) <= 86_400 or not 1 <= int(st.prepare_timeout_seconds) <= 86_400:
+            problems.append("watch_seconds must be 0-86400 and prepare_timeout_seconds 1-86400")
+        if len(st.name or "") > 100:
+            problems.append("name must be at most 100 characters")
         if st.kind not in Strategy.Kind.values:
             problems.append("kind must be blue_green or canary")
         if problems:
