@@ -17,10 +17,11 @@ from portal.tasking import enqueue
 
 KINDS = (
     "incident.opened", "incident.acknowledged", "incident.escalated", "incident.resolved",
-    "rollback.started", "rollback.finished",
+    "rollback.started", "rollback.finished", "runbook.run_completed",
 )
 # The tasks that hear every event, called as task(event) with the event's JSON.
-EVENT_SUBSCRIBERS = ("portal.webhooks.tasks.fanout", "portal.inbound.slack_tasks.refresh", "deployments.tasks.deployments_on_event")
+EVENT_SUBSCRIBERS = ("portal.webhooks.tasks.fanout", "portal.inbound.slack_tasks.refresh", "deployments.tasks.deployments_on_event",
+                     "portal.checklist.tasks.checklist_on_event")
 
 
 def emit(kind: str, payload: dict[str, Any]) -> str:

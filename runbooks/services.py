@@ -17,6 +17,7 @@ from portal import errors
 from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
+from portal.events import emit
 from portal.incidents import escalation
 from portal.incidents import services as incident_services
 from portal.incidents.models import Incident
@@ -215,6 +216,10 @@ def step_record(
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at", "updated_at"])
             audit_record(actor=actor, verb="runbook.run_complete", target=run, after={"status": run.status})
+            # Listeners learn of it after commit (the checklist keeps a restore run as DR evidence).
+            emit("runbook.run_completed", {"run": str(run.public_id), "runbook": run.version.runbook.slug,
+                                           "version": run.version.number, "environment": getattr(run.environment, "name", None),
+                                           "incident": str(run.incident.public_id) if run.incident is not None else None})
             _timeline(
                 run,
                 actor=actor,

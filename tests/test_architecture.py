@@ -129,6 +129,7 @@ OPERATIONS = {
     "POST /api/v1/checklist/{slug}/revoke": "portal_checklist_api_revoke",
     "POST /api/v1/checklist/{slug}/sign-off": "portal_checklist_api_sign_off",
     "POST /api/v1/checklist/{slug}/verify": "portal_checklist_api_verify",
+    "POST /api/v1/checklist/{slug}/load-test": "portal_checklist_api_load_test",
     "POST /api/v1/deployments": "deployments_api_create_deployment",
     "POST /api/v1/deployments/{deployment_id}/abort": "deployments_api_abort",
     "POST /api/v1/deployments/{deployment_id}/pause": "deployments_api_pause",

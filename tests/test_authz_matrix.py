@@ -52,6 +52,10 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "incidents:rejected": (L, L),
     "incidents:detail": (V, V),
     "incidents:timeline": (V, V),
+    "incidents:live": (V, None),  # the incident page's status and action regions (htmx)
+    "incidents:causes": (V, None),
+    "incidents:changes": (V, None),
+    "incidents:signal": (V, None),  # the chart's JSON
     "incidents:export": (V, V),
     "incidents:acknowledge": (None, R),
     "incidents:resolve": (None, R),
@@ -92,6 +96,7 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "checklist:revoke": (None, L),
     "checklist:mark_ready": (None, R),
     "checklist:add_evidence": (None, R),
+    "checklist:load_test": (None, R),
     "checklist:evidence_file": (V, None),
     "checklist:verify": (None, R),
     "checklist:configure": (None, L),
@@ -381,6 +386,7 @@ API_MATRIX: dict[str, str] = {
     "POST /api/v1/checklist/{slug}/sign-off": "lead",
     "POST /api/v1/checklist/{slug}/revoke": "lead",
     "POST /api/v1/checklist/{slug}/verify": "actions",
+    "POST /api/v1/checklist/{slug}/load-test": "actions",
     "GET /api/v1/phases/current": "read",
     "GET /api/v1/runbooks": "read",
     "GET /api/v1/runbooks/runs/{run_id}": "read",

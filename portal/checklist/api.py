@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+from django.conf import settings
 from ninja import Router, Schema
 
 from portal.api_auth import ScopedTokenAuth, require_scope
 from portal.checklist.models import ChecklistItem
 from portal.checklist.selectors import items_for_board, readiness, signature_progress
 from portal.checklist.services import (
+    evidence_add_load_test,
+    evidence_fetch_load_test,
     item_revoke,
     item_sign_off,
     parse_expiry,
@@ -31,6 +36,13 @@ class RevokeIn(Schema):
 
 class VerifyIn(Schema):
     environment: str = ""
+
+
+class LoadTestIn(Schema):
+    url: str = ""  # a k6 --summary-export or Locust --json file to fetch
+    result: dict | list | None = None  # or the file's JSON itself
+    file_name: str = ""
+    environment: str = ""  # whose outbound policy the fetch follows; empty: the default environment
 
 
 def item_json(item: ChecklistItem) -> dict:
@@ -108,3 +120,22 @@ def verify(request, slug: str, payload: VerifyIn | None = None):
                             triggered_by=token.audit_label, environment_name=env.name)
     return {"outcome": v.outcome, "summary": v.summary, "ran_at": v.ran_at, "environment": env.name,
             "evidence": v.evidence, "item": item_json(_item(slug))}
+
+
+@router.post("/{slug}/load-test", summary="Judge a k6 or Locust result (inline or at a URL) against the plan, kept as evidence",
+             auth=ScopedTokenAuth("actions"))
+def load_test(request, slug: str, payload: LoadTestIn):
+    token = require_scope(request, "actions")
+    item = _item(slug)
+    if payload.result is not None:
+        content = json.dumps(payload.result).encode()
+        ev, verdict = evidence_add_load_test(item=item, actor=token, content=content, file_name=payload.file_name or "load-test.json")
+    elif payload.url:
+        env = (Environment.objects.filter(name=payload.environment).first() if payload.environment
+               else Environment.objects.filter(name=settings.DEFAULT_ENVIRONMENT).first())
+        ev, verdict = evidence_fetch_load_test(item=item, actor=token, url=payload.url, environment=env)
+    else:
+        raise Invalid("send the result as \"result\" (the file's JSON) or a \"url\" to fetch it from")
+    return {"passed": verdict.passed, "summary": verdict.summary, "problems": verdict.problems,
+            "measured": verdict.as_dict()["measured"], "targets": verdict.as_dict()["targets"],
+            "evidence": ev.snapshot(), "item": item_json(_item(slug))}

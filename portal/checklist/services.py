@@ -10,12 +10,14 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from portal import outbound
 from portal.accounts.models import ApiToken
 from portal.accounts.roles import RESPOND, SIGN_OFF
 from portal.actors import Actor
@@ -30,7 +32,18 @@ from portal.checklist.models import (
 )
 from portal.checklist.notifications import leads_notify_expired, leads_notify_regressed
 from portal.checklist.verify import VERIFIERS, run_check
+from portal.checklist.verify_evidence import (
+    LOAD_TEST_ITEM,
+    RESTORE_ITEM,
+    RESTORE_RUNBOOK,
+    LoadTestFileError,
+    LoadTestVerdict,
+    load_test_evaluate,
+    load_test_fetch,
+    restore_run_summary,
+)
 from portal.errors import PortalError
+from runbooks.models import RunbookRun, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -379,3 +392,67 @@ def parse_expiry(value: str | None) -> datetime | None:
     except ValueError:
         raise ChecklistError("invalid", "the expiry must be a date (YYYY-MM-DD) or a number of days") from None
     return day + timedelta(days=1) - timedelta(seconds=1)
+
+
+# --- evidence the portal produces ----------------------------------------------------------------
+
+def evidence_add_load_test(*, item: ChecklistItem, actor, content: bytes, file_name: str = "",
+                           source_url: str = "") -> tuple[Evidence, LoadTestVerdict]:
+    """Judge a k6 / Locust result file against the plan and keep it, with the verdict, as evidence.
+    A file that cannot be read stores nothing and says why."""
+    _require(actor, RESPOND, "actions", "add evidence")
+    if item.slug != LOAD_TEST_ITEM:
+        raise ChecklistError("invalid", "load-test results are evidence for \u201cLoad testing performed\u201d only")
+    name = ((file_name or "").rsplit("/", 1)[-1] or "load-test.json")[:200]
+    try:
+        verdict = load_test_evaluate(content)
+    except LoadTestFileError as exc:
+        raise ChecklistError("invalid", f"{name}: {exc}") from None
+    with transaction.atomic():
+        item = _lock(item)
+        who = Actor.of(actor)
+        ev = Evidence(item=item, kind=Evidence.Kind.FILE, text=verdict.summary[:MAX_NOTE_CHARS], url=(source_url or "")[:500],
+                      added_by=who.person, added_by_label=who.label, file_name=name, file_size=len(content),
+                      sha256=hashlib.sha256(content).hexdigest())
+        ev.file.save(name, ContentFile(content), save=False)
+        ev.save()
+        audit_record(actor=actor, verb="checklist.load_test", target=item, after=ev.snapshot(), extra=verdict.as_dict())
+    return ev, verdict
+
+
+def evidence_fetch_load_test(*, item: ChecklistItem, actor, url: str, environment=None) -> tuple[Evidence, LoadTestVerdict]:
+    """The same from a URL, fetched through portal.outbound (private addresses only where the environment allows)."""
+    _require(actor, RESPOND, "actions", "add evidence")
+    url = (url or "").strip()
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        raise ChecklistError("invalid", "the result URL must be a full http(s) URL") from None
+    if len(url) > 500:
+        raise ChecklistError("invalid", "the result URL is longer than 500 characters")
+    try:
+        content = load_test_fetch(url, allow_private=outbound.allows_private_targets(environment))
+    except LoadTestFileError as exc:
+        raise ChecklistError("invalid", str(exc)) from None
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "load-test.json"
+    return evidence_add_load_test(item=item, actor=actor, content=content, file_name=name, source_url=outbound.redact_url(url))
+
+
+def evidence_attach_restore_run(*, run_id: str) -> Evidence | None:
+    """A completed backup-restore run becomes evidence on the DR item, once per run (a redelivery finds it)."""
+    run = (RunbookRun.objects.select_related("version__runbook", "environment")
+           .filter(public_id=run_id, status=RunStatus.COMPLETED, version__runbook__slug=RESTORE_RUNBOOK).first())
+    item = ChecklistItem.objects.filter(slug=RESTORE_ITEM).first()
+    if run is None or item is None:
+        return None
+    url = f"{settings.PORTAL_BASE_URL.rstrip('/')}{run.get_absolute_url()}"
+    with transaction.atomic():
+        item = _lock(item)
+        existing = item.evidence.filter(kind=Evidence.Kind.LINK, url=url).first()
+        if existing is not None:
+            return existing
+        ev = Evidence.objects.create(item=item, kind=Evidence.Kind.LINK, url=url, text=restore_run_summary(run),
+                                     added_by=run.started_by, added_by_label=f"{run.started_by_label} (runbook run)"[:150])
+        audit_record(actor="system:checklist", verb="checklist.evidence_add", target=item, after=ev.snapshot(),
+                     extra={"automatic": True, "runbook_run": str(run.public_id), "runbook": RESTORE_RUNBOOK})
+    return ev

@@ -8,7 +8,7 @@ from celery import shared_task
 
 from portal.checklist.models import ChecklistItem
 from portal.checklist.notifications import notification_deliver
-from portal.checklist.services import checklist_verify_all, items_flag_expired
+from portal.checklist.services import checklist_verify_all, evidence_attach_restore_run, items_flag_expired
 from portal.checklist.verify import VERIFIERS
 from portal.cloud.models import Environment
 
@@ -44,3 +44,13 @@ def checklist_verify(self, slug: str | None = None, environment_name: str | None
              autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def checklist_send_notification(self, notification_id: int) -> bool:
     return notification_deliver(notification_id=notification_id)
+
+
+@shared_task(bind=True, queue="default", acks_late=True, soft_time_limit=60, time_limit=90)
+def checklist_on_event(self, event: dict) -> str | None:
+    """Every portal event (portal.events names this task): a finished restore run becomes DR evidence, once."""
+    data = event.get("data") or {}
+    if event.get("kind") != "runbook.run_completed" or not data.get("run"):
+        return None
+    ev = evidence_attach_restore_run(run_id=data["run"])
+    return str(ev.public_id) if ev is not None else None

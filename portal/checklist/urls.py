@@ -14,6 +14,7 @@ urlpatterns = [
     path("<slug:slug>/ready/", views.mark_ready, name="mark_ready"),
     path("<slug:slug>/evidence/", views.add_evidence, name="add_evidence"),
     path("<slug:slug>/evidence/<uuid:public_id>/", views.evidence_file, name="evidence_file"),
+    path("<slug:slug>/load-test/", views.load_test, name="load_test"),
     path("<slug:slug>/verify/", views.verify_now, name="verify"),
     path("<slug:slug>/configure/", views.configure, name="configure"),
 ]

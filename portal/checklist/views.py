@@ -14,8 +14,11 @@ from portal.accounts.roles import RESPOND, SIGN_OFF, VIEW
 from portal.checklist.models import ChecklistItem, Evidence, ItemStatus
 from portal.checklist.selectors import blocker_reason, items_for_board, readiness, signature_progress
 from portal.checklist.services import (
+    MAX_FILE_BYTES,
     ChecklistError,
     evidence_add,
+    evidence_add_load_test,
+    evidence_fetch_load_test,
     item_configure,
     item_mark_ready,
     item_revoke,
@@ -24,6 +27,7 @@ from portal.checklist.services import (
     verification_record,
 )
 from portal.checklist.verify import VERIFIERS, run_check
+from portal.checklist.verify_evidence import LOAD_TEST_ITEM, load_test_targets
 from portal.cloud.models import Environment
 from portal.tasking import enqueue
 
@@ -77,6 +81,7 @@ def item_detail(request, slug):
         + list(item.sign_offs.filter(round=item.round, revoked_at__isnull=False)),
         "can_verify": can_respond and item.slug in VERIFIERS,
         "can_add_evidence": can_respond,
+        "load_test_targets": load_test_targets() if item.slug == LOAD_TEST_ITEM else None,
         "can_mark_ready": can_respond and (item.status in (ItemStatus.OPEN, ItemStatus.REVOKED)
                                           or (item.status == ItemStatus.SIGNED_OFF and (item.expired or item.evidence_stale))),
         "can_sign_off": can_sign and item.status == ItemStatus.READY and not signed_by_me,
@@ -149,6 +154,29 @@ def add_evidence(request, slug):
     except ChecklistError as exc:
         return _refused(request, item, exc)
     return _done(request, item, "Evidence added.")
+
+
+@require_POST
+@perm_required(RESPOND)
+def load_test(request, slug):
+    """A k6 / Locust result file, uploaded or fetched from a URL, judged against the plan and kept as evidence."""
+    item = _item(slug)
+    upload = request.FILES.get("file")
+    url = (request.POST.get("url") or "").strip()
+    try:
+        if upload is not None:
+            if upload.size is not None and upload.size > MAX_FILE_BYTES:
+                raise ChecklistError("invalid", f"{upload.name}: the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+            _, verdict = evidence_add_load_test(item=item, actor=request.user, content=upload.read(), file_name=upload.name or "")
+        elif url:
+            env = Environment.objects.filter(name=_default_env()).first()
+            _, verdict = evidence_fetch_load_test(item=item, actor=request.user, url=url, environment=env)
+        else:
+            raise ChecklistError("invalid", "choose a k6 or Locust result file, or give the URL to fetch it from")
+    except ChecklistError as exc:
+        return _refused(request, item, exc)
+    (messages.success if verdict.passed else messages.warning)(request, verdict.summary)
+    return redirect(item.get_absolute_url())
 
 
 @require_POST

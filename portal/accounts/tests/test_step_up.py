@@ -25,6 +25,7 @@ NO_STEP_UP = {
     "cloud:drills_stop_all": "stops drills",
     # Records kept by the portal itself: they change no environment.
     "checklist:add_evidence": "a checklist record", "checklist:mark_ready": "a checklist record",
+    "checklist:load_test": "a checklist record (a load-test result kept as evidence)",
     "checklist:verify": "reads the cloud to verify", "checklist:verify_all": "reads the cloud to verify",
     "incidents:acknowledge": "an incident record", "incidents:assign": "an incident record",
     "incidents:note": "an incident record", "incidents:postmortem": "an incident record",
