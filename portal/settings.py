@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "portal.heartbeats",
     "portal.inbound",
     "portal.webhooks",
+    "portal.command",
 ]
 # The local AWS sandbox (moto, simulator, drills) is an app above the product: on everywhere but production.
 SANDBOX_ENABLED = env_bool("PORTAL_SANDBOX", default=not PRODUCTION)
@@ -316,6 +317,9 @@ if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
 SANDBOX_TWILIO_PORT = env_int("SANDBOX_TWILIO_PORT", 4580, minimum=1)
 SANDBOX_SLACK_PORT = env_int("SANDBOX_SLACK_PORT", 4581, minimum=1)
 SANDBOX_SMTP_PORT = env_int("SANDBOX_SMTP_PORT", 1025, minimum=1)
+SANDBOX_CLOUDFLARE_PORT = env_int("SANDBOX_CLOUDFLARE_PORT", 4582, minimum=1)
+# Used when an environment's row holds no CloudFlare token of its own (portal.cloud.cloudflare).
+CLOUDFLARE_API_TOKEN = env_secret("CLOUDFLARE_API_TOKEN") or ""
 _standin = f"http://{SANDBOX_HOST}" if SANDBOX_ENABLED else ""
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
@@ -373,6 +377,7 @@ DASHBOARD_PANELS = [
     "checklist:panel",
     "phases:panel",
     "oncall:panel",
+    "command:panel",
 ]
 
 # Seeders run by `manage.py seed_defaults` after the plan's facts, in order; apps add theirs here.
@@ -387,5 +392,10 @@ PORTAL_SEEDERS = [
     "portal.handoff.seed.seed",
     "portal.heartbeats.seed.seed",
     "portal.webhooks.seed.seed",
+    "portal.command.seed.seed",
 ]
+# Incident command: the public status page (/status/public/, no login) is off unless set; the schedule
+# whose on-call person is paged to command a declared SEV1 (empty: the critical policy's first schedule).
+STATUS_PAGE_PUBLIC = env_bool("STATUS_PAGE_PUBLIC", default=False)
+COMMAND_COMMANDER_SCHEDULE = env_str("COMMAND_COMMANDER_SCHEDULE", "")
 AXES_VERBOSE = False

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from portal.checklist import verify_edge
 from portal.checklist.models import VerificationOutcome
+from portal.checklist.results import Result, failing, passing
 from portal.cloud import aws
 from portal.health import thresholds
 from portal.heartbeats.selectors import backup_heartbeat_state
@@ -37,21 +39,6 @@ METRIC_ALIASES: dict[str, set[str]] = {
     "cache_hit_ratio": {"cache_hit_ratio", "cachehitrate", "cache_hit_rate"},
     "disk": {"disk", "disk_used_percent", "freestoragespace", "disk_pct"},
 }
-
-
-@dataclass
-class Result:
-    outcome: str
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-
-def passing(summary: str, **evidence) -> Result:
-    return Result(VerificationOutcome.PASSING, summary, evidence)
-
-
-def failing(summary: str, **evidence) -> Result:
-    return Result(VerificationOutcome.FAILING, summary, evidence)
 
 
 def _get(obj: Any, *names: str, default=None):
@@ -317,8 +304,8 @@ VERIFIERS: dict[str, Callable[[Any], Result]] = {
     "auto-scaling": verify_auto_scaling,
     "alert-rules": verify_alert_rules,
     "ssl": verify_ssl,
-    "dns": verify_dns,
-    "cdn": verify_cdn,
+    "dns": verify_edge.by_provider("dns_provider", aws_verifier=verify_dns, cloudflare_verifier=verify_edge.verify_cloudflare_dns),
+    "cdn": verify_edge.by_provider("cdn_provider", aws_verifier=verify_cdn, cloudflare_verifier=verify_edge.verify_cloudflare_cdn),
 }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "describe_scaling_policies", "describe_target_health", "get_listener_weights", "healthy_count",
     "list_alarms", "listener_target_groups", "load_balancer_dns_name", "metric_data", "rds_failover",
     "route53_records", "set_desired_capacity", "set_listener_weights",
+    "ListenerTls", "SecretState", "bucket_encryption", "listener_tls", "rds_free_storage_bytes", "secrets_state",
 ]
 
 
@@ -68,6 +69,8 @@ class RdsState:
     engine: str = ""
     identifier: str = ""
     latest_restorable_at: dt.datetime | None = None
+    storage_encrypted: bool = False
+    kms_key_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class CacheState:
     id: str = ""
     members: list[str] = field(default_factory=list)
     automatic_failover: str = ""
+    at_rest_encryption: bool = False
+    transit_encryption: bool = False
 
 
 @dataclass(frozen=True)
@@ -351,6 +356,7 @@ def describe_rds(env) -> RdsState:
         allocated_storage_gb=int(db.get("AllocatedStorage", 0) or 0),
         max_connections=_parameter_max_connections(rds, env, db) or default_max_connections(cls),
         engine=db.get("Engine", ""), identifier=ident, latest_restorable_at=db.get("LatestRestorableTime"),
+        storage_encrypted=bool(db.get("StorageEncrypted")), kms_key_id=db.get("KmsKeyId", "") or "",
     )
 
 
@@ -369,7 +375,9 @@ def describe_cache(env) -> CacheState:
         raise CloudError("ReplicationGroupNotFoundFault", "DescribeReplicationGroups", env.name, f"{ident} does not exist")
     g = groups[0]
     return CacheState(status=g.get("Status", ""), node_type=g.get("CacheNodeType", ""), id=ident,
-                      members=list(g.get("MemberClusters", [])), automatic_failover=g.get("AutomaticFailover", ""))
+                      members=list(g.get("MemberClusters", [])), automatic_failover=g.get("AutomaticFailover", ""),
+                      at_rest_encryption=bool(g.get("AtRestEncryptionEnabled")),
+                      transit_encryption=bool(g.get("TransitEncryptionEnabled")))
 
 
 def bucket_sizes(env) -> dict[str, int]:
@@ -516,3 +524,87 @@ def cloudfront_distributions(env) -> list[Distribution]:
             out.append(Distribution(id=d["Id"], domain=d.get("DomainName", ""), enabled=bool(d.get("Enabled")),
                                     status=d.get("Status", ""), origins=origins, aliases=aliases))
     return out
+
+
+# ---------------------------------------------------------------------------------------------- hardening
+
+@dataclass(frozen=True)
+class ListenerTls:
+    arn: str
+    protocol: str
+    port: int
+    ssl_policy: str
+    certificate_arns: list[str] = field(default_factory=list)
+
+
+def listener_tls(env) -> ListenerTls:
+    """The environment's listener: its protocol, TLS security policy and the certificates attached."""
+    listener = _listener(env)
+    certs = [c["CertificateArn"] for c in listener.get("Certificates", []) if c.get("CertificateArn")]
+    arn = listener["ListenerArn"]
+    try:  # the default certificate is in describe_listeners; SNI ones only in describe_listener_certificates
+        pages = client(env, "elbv2").get_paginator("describe_listener_certificates").paginate(ListenerArn=arn)
+        for page in pages:
+            certs.extend(c["CertificateArn"] for c in page.get("Certificates", []) if c.get("CertificateArn"))
+    except CloudError as exc:
+        if exc.is_access_denied:
+            raise
+    return ListenerTls(arn=arn, protocol=listener.get("Protocol", ""), port=int(listener.get("Port", 0) or 0),
+                       ssl_policy=listener.get("SslPolicy", "") or "", certificate_arns=sorted(set(certs)))
+
+
+def bucket_encryption(env) -> dict[str, str]:
+    """Logical bucket -> its default encryption (AES256, aws:kms, ...), '' when none is configured."""
+    s3 = client(env, "s3")
+    out = {}
+    for logical, bucket in sorted((env.buckets or {}).items()):
+        try:
+            rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"].get("Rules", [])
+        except CloudError as exc:
+            if exc.code != "ServerSideEncryptionConfigurationNotFoundError":
+                raise
+            rules = []
+        algos = [(r.get("ApplyServerSideEncryptionByDefault") or {}).get("SSEAlgorithm", "") for r in rules]
+        out[logical] = next((a for a in algos if a), "")
+    return out
+
+
+@dataclass(frozen=True)
+class SecretState:
+    name: str
+    exists: bool
+    rotation_enabled: bool = False
+    rotation_days: int | None = None
+    last_rotated_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+
+
+def secrets_state(env, names: list[str]) -> list[SecretState]:
+    sm = client(env, "secretsmanager")
+    out = []
+    for name in names:
+        try:
+            d = sm.describe_secret(SecretId=name)
+        except CloudError as exc:
+            if not exc.is_not_found:
+                raise
+            out.append(SecretState(name=name, exists=False))
+            continue
+        if d.get("DeletedDate"):
+            out.append(SecretState(name=name, exists=False))
+            continue
+        out.append(SecretState(name=name, exists=True, rotation_enabled=bool(d.get("RotationEnabled")),
+                               rotation_days=(d.get("RotationRules") or {}).get("AutomaticallyAfterDays"),
+                               last_rotated_at=d.get("LastRotatedDate"), created_at=d.get("CreatedDate")))
+    return out
+
+
+def rds_free_storage_bytes(env) -> float | None:
+    """The database's latest FreeStorageSpace (bytes) from CloudWatch; None when it has not reported."""
+    ident = _need(env, env.rds_instance_id, "RDS instance id", "GetMetricData")
+    end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    points = metric_data(env, [{"Id": "free", "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": "AWS/RDS", "MetricName": "FreeStorageSpace",
+                   "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": ident}]},
+        "Period": 300, "Stat": "Minimum"}}], end - dt.timedelta(hours=3), end).get("free", [])
+    return points[-1][1] if points else None

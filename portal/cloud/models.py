@@ -33,6 +33,10 @@ class Environment(models.Model):
         CLOUDWATCH = "cloudwatch", "CloudWatch"
         PROMETHEUS = "prometheus", "Prometheus"
 
+    class Provider(models.TextChoices):
+        AWS = "aws", "AWS (Route 53, CloudFront, S3)"
+        CLOUDFLARE = "cloudflare", "CloudFlare (DNS, CDN, R2)"
+
     name = models.SlugField(max_length=50, unique=True)
     description = models.CharField(max_length=200, blank=True)
     is_production = models.BooleanField(default=False)
@@ -64,6 +68,18 @@ class Environment(models.Model):
     # metric name -> PromQL with $colour (a regex: the colour, or .+ for all) and $window (e.g. 5m);
     # missing metrics use portal.cloud.metrics.DEFAULT_PROMQL.
     prometheus_queries = models.JSONField(default=dict, blank=True)
+
+    # Who serves DNS, the CDN and object storage (the plan puts CloudFlare in front of the load balancer).
+    dns_provider = models.CharField(max_length=12, choices=Provider.choices, default=Provider.AWS)
+    cdn_provider = models.CharField(max_length=12, choices=Provider.choices, default=Provider.AWS)
+    storage_provider = models.CharField(max_length=12, choices=Provider.choices, default=Provider.AWS)
+    cloudflare_zone = models.CharField(max_length=200, blank=True, help_text="The zone's name, e.g. fairtradeworker.com")
+    cloudflare_account_id = models.CharField(max_length=64, blank=True, help_text="The account that owns the R2 buckets")
+    cloudflare_api_token = EncryptedTextField(blank=True)
+    cloudflare_base_url = models.CharField(max_length=200, blank=True, help_text="Empty for CloudFlare's API; the local sandbox names its stand-in")
+    # Grafana's HTTP API (dashboards for the plan's targets); empty: dashboards are signed off by people only.
+    grafana_url = models.CharField(max_length=200, blank=True)
+    grafana_token = EncryptedTextField(blank=True)
 
     # Deployments launch only approved images (deployments.images): an image whose id is listed, or
     # whose owner is (a 12-digit account id, "self" for this account, "amazon", "aws-marketplace").

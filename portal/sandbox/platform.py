@@ -43,6 +43,7 @@ PREFIX = "ftw"
 DOMAIN = "fairtradeworker.example"
 ENV_NAME = "sandbox"
 INSTANCE_TYPE = "t3.large"
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.3 in transit, as the plan says
 SERVICE_NAMES = {  # Cost Explorer SERVICE dimension values for the plan's cost table
     "compute": "Amazon Elastic Compute Cloud - Compute",
     "database": "Amazon Relational Database Service",
@@ -265,6 +266,7 @@ def build_platform(session_or_clients: Any = None, *, endpoint_url: str | None =
     if listener is None:
         listener = elbv2.create_listener(
             LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTPS", Port=443, Certificates=[{"CertificateArn": cert_arn}],
+            SslPolicy=TLS_POLICY,
             DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
                 {"TargetGroupArn": tgs["blue"], "Weight": 100}, {"TargetGroupArn": tgs["green"], "Weight": 0}]}}],
         )["Listeners"][0]
@@ -320,7 +322,8 @@ def build_platform(session_or_clients: Any = None, *, endpoint_url: str | None =
     except Exception:  # noqa: BLE001 - ReplicationGroupNotFoundFault
         ec.create_replication_group(ReplicationGroupId=cache_id, ReplicationGroupDescription="FairTradeWorker cache",
                                     Engine="redis", CacheNodeType=(plan.get("components") or {}).get("cache", {}).get("node_type", "cache.r5.large"),
-                                    NumCacheClusters=2, AutomaticFailoverEnabled=True, MultiAZEnabled=True)
+                                    NumCacheClusters=2, AutomaticFailoverEnabled=True, MultiAZEnabled=True,
+                                    AtRestEncryptionEnabled=True, TransitEncryptionEnabled=True)
     names["cache_replication_group_id"] = cache_id
 
     # Buckets
@@ -331,8 +334,21 @@ def build_platform(session_or_clients: Any = None, *, endpoint_url: str | None =
         bucket = f"{PREFIX}-sandbox-{logical}"
         if bucket not in have:
             s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})  # AES-256 at rest
         buckets[logical] = bucket
     names["buckets"] = buckets
+
+    # Secrets the security audit expects, rotated
+    sm = make("secretsmanager")
+    security = plan.get("security") or {}
+    for secret in security.get("secret_names") or []:
+        try:
+            sm.describe_secret(SecretId=secret)
+        except Exception:  # noqa: BLE001 - ResourceNotFoundException: create it
+            sm.create_secret(Name=secret, SecretString="sandbox-only-value")
+            sm.rotate_secret(SecretId=secret, RotationRules={"AutomaticallyAfterDays": int(security.get("rotation_days", 90))})
+    names["secret_names"] = list(security.get("secret_names") or [])
 
     # Alarms
     cw = make("cloudwatch")
@@ -456,4 +472,28 @@ def register_environment(names: dict, *, endpoint_url: str, name: str = ENV_NAME
         outbound_policy_set(environment=env, allow_private_targets=True, actor=actor)
         service_checks_point_at(env, actor=actor)
     reset_cache()
+    return env
+
+
+CLOUDFLARE_FIELDS = ("dns_provider", "cdn_provider", "storage_provider", "cloudflare_zone", "cloudflare_account_id",
+                     "cloudflare_base_url")
+
+
+def register_cloudflare(env: Environment, *, base_url: str, account_id: str, token: str, zone: str = DOMAIN,
+                        actor: Any = "system:sandbox") -> Environment:
+    """Put CloudFlare in front of the sandbox as the plan does: DNS, CDN and storage from it (audited)."""
+    values = {"dns_provider": Environment.Provider.CLOUDFLARE, "cdn_provider": Environment.Provider.CLOUDFLARE,
+              "storage_provider": Environment.Provider.CLOUDFLARE, "cloudflare_zone": zone,
+              "cloudflare_account_id": account_id, "cloudflare_base_url": base_url}
+    with transaction.atomic():
+        env = Environment.objects.select_for_update().get(pk=env.pk)
+        before = {k: getattr(env, k) for k in CLOUDFLARE_FIELDS}
+        for k, v in values.items():
+            setattr(env, k, v)
+        env.cloudflare_api_token = token
+        env.save()
+        after = {k: getattr(env, k) for k in CLOUDFLARE_FIELDS}
+        if before != after:
+            audit_record(actor=actor, verb="environment.register", target=env, before=before, after=after,
+                         extra={"source": "sandbox", "part": "cloudflare"})
     return env

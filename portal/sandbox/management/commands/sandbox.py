@@ -7,7 +7,8 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.sandbox import standins
+from portal.sandbox import cloudflare_standin, standins
+from portal.sandbox.platform import DOMAIN, register_cloudflare
 from portal.sandbox.runner import Sandbox, is_moto, port_in_use
 
 
@@ -43,6 +44,9 @@ class Command(BaseCommand):
         if status_port:
             self.stdout.write(f"Fake status pages on http://{host}:{status_port}/<service>/api/v2/status.json")
         running = self.start_standins(host)
+        edge = self.start_cloudflare(host, sandbox)
+        if edge is not None:
+            running.append(edge)
         try:
             sandbox.run(ticks=opts["ticks"])
         except KeyboardInterrupt:
@@ -52,6 +56,22 @@ class Command(BaseCommand):
                 standin.stop()
             sandbox.stop()
             self.stdout.write("AWS sandbox stopped.")
+
+    def start_cloudflare(self, host: str, sandbox):
+        """The CloudFlare API stand-in, seeded with the zone in front of the built load balancer; the
+        environment then reads DNS, CDN and storage from CloudFlare, as the plan has it."""
+        port = settings.SANDBOX_CLOUDFLARE_PORT
+        if port_in_use(host, port):
+            self.stdout.write(f"CloudFlare API stand-in: port {port} is taken (another sandbox?); not started")
+            return None
+        edge = cloudflare_standin.CloudflareStandIn(host, port)
+        cloudflare_standin.seed_state(edge.state, domain=DOMAIN, load_balancer_dns=sandbox.names["load_balancer_dns"],
+                                      buckets=sandbox.names.get("buckets") or {})
+        edge.start()
+        sandbox.env = register_cloudflare(sandbox.env, base_url=edge.url, account_id=edge.state.account_id,
+                                          token=edge.state.token)
+        self.stdout.write(f"CloudFlare API stand-in on {edge.url} (zone {DOMAIN} in front of the load balancer)")
+        return edge
 
     def start_standins(self, host: str) -> list:
         """The Twilio, Slack and SMTP stand-ins the settings point at by default (see /sandbox/messages/)."""
