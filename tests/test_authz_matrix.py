@@ -105,6 +105,7 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "phases:panel": (V, None),
     "phases:move": (None, L),
     "phases:enter_users": (None, L),
+    "phases:range_scope": (None, L),
     "phases:focus": (None, R),
     "phases:chart_users": (V, None),
     "phases:chart_instances": (V, None),
@@ -179,6 +180,24 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "heartbeats:pause": (None, R),
     "heartbeats:resume": (None, R),
     "heartbeats:token": (None, L),
+    # incident command: responders declare and command; everyone reads; the public status page needs no login (404 when off)
+    "command:declare": (None, R),
+    "command:panel": (V, None),
+    "command:action_items": (V, None),
+    "command:action_state": (None, R),
+    "command:incident": (V, None),
+    "command:role_take": (None, R),
+    "command:sev_change": (None, R),
+    "command:promote": (None, R),
+    "command:merge": (None, R),
+    "command:update_post": (None, R),
+    "command:subscriber_add": (None, R),
+    "command:review": (V, R),  # GET shows the measured facts; POST saves the narrative
+    "command:review_markdown": (V, None),
+    "command:review_print": (V, None),
+    "command:action_add": (None, R),
+    "status:staff": (V, None),
+    "status:public": (PUBLIC, None),
     "sandbox:messages": (V, None),  # the sandbox only: its stand-ins hold no real person's messages
     "sandbox:message_answer": (None, R),  # answers a page as the phone it went to (signed like Twilio)
 }
@@ -423,6 +442,14 @@ API_MATRIX: dict[str, str] = {
     "POST /api/v1/heartbeats/{slug}/ping": OWN_AUTH,  # the heartbeat's own ping token (Authorization: Bearer), hashed
     "POST /api/v1/heartbeats/{slug}/ping/{token}": OWN_AUTH,  # the ping token in the path; a wrong one is a 401
     "GET /api/v1/heartbeats/{slug}/ping/{token}": OWN_AUTH,
+    "POST /api/v1/incidents": "actions",
+    "GET /api/v1/incidents/{incident_id}/updates": "read",
+    "POST /api/v1/incidents/{incident_id}/updates": "actions",
+    "GET /api/v1/incidents/{incident_id}/roles": "read",
+    "POST /api/v1/incidents/{incident_id}/roles": "actions",
+    "GET /api/v1/incidents/{incident_id}/actions": "read",
+    "POST /api/v1/incidents/{incident_id}/actions": "actions",
+    "GET /api/v1/action-items": "read",
 }
 
 # A minimal body that passes schema validation, so a missing scope is not hidden behind a 422.
@@ -445,6 +472,10 @@ API_BODIES: dict[str, dict] = {
                                                  "reason": "authz matrix"},
     "POST /api/v1/schedules": {"slug": "authz", "layers": []},
     "POST /api/v1/heartbeats": {"name": "authz", "period_seconds": 60, "grace_seconds": 0},
+    "POST /api/v1/incidents": {"title": "authz matrix", "severity": "SEV3"},
+    "POST /api/v1/incidents/{incident_id}/updates": {"status": "investigating", "message": "authz matrix"},
+    "POST /api/v1/incidents/{incident_id}/roles": {"role": "commander"},
+    "POST /api/v1/incidents/{incident_id}/actions": {"title": "authz matrix"},
     "PUT /api/v1/schedules/{slug}": {},
     "PUT /api/v1/thresholds/{metric}/{severity}": {"value": 5},
     "POST /api/v1/schedules/{slug}/overrides": {"user": "nobody", "starts_at": "2030-01-01T00:00:00Z",

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
-from deployments import selectors as deployment_selectors
+from deployments.models import Deployment  # models only: deployments imports this module
 from portal.cloud.models import Environment
 from portal.incidents.models import Alert, Incident, Severity
 
@@ -81,13 +81,22 @@ def response_figures(*, weeks: int = 8, now=None) -> list[dict]:
 
 
 def recent_deployments_for(incident: Incident) -> list:
-    """Deployments in progress or finished within the last hour in the incident's environment."""
+    """The deployments that matter to the incident: the one live on the affected colour (the newest
+    deployment to the colour its alerts name, else the environment's newest) and the one before it
+    (what was live before), each marked with `incident_role`."""
     if incident.environment_id is None:
         return []
-    try:
-        return list(deployment_selectors.recent_deployments(incident.environment, within_minutes=60, at=incident.opened_at))
-    except Exception:  # noqa: BLE001 - context must never break the incident page
+    colour = next((str(a.labels.get("colour")) for a in incident.alerts.all() if (a.labels or {}).get("colour")), "")
+    qs = Deployment.objects.select_related("release", "strategy").filter(environment_id=incident.environment_id)
+    live = (qs.filter(to_colour=colour) if colour else qs).order_by("-created_at", "-id").first()
+    if live is None:
         return []
+    live.incident_role = f"live on {live.to_colour}"
+    before = qs.filter(created_at__lt=live.created_at).exclude(pk=live.pk).order_by("-created_at", "-id").first()
+    if before is None:
+        return [live]
+    before.incident_role = "the one before it"
+    return [live, before]
 
 
 def open_critical_naming_colour(*, environment, colour: str, since, exclude_alert_names=()) -> Incident | None:

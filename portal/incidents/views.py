@@ -7,18 +7,22 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from deployments.models import Rollback
 from portal.accounts.permissions import perm_required
 from portal.accounts.roles import APPROVE, RESPOND, VIEW, VIEW_AUDIT
+from portal.cloud import aws
 from portal.errors import PortalError, page_error
-from portal.incidents import bulk, grouping, selectors, services, silences
+from portal.health import thresholds
+from portal.incidents import bulk, cause, changes, grouping, selectors, services, signal, silences
 from portal.incidents.markdown import render_markdown
 from portal.incidents.models import (
     GroupingRule,
@@ -28,6 +32,7 @@ from portal.incidents.models import (
     Silence,
     TimelineEntry,
 )
+from portal.oncall import selectors as oncall_selectors
 
 FILTERS = ("status", "severity", "environment", "service")
 
@@ -54,9 +59,51 @@ def incident_list(request):
     return render(request, "incidents/list.html", context)
 
 
+PANEL_FRESH = 10  # seconds: the dashboard polls every 10 s
+
+
+def _panel_row(incident: Incident, weights_by_env: dict) -> dict:
+    """One dashboard row: the sparkline of what fired, the top cause, the live colour's weights and error rate."""
+    key = f"incidents:panel_row:{incident.pk}:{incident.status}"
+    row = cache.get(key)
+    if row is not None:
+        return row
+    row = {"spark": "", "top": None, "weights": {}, "live": "", "error_rate": None, "fired": signal.what_fired(incident)}
+    if incident.environment_id:
+        causes = _causes(incident)
+        row["top"] = causes[0] if causes else None
+        env = incident.environment
+        if env.pk not in weights_by_env:
+            try:
+                weights_by_env[env.pk] = aws.get_listener_weights(env)
+            except Exception:  # noqa: BLE001 - the row says the weights are unknown
+                weights_by_env[env.pk] = {}
+        row["weights"] = weights_by_env[env.pk]
+        row["live"] = max(row["weights"], key=lambda c: row["weights"][c]) if row["weights"] else ""
+        chart = signal.signal_chart(incident)
+        series = chart["series"].get(row["fired"].colour or row["live"] or "all") or next(iter(chart["series"].values()), [])
+        row["spark"] = signal.sparkline(series)
+        try:
+            if row["live"]:
+                row["error_rate"] = signal.current_value(signal.source_for(incident, row["fired"]), "error_rate", row["live"])
+        except Exception:  # noqa: BLE001 - unknown is shown as such
+            row["error_rate"] = None
+    cache.set(key, row, PANEL_FRESH)
+    return row
+
+
 @perm_required(VIEW)
 def panel(request):
-    return render(request, "incidents/panel.html", {"incidents": selectors.open_incidents(10), "now": timezone.now(),
+    incidents = selectors.open_incidents(10)
+    weights_by_env: dict = {}
+    rows = [{"incident": inc, **_panel_row(inc, weights_by_env)} for inc in incidents]
+    oncall = []
+    try:
+        oncall = [{"schedule": s.schedule.name, "user": s.now.user.get_username() if s.now else ""}
+                  for s in oncall_selectors.oncall_summaries()]
+    except Exception:  # noqa: BLE001 - the panel shows incidents even when a schedule cannot be computed
+        oncall = []
+    return render(request, "incidents/panel.html", {"incidents": incidents, "rows": rows, "now": timezone.now(), "oncall": oncall,
                                                      "open_count": Incident.objects.exclude(status=Incident.Status.RESOLVED).count()})
 
 
@@ -71,23 +118,90 @@ def _timeline_rows(incident: Incident) -> list[dict]:
     return rows
 
 
+CAUSES_FRESH = 5  # seconds: the live regions poll; AWS and the metrics are read at most this often per incident
+
+
+def _causes(incident: Incident) -> list:
+    key = f"incidents:causes:{incident.pk}:{incident.status}"
+    found = cache.get(key)
+    if found is None:
+        found = cause.likely_causes(incident)
+        cache.set(key, found, CAUSES_FRESH)
+    return found
+
+
+def _live_context(request, incident: Incident) -> dict:
+    """The live region: status, who acknowledged, the top cause's action and what it did (weights read back)."""
+    causes = _causes(incident)
+    top = causes[0] if causes else None
+    rollback = None
+    if incident.environment_id:
+        rollback = Rollback.objects.filter(environment_id=incident.environment_id).order_by("-requested_at", "-id").first()
+    now = timezone.now()
+    rollback_active = rollback is not None and rollback.is_active
+    action = top.action if top else None
+    runs_url = f"/runbooks/incidents/{incident.public_id}/runs/"
+    return {
+        "incident": incident, "causes": causes, "top": top, "action": action, "now": now,
+        "can_respond": request.user.has_perm(RESPOND), "env": incident.environment,
+        "latest": (action or {}).get("deployment"), "rollback": rollback, "rollback_active": rollback_active,
+        "rollback_recent": rollback is not None and rollback.finished_at is not None
+        and rollback.finished_at > now - timedelta(minutes=10),
+        "poll": "every 2s" if rollback_active else "every 5s", "runs_url": runs_url,
+        "fired": signal.what_fired(incident),
+    }
+
+
 @perm_required(VIEW)
 def incident_detail(request, public_id):
     incident = _incident(public_id)
     responders = get_user_model().objects.filter(
         Q(groups__permissions__codename="respond") | Q(is_superuser=True), is_active=True
     ).distinct().order_by("username")
-    context = {
-        "incident": incident,
+    context = _live_context(request, incident)
+    context.update({
         "alerts": incident.alerts.select_related("environment").all(),
         "timeline": _timeline_rows(incident),
         "deployments": selectors.recent_deployments_for(incident),
+        "changes": changes.change_feed(incident.environment),
         "responders": responders,
-        "can_respond": request.user.has_perm(RESPOND),
-        "now": timezone.now(),
         "notifications": incident.notifications.select_related("channel").order_by("-created_at")[:20],
-    }
+        "thresholds": [t for t in (thresholds.threshold(context["fired"].metric, s) for s in ("critical", "warning")) if t],
+    })
     return render(request, "incidents/detail.html", context)
+
+
+@perm_required(VIEW)
+@require_GET
+def incident_live(request, public_id):
+    """The status and action region of the incident page (htmx, every 5 s; 2 s while a rollback runs)."""
+    incident = _incident(public_id)
+    template = "incidents/_status.html" if request.GET.get("part") == "status" else "incidents/_action.html"
+    return render(request, template, _live_context(request, incident))
+
+
+@perm_required(VIEW)
+@require_GET
+def incident_causes(request, public_id):
+    incident = _incident(public_id)
+    return render(request, "incidents/_causes.html", {"incident": incident, "causes": _causes(incident)})
+
+
+@perm_required(VIEW)
+@require_GET
+def incident_changes(request, public_id):
+    incident = _incident(public_id)
+    return render(request, "incidents/_changes.html", {
+        "incident": incident, "changes": changes.change_feed(incident.environment),
+        "deployments": selectors.recent_deployments_for(incident)})
+
+
+@perm_required(VIEW)
+@require_GET
+def incident_signal(request, public_id):
+    """The chart's JSON: the metric that fired per colour over the hour, thresholds, opening, marks."""
+    incident = _incident(public_id)
+    return JsonResponse(signal.signal_chart(incident))
 
 
 @perm_required(VIEW)
