@@ -302,10 +302,11 @@ VERIFIERS: dict[str, Callable[[Any], Result]] = {
     "backups": verify_backups,
     "load-balancer": verify_load_balancer,
     "auto-scaling": verify_auto_scaling,
-    "alert-rules": verify_alert_rules,
-    "ssl": verify_ssl,
+    "alert-rules": verify_edge.with_prometheus_rules(verify_alert_rules),
+    "ssl": verify_edge.ssl_with_tls(verify_ssl),
     "dns": verify_edge.by_provider("dns_provider", aws_verifier=verify_dns, cloudflare_verifier=verify_edge.verify_cloudflare_dns),
     "cdn": verify_edge.by_provider("cdn_provider", aws_verifier=verify_cdn, cloudflare_verifier=verify_edge.verify_cloudflare_cdn),
+    "security-audit": verify_edge.verify_security_audit,
 }
 
 

@@ -8,6 +8,7 @@ dns_provider / cdn_provider / storage_provider say which one serves what. Each r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +20,8 @@ from portal.checklist.results import Result, could_not_check, failing, passing
 from portal.cloud import aws
 from portal.cloud import cloudflare as cf
 from portal.cloud.errors import CloudError
+from portal.cloud.metrics import DEFAULT_PROMQL, PrometheusSource
+from portal.health import thresholds
 from portal.plan.loader import load_plan
 
 CLOUDFLARE = "cloudflare"
@@ -280,3 +283,81 @@ def verify_security_audit(env) -> Result:
                                                "is not on CloudFlare (dns_provider and cdn_provider are aws)")))
     return _combine(lines, what="Security audit", ok="Encrypted at rest, secrets rotated, rate limits in place: "
                     + ", ".join(name for name, _ in lines))
+
+
+# --- alert rules in Prometheus --------------------------------------------------------------------
+
+_LIMIT = re.compile(r"(>=|<=|>|<)\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+def _rule_limit(expr: str) -> tuple[str, float] | None:
+    """The comparison a rule ends with (`(...) > 5`): operator and number, or None."""
+    m = _LIMIT.search(str(expr or "").strip())
+    return (m[1], float(m[2])) if m else None
+
+
+OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def compare_prometheus_rules(env, loaded: list[dict]) -> tuple[list[str], list[dict]]:
+    """Each threshold the export writes against the rule Prometheus loaded for it (its `rule` label):
+    missing, another value or operator, another duration. Returns (differences, rows)."""
+    queries = set(DEFAULT_PROMQL) | {k for k, v in (env.prometheus_queries or {}).items() if v}
+    by_slug: dict[str, dict] = {}
+    for rule in loaded:
+        slug = (rule.get("labels") or {}).get("rule")
+        if slug:
+            by_slug.setdefault(slug, rule)
+    differences, rows = [], []
+    for t in thresholds.all_thresholds():
+        if t.metric not in queries or t.comparison not in OPERATORS:
+            continue  # the export cannot express it either
+        want_op, want_for = OPERATORS[t.comparison], max(int(t.window_minutes), 1) * 60
+        rule = by_slug.get(t.slug)
+        row = {"threshold": t.slug, "summary": t.summary, "value": t.value, "operator": want_op, "for_seconds": want_for,
+               "rule": None, "rule_value": None, "rule_operator": None, "rule_for_seconds": None, "differences": []}
+        if rule is None:
+            row["differences"].append("missing")
+            differences.append(f"{t.slug}: no rule loaded in Prometheus")
+            rows.append(row)
+            continue
+        limit = _rule_limit(rule.get("query", ""))
+        got_for = int(float(rule.get("duration") or 0))
+        row.update(rule=rule.get("name"), rule_operator=limit[0] if limit else None, rule_value=limit[1] if limit else None,
+                   rule_for_seconds=got_for, health=rule.get("health"))
+        if limit is None or abs(limit[1] - t.value) > 1e-9 or limit[0] != want_op:
+            row["differences"].append("value")
+            got = f"{limit[0]} {limit[1]:g}" if limit else "no comparison"
+            differences.append(f"{rule.get('name')} ({t.slug}) fires at {got}, the threshold is {want_op} {t.value:g}{t.unit}")
+        if got_for != want_for:
+            row["differences"].append("duration")
+            differences.append(f"{rule.get('name')} ({t.slug}) waits {got_for // 60 if got_for % 60 == 0 else got_for}"
+                               f"{'m' if got_for % 60 == 0 else 's'}, the threshold's window is {want_for // 60}m")
+        rows.append(row)
+    return differences, rows
+
+
+def verify_prometheus_rules(env) -> Result:
+    loaded = PrometheusSource(env).rules()
+    differences, rows = compare_prometheus_rules(env, loaded)
+    evidence = {"prometheus": env.prometheus_url, "loaded": len(loaded), "compared": rows, "differences": differences}
+    if not rows:
+        return failing("No threshold can be expressed in PromQL to compare", **evidence)
+    if differences:
+        return failing("; ".join(differences), **evidence)
+    return passing(f"Prometheus has the {len(rows)} threshold rules at the portal's values and windows", **evidence)
+
+
+def with_prometheus_rules(alarm_verifier: Callable[[Any], Result]) -> Callable[[Any], Result]:
+    """'Alert rules configured': the CloudWatch alarms, and the rules loaded in the environment's
+    Prometheus when it names one, each compared with the portal's thresholds."""
+
+    def verify_alert_rules_compared(env) -> Result:
+        alarms = _safe(lambda: alarm_verifier(env))
+        if not env.prometheus_url:
+            return alarms
+        rules = _safe(lambda: verify_prometheus_rules(env))
+        return _combine([("CloudWatch alarms", alarms), ("Prometheus rules", rules)], what="Alert rules",
+                        ok=f"{alarms.summary}; {rules.summary}")
+
+    return verify_alert_rules_compared

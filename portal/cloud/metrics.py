@@ -329,6 +329,12 @@ class PrometheusSource(MetricsSource):
                              str(body.get("error") or resp.reason))
         return body.get("data") or {}
 
+    def rules(self) -> list[dict]:
+        """The alerting rules Prometheus has loaded (`/api/v1/rules?type=alert`), each with its group's name."""
+        data = self._get("/api/v1/rules", {"type": "alert"})
+        return [{**rule, "group": group.get("name", "")} for group in data.get("groups") or []
+                for rule in group.get("rules") or [] if rule.get("type", "alerting") == "alerting"]
+
     def query(self, promql: str) -> Any:
         """The `data` of an instant query for any PromQL (runbook checks ask for what the portal does not chart)."""
         return self._get("/api/v1/query", {"query": promql})
