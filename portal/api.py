@@ -17,6 +17,7 @@ from portal.api_auth import TokenAuth
 from portal.api_errors import install_error_handlers
 from portal.audit.api import router as audit_router
 from portal.checklist.api import router as checklist_router
+from portal.command.api import router as command_router
 from portal.cloud.api import router as environments_router
 from portal.health.api import router as health_router
 from portal.health.api import thresholds_router
@@ -55,3 +56,4 @@ api.add_router("/", oncall_router, tags=["oncall"])
 api.add_router("/inbound", inbound_twilio_router, tags=["inbound"])
 api.add_router("/inbound", inbound_slack_router, tags=["inbound"])
 api.add_router("/heartbeats", heartbeats_router, tags=["heartbeats"])
+api.add_router("/", command_router, tags=["command"])

@@ -9,6 +9,7 @@ from portal.accounts import views as account_views
 from portal.accounts.clientip import metrics_guard
 from portal.api import api
 from portal.cloud import urls as cloud_urls
+from portal.command import urls as command_urls
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -36,6 +37,8 @@ urlpatterns += [
     path("webhooks/", include("portal.webhooks.urls")),
     path("inbound/", include("portal.inbound.urls")),
     path("heartbeats/", include("portal.heartbeats.urls")),
+    path("command/", include("portal.command.urls")),
+    path("status/", include((command_urls.status_patterns, "status"))),
 ]
 
 # The environments' pages; with the sandbox installed, its drills page joins them (same paths and names).

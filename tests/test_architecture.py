@@ -171,6 +171,14 @@ OPERATIONS = {
     "POST /api/v1/heartbeats/{slug}/ping": "portal_heartbeats_api_ping",
     "POST /api/v1/heartbeats/{slug}/ping/{token}": "portal_heartbeats_api_ping_with_token",
     "GET /api/v1/heartbeats/{slug}/ping/{token}": "portal_heartbeats_api_ping_with_token_get",
+    "POST /api/v1/incidents": "portal_command_api_declare_incident",
+    "GET /api/v1/incidents/{incident_id}/updates": "portal_command_api_list_updates",
+    "POST /api/v1/incidents/{incident_id}/updates": "portal_command_api_post_update",
+    "GET /api/v1/incidents/{incident_id}/roles": "portal_command_api_list_roles",
+    "POST /api/v1/incidents/{incident_id}/roles": "portal_command_api_take_role",
+    "GET /api/v1/incidents/{incident_id}/actions": "portal_command_api_list_actions",
+    "POST /api/v1/incidents/{incident_id}/actions": "portal_command_api_add_action",
+    "GET /api/v1/action-items": "portal_command_api_open_action_items",
 }
 
 

@@ -45,6 +45,11 @@ NO_STEP_UP = {
     "incidents:maintenance_create": "a maintenance window (a scheduled silence)",
     "incidents:maintenance_delete": "ends a maintenance window",
     "deployments:freeze_create": "a freeze window: it only refuses deployments (lifting one asks)",
+    # Incident command: records of people running an incident; they change no environment.
+    "command:declare": "an incident record (a SEV1 pages the commander)", "command:role_take": "an incident record",
+    "command:sev_change": "an incident record", "command:promote": "an incident record", "command:merge": "incident records",
+    "command:update_post": "a stakeholder update (mailed to its subscribers)", "command:subscriber_add": "a subscriber",
+    "command:action_add": "an action item", "command:action_state": "an action item",
 }
 
 

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class CommandConfig(AppConfig):
+    name = "portal.command"
+    label = "command"
+    verbose_name = "Incident command"
