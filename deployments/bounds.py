@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.phases.selectors import current_phase
+from portal.phases.selectors import current_phase, per_colour_range
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class PhaseBounds:
 
 
 def phase_bounds() -> PhaseBounds:
-    """The current growth phase's instance range per colour (portal.phases.selectors.current_phase)."""
+    """The current growth phase's instance range per colour (portal.phases.selectors.current_phase), as the
+    lead's setting reads the plan's range: per colour, or for the whole platform (halved per colour)."""
     phase = current_phase()
-    return PhaseBounds(phase.number, phase.name, int(phase.instances_min), int(phase.instances_max))
+    lo, hi = per_colour_range(phase)
+    return PhaseBounds(phase.number, phase.name, lo, hi)

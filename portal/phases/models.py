@@ -139,3 +139,23 @@ class CostSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m}: {self.total} {self.currency}"
+
+
+class PhaseSettings(models.Model):
+    """How the platform reads its phases' numbers, as a lead chose (one row, key "platform").
+
+    The plan says "2-4 instances" for phase 1 without saying of what: each colour (blue and green
+    each take the range) or the platform (both colours together). deployments.bounds reads it."""
+
+    class RangeScope(models.TextChoices):
+        PER_COLOUR = "per_colour", "Per colour (blue and green each)"
+        PLATFORM = "platform", "The whole platform (blue and green together)"
+
+    key = models.CharField(max_length=30, unique=True, default="platform")
+    instance_range_scope = models.CharField(max_length=12, choices=RangeScope.choices, default=RangeScope.PER_COLOUR)
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    set_by_label = models.CharField(max_length=150, blank=True)
+    set_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: instance ranges {self.instance_range_scope}"

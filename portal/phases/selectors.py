@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from portal.phases.models import GrowthPhase, PhaseState, UserCountSample
+import math
+
+from portal.phases.models import GrowthPhase, PhaseSettings, PhaseState, UserCountSample
 
 
 class NoPhases(LookupError):
@@ -54,3 +56,20 @@ def next_phase(phase: GrowthPhase) -> GrowthPhase | None:
 
 def latest_user_sample() -> UserCountSample | None:
     return UserCountSample.objects.order_by("-at").first()
+
+
+def instance_range_scope() -> str:
+    """Whether a phase's instance range is per colour (the default) or for the whole platform."""
+    row = PhaseSettings.objects.filter(key="platform").first()
+    return row.instance_range_scope if row is not None else PhaseSettings.RangeScope.PER_COLOUR
+
+
+def per_colour_range(phase: GrowthPhase, scope: str | None = None) -> tuple[int, int]:
+    """The instances one colour may run in `phase`. Read for the whole platform, each colour gets half
+    (rounded so both colours at their bounds stay within the range; at least one instance)."""
+    scope = scope or instance_range_scope()
+    lo, hi = int(phase.instances_min), int(phase.instances_max)
+    if scope != PhaseSettings.RangeScope.PLATFORM:
+        return lo, hi
+    half_lo = max(1, math.ceil(lo / 2))
+    return half_lo, max(half_lo, hi // 2)

@@ -19,10 +19,11 @@ from portal.phases.models import (
     CostSnapshot,
     GrowthPhase,
     PhaseFocusItem,
+    PhaseSettings,
     PhaseState,
     UserCountSample,
 )
-from portal.phases.selectors import current_phase
+from portal.phases.selectors import current_phase, per_colour_range
 from portal.tasking import enqueue
 
 log = logging.getLogger(__name__)
@@ -208,3 +209,32 @@ def cost_snapshot_record(*, environment, report=None) -> CostSnapshot | None:
                   "by_service": by_service, "currency": getattr(report, "currency", "USD") or "USD", "taken_at": now},
     )
     return snap
+
+
+def instance_range_scope_set(*, scope: str, actor) -> tuple[PhaseSettings, bool]:
+    """A lead chooses whether a phase's instance range is per colour or for the whole platform (audited).
+    The scale bounds deployments enforce follow at once; the auto-scaling item is checked again."""
+    if scope not in PhaseSettings.RangeScope.values:
+        raise PhaseError("invalid", f"the instance range is read per_colour or platform, not {scope!r}")
+    with transaction.atomic():
+        row = PhaseSettings.objects.select_for_update().filter(key="platform").first()
+        if row is None:
+            try:
+                with transaction.atomic():
+                    row = PhaseSettings.objects.create(key="platform")
+            except IntegrityError:
+                row = PhaseSettings.objects.select_for_update().get(key="platform")
+        if row.instance_range_scope == scope:
+            return row, False
+        phase = current_phase()
+        before = {"instance_range_scope": row.instance_range_scope, "per_colour": list(per_colour_range(phase, row.instance_range_scope))}
+        row.instance_range_scope = scope
+        row.set_by = Actor.of(actor).user
+        row.set_by_label = Actor.of(actor).label
+        row.set_at = timezone.now()
+        row.save(update_fields=["instance_range_scope", "set_by", "set_by_label", "set_at"])
+        audit_record(actor=actor, verb="phase.instance_range_scope", target=row, before=before,
+                     after={"instance_range_scope": scope, "per_colour": list(per_colour_range(phase, scope))},
+                     extra={"phase": phase.number, "range": [phase.instances_min, phase.instances_max]})
+        enqueue("portal.checklist.tasks.checklist_verify", slug="auto-scaling", triggered_by="system:phases")
+    return row, True

@@ -8,6 +8,7 @@ urlpatterns = [
     path("panel/", views.panel, name="panel"),
     path("move/", views.move, name="move"),
     path("users/", views.enter_users, name="enter_users"),
+    path("range-scope/", views.range_scope, name="range_scope"),
     path("<slug:slug>/focus/<int:position>/", views.focus, name="focus"),
     path("charts/users.json", views.chart_users, name="chart_users"),
     path("charts/instances.json", views.chart_instances, name="chart_instances"),

@@ -9,11 +9,20 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.accounts.permissions import perm_required
+from portal.accounts.reauth import any_production, step_up
 from portal.accounts.roles import RESPOND, SIGN_OFF, VIEW
 from portal.cloud.models import Environment
 from portal.errors import page_error
-from portal.phases.models import GrowthPhase, PhaseFocusItem
-from portal.phases.services import PhaseError, focus_item_set, phase_move, user_count_record
+from portal.phases.contradictions import seed_contradictions
+from portal.phases.models import GrowthPhase, PhaseFocusItem, PhaseSettings
+from portal.phases.selectors import current_phase, instance_range_scope, per_colour_range
+from portal.phases.services import (
+    PhaseError,
+    focus_item_set,
+    instance_range_scope_set,
+    phase_move,
+    user_count_record,
+)
 from portal.phases.status import cost_chart, instances_chart, phase_status, users_chart
 
 
@@ -32,6 +41,10 @@ def page(request):
         "focus": list(phase.focus_items.select_related("done_by")),
         "can_move": request.user.has_perm(SIGN_OFF), "can_tick": request.user.has_perm(RESPOND),
         "can_enter_users": request.user.has_perm(SIGN_OFF),
+        # The seed's contradictions are a lead's to decide on: shown to them, with the setting they choose.
+        "contradictions": seed_contradictions() if request.user.has_perm(SIGN_OFF) else [],
+        "range_scope": instance_range_scope(), "range_scopes": PhaseSettings.RangeScope.choices,
+        "colour_range": per_colour_range(phase),
     })
 
 
@@ -59,6 +72,24 @@ def move(request):
         messages.success(request, f"The platform is now in phase {to_phase.number} ({to_phase.name}); scale bounds are {to_phase.instances_min}-{to_phase.instances_max} instances per colour.")
     else:
         messages.info(request, f"The platform was already in phase {to_phase.number}.")
+    return redirect("phases:page")
+
+
+@require_POST
+@perm_required(SIGN_OFF)
+@step_up(what="change how the phases' instance ranges are read (the scale bounds of every environment)",
+         environment=lambda request: any_production(), back=lambda request, env: "/phases/")
+def range_scope(request):
+    try:
+        row, changed = instance_range_scope_set(scope=request.POST.get("scope", ""), actor=request.user)
+    except PhaseError as exc:
+        return page_error(request, exc, back="phases:page")
+    if changed:
+        lo, hi = per_colour_range(current_phase())
+        messages.success(request, f"Instance ranges are now read as {row.get_instance_range_scope_display().lower()}: "
+                                  f"each colour scales within {lo}-{hi} in this phase.")
+    else:
+        messages.info(request, "That is already how the instance ranges are read.")
     return redirect("phases:page")
 
 
