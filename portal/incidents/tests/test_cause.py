@@ -144,3 +144,22 @@ def test_the_change_feed_has_every_kind_of_change_of_the_hour_newest_first(env, 
     assert [c.at for c in feed] == sorted((c.at for c in feed), reverse=True)
     assert "Weights read back blue 75 / green 25" in [c.text for c in feed]
     assert changes.change_feed(env, now=timezone.now() + timedelta(hours=2)) == []
+
+
+def test_the_dashboard_row_has_the_sparkline_top_cause_weights_error_rate_and_who_is_on_call(env, strategies, client, viewer,  # noqa: F811
+                                                                                           monkeypatch):
+    from portal.incidents import signal
+
+    class Series(Source):
+        def series(self, metric, colour, minutes, period):
+            now = timezone.now()
+            return [(now - timedelta(minutes=m), self.values.get(colour) or 0.0) for m in range(10, -1, -1)] if colour == "green" else []
+
+    monkeypatch.setattr(signal, "source_for", lambda incident, fired=None: Series({"green": 10.0, "blue": 0.3}))
+    deploy(env, strategies["canary-quick"], "v2", "green", minutes_ago=6)
+    incident = incident_on(env)
+    client.force_login(viewer)
+    body = client.get("/incidents/panel/").content.decode()
+    assert incident.title in body and "<polyline points=" in body
+    assert "cause: <strong>Deployment v2 to green</strong>" in body
+    assert "weights blue 0 / green 100" in body and "green errors 10.0 %" in body
