@@ -307,6 +307,7 @@ VERIFIERS: dict[str, Callable[[Any], Result]] = {
     "dns": verify_edge.by_provider("dns_provider", aws_verifier=verify_dns, cloudflare_verifier=verify_edge.verify_cloudflare_dns),
     "cdn": verify_edge.by_provider("cdn_provider", aws_verifier=verify_cdn, cloudflare_verifier=verify_edge.verify_cloudflare_cdn),
     "security-audit": verify_edge.verify_security_audit,
+    "dashboards": verify_edge.verify_dashboards,
 }
 
 

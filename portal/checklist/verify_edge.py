@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import requests
 from django.utils import timezone
 
+from portal import outbound
 from portal.checklist.models import VerificationOutcome
 from portal.checklist.results import Result, could_not_check, failing, passing
 from portal.cloud import aws
@@ -361,3 +363,59 @@ def with_prometheus_rules(alarm_verifier: Callable[[Any], Result]) -> Callable[[
                         ok=f"{alarms.summary}; {rules.summary}")
 
     return verify_alert_rules_compared
+
+
+# --- Grafana dashboards ---------------------------------------------------------------------------
+
+def grafana_dashboards(env) -> list[dict]:
+    """Grafana's dashboards (`GET /api/search?type=dash-db`, the environment's service account token)."""
+    base = env.grafana_url.rstrip("/")
+    op = "Grafana search"
+    headers = {"Accept": "application/json", "User-Agent": "fairtradeworker-ops-portal/0.1"}
+    if env.grafana_token:
+        headers["Authorization"] = f"Bearer {env.grafana_token}"
+    try:
+        resp = outbound.request("GET", f"{base}/api/search", allow_private=outbound.allows_private_targets(env),
+                                params={"type": "dash-db", "limit": 5000}, headers=headers, timeout=(3.05, 10),
+                                max_redirects=0)
+    except outbound.OutboundRefused as exc:
+        raise CloudError("GrafanaRefused", op, env.name, f"refused to connect to {exc.host}: {exc.reason}") from exc
+    except requests.RequestException as exc:
+        raise CloudError("GrafanaUnreachable", op, env.name, outbound.error_words(exc, base)) from exc
+    if resp.status_code in (401, 403):
+        raise CloudError("AccessDenied", op, env.name, f"Grafana answered {resp.status_code}: check the token")
+    if resp.status_code >= 400:
+        raise CloudError(f"HTTP{resp.status_code}", op, env.name, "Grafana refused the search")
+    try:
+        body = resp.json()
+    except ValueError as exc:
+        raise CloudError("UnexpectedResult", op, env.name, "the answer is not Grafana's JSON") from exc
+    if not isinstance(body, list):
+        raise CloudError("UnexpectedResult", op, env.name, "Grafana's search did not answer a list")
+    return [d for d in body if isinstance(d, dict) and d.get("type", "dash-db") == "dash-db"]
+
+
+def verify_dashboards(env) -> Result:
+    """A dashboard for each of the plan's performance targets (by tag = the target's slug, or its name in
+    the title). Without a Grafana URL the item stays with people: 'could not check' says so."""
+    if not env.grafana_url:
+        return could_not_check("No Grafana URL is configured for this environment: dashboards are signed off by people only",
+                               grafana=None)
+    dashboards = grafana_dashboards(env)
+    targets = load_plan().get("performance_targets") or []
+    rows, missing = [], []
+    for t in targets:
+        name, slug = str(t.get("name", "")), str(t.get("slug", ""))
+        hits = [d for d in dashboards if slug in (d.get("tags") or []) or (name and name.lower() in str(d.get("title", "")).lower())]
+        label = f"{name} {t.get('statistic', '')}".strip()
+        rows.append({"target": slug, "name": label, "dashboards": [d.get("title") for d in hits]})
+        if not hits:
+            missing.append(f"{label} ({slug})")
+    evidence = {"grafana": env.grafana_url, "dashboards": [{"title": d.get("title"), "uid": d.get("uid"), "url": d.get("url"),
+                                                           "tags": d.get("tags") or []} for d in dashboards],
+                "targets": rows}
+    if not dashboards:
+        return failing("Grafana has no dashboards", **evidence)
+    if missing:
+        return failing("No dashboard for: " + ", ".join(missing), **evidence)
+    return passing(f"{len(dashboards)} Grafana dashboards cover the plan's {len(rows)} performance targets", **evidence)

@@ -1,10 +1,14 @@
 """The edge verifications flip on real state: the CloudFlare stand-in (through the official library),
 a real Prometheus, the listener's TLS policy in moto, a Grafana stand-in."""
 
+import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -217,3 +221,77 @@ def test_alert_rules_compare_prometheus_and_fail_naming_a_rule_at_50_instead_of_
     load(render(doc), lambda have: "p95-critical" not in have)
     r = run_check("alert-rules", env)
     assert "p95-critical: no rule loaded in Prometheus" in r.summary
+
+
+# --- Grafana (a tiny local stand-in of its search API) ----------------------------------------------
+
+class _Grafana(BaseHTTPRequestHandler):
+    dashboards: list = []
+    token = "glsa_test"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        url = urlsplit(self.path)
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            body, status = {"message": "Unauthorized"}, 401
+        elif url.path == "/api/search" and parse_qs(url.query).get("type") == ["dash-db"]:
+            body, status = self.server.dashboards, 200
+        else:
+            body, status = {"message": "Not found"}, 404
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def grafana():
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Grafana)
+    server.dashboards = [
+        {"uid": "perf", "title": "Page load and API response", "type": "dash-db", "url": "/d/perf", "tags": ["ftw"]},
+        {"uid": "jobs", "title": "Job posting end-to-end", "type": "dash-db", "url": "/d/jobs", "tags": []},
+        {"uid": "slo", "title": "SLOs", "type": "dash-db", "url": "/d/slo", "tags": ["uptime", "error-rate"]},
+        {"uid": "f1", "title": "A folder", "type": "dash-folder", "url": "/f/1", "tags": ["api-p95"]},
+    ]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def grafana_env(db, grafana):
+    from portal.cloud.models import Environment
+    from portal.health.services import outbound_policy_set
+
+    env = Environment.objects.create(name="grafana-env", grafana_url=f"http://127.0.0.1:{grafana.server_address[1]}",
+                                     grafana_token=_Grafana.token)
+    outbound_policy_set(environment=env, allow_private_targets=True, actor="system:test")
+    return env
+
+
+def test_dashboards_pass_when_grafana_has_one_per_target_and_fail_naming_the_missing_one(grafana_env, grafana, items):
+    r = run_check("dashboards", grafana_env)
+    assert r.outcome == "passing", r.summary
+    assert {d["uid"] for d in r.evidence["dashboards"]} == {"perf", "jobs", "slo"}  # the folder is not a dashboard
+    grafana.dashboards = [d for d in grafana.dashboards if d["uid"] != "jobs"]
+    r = run_check("dashboards", grafana_env)
+    assert r.outcome == "failing" and r.summary == "No dashboard for: Job posting end-to-end max (job-posting)"
+
+
+def test_dashboards_with_a_wrong_token_could_not_be_checked(grafana_env, items):
+    grafana_env.grafana_token = "wrong"
+    r = run_check("dashboards", grafana_env)
+    assert r.outcome == "error" and "check the token" in r.summary
+
+
+def test_dashboards_without_grafana_stay_with_people(db, items):
+    from portal.cloud.models import Environment
+
+    r = run_check("dashboards", Environment.objects.create(name="no-grafana"))
+    assert r.outcome == "error" and "signed off by people only" in r.summary
