@@ -104,6 +104,7 @@ OPERATIONS = {
     "GET /api/v1/deployments/{deployment_id}": "deployments_api_get_deployment",
     "GET /api/v1/environments": "portal_cloud_api_list_environments",
     "GET /api/v1/environments/{name}": "portal_cloud_api_get_environment",
+    "GET /api/v1/environments/{name}/drift": "portal_cloud_api_get_drift",
     "GET /api/v1/environments/{name}/rollback": "deployments_api_rollback_status",
     "GET /api/v1/health/checks": "portal_health_api_list_checks",
     "GET /api/v1/health/checks/{slug}": "portal_health_api_get_check",
@@ -179,6 +180,7 @@ OPERATIONS = {
     "GET /api/v1/incidents/{incident_id}/actions": "portal_command_api_list_actions",
     "POST /api/v1/incidents/{incident_id}/actions": "portal_command_api_add_action",
     "GET /api/v1/action-items": "portal_command_api_open_action_items",
+    "POST /api/v1/inbound/slack/commands": "portal_command_api_slack_declare",
 }
 
 

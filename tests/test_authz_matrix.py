@@ -119,6 +119,8 @@ MATRIX: dict[str, tuple[str | None, str | None]] = {
     "cloud:drill_stop": (None, A),
     "cloud:detail": (V, None),
     "cloud:live": (V, None),
+    "cloud:drift": (V, None),
+    "cloud:drift_item": (V, None),
     "cloud:edit": (A, A),
     # runbooks
     "runbooks:library": (V, None),
@@ -400,6 +402,7 @@ API_MATRIX: dict[str, str] = {
     "PUT /api/v1/thresholds/{metric}/{severity}": "lead",
     "GET /api/v1/environments": "read",
     "GET /api/v1/environments/{name}": "read",
+    "GET /api/v1/environments/{name}/drift": "read",
     "GET /api/v1/checklist": "read",
     "GET /api/v1/checklist/{slug}": "read",
     "POST /api/v1/checklist/{slug}/sign-off": "lead",
@@ -450,6 +453,7 @@ API_MATRIX: dict[str, str] = {
     "GET /api/v1/incidents/{incident_id}/actions": "read",
     "POST /api/v1/incidents/{incident_id}/actions": "actions",
     "GET /api/v1/action-items": "read",
+    "POST /api/v1/inbound/slack/commands": OWN_AUTH,  # X-Slack-Signature v0; the sender's verified Slack method names the person
 }
 
 # A minimal body that passes schema validation, so a missing scope is not hidden behind a 422.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from urllib.parse import parse_qs
 
 from ninja import Router, Schema
 
@@ -17,7 +18,8 @@ from portal.api_auth import ScopedTokenAuth, require_scope
 from portal.cloud.models import Environment
 from portal.command import selectors, services
 from portal.command.models import ActionItem, StatusUpdate
-from portal.errors import Invalid, NotFound
+from portal.errors import Invalid, NotFound, PortalError
+from portal.inbound import slack
 from portal.incidents.api import ErrorOut, incident_out
 from portal.incidents.api import router as incidents_router
 from portal.incidents.models import Incident
@@ -181,3 +183,40 @@ def open_action_items(request, limit: int = 100, offset: int = 0):
     require_scope(request, "read")
     limit, offset = max(1, min(limit, 500)), max(0, offset)
     return 200, [_action_out(a) for a in selectors.open_action_items()[offset : offset + limit]]
+
+
+class SlackCommandOut(Schema):
+    response_type: str
+    text: str
+
+
+SLASH_FORM = {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+    "type": "object", "properties": {"text": {"type": "string", "description": "sev1|sev2|sev3 and the title"},
+                                     "user_id": {"type": "string"}, "command": {"type": "string"}},
+    "required": ["text", "user_id"]}}}}}
+SLASH_USAGE = "Usage: /incident sev1|sev2|sev3 <title> (e.g. /incident sev2 Payments stuck at checkout)"
+
+
+@router.post("/inbound/slack/commands", auth=None, response={200: SlackCommandOut, 401: ErrorOut}, tags=["inbound"],
+             summary="Slack slash command: `/incident sev2 <title>` declares an incident as the Slack user's portal person",
+             openapi_extra=SLASH_FORM)
+def slack_declare(request):
+    """Slack's signature is the credential; the person is the one whose verified Slack method is the sender."""
+    body = request.body
+    slack.verify(body=body, headers=request.headers)
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
+    user = slack.slack_user(form.get("user_id", ""))
+    if user is None:
+        return 200, {"response_type": "ephemeral", "text": "Your Slack account is not linked to a portal user (a verified Slack contact method)."}
+    sev, _, title = (form.get("text") or "").strip().partition(" ")
+    if not title.strip():
+        return 200, {"response_type": "ephemeral", "text": SLASH_USAGE}
+    try:
+        inc = services.incident_declare(title=title.strip(), sev=sev, actor=user)
+    except PortalError as exc:
+        return 200, {"response_type": "ephemeral", "text": f"Not declared: {exc.detail}. {SLASH_USAGE}"}
+    cmd = selectors.command_for(inc)
+    from portal.incidents.paging import public_url
+
+    return 200, {"response_type": "in_channel",
+                 "text": f"{user.get_username()} declared {cmd.sev} INC-{inc.pk}: {inc.title} {public_url(selectors.command_url(inc))}"}

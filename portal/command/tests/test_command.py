@@ -359,3 +359,34 @@ def test_the_seed_registers_the_reminder_and_nag_beat_rows(db):
     seed({}, reset=False)
     assert set(PeriodicTask.objects.filter(task__startswith="portal.command.tasks.").values_list("task", flat=True)) == {
         "portal.command.tasks.update_reminders", "portal.command.tasks.nag_action_items"}
+
+
+# ------------------------------------------------------------------------------------------------ Slack
+
+
+def _slash(client, text, user_id):
+    import time
+    from urllib.parse import urlencode
+
+    from portal.inbound import slack
+
+    body = urlencode({"command": "/incident", "text": text, "user_id": user_id, "channel_id": "C0INC"}).encode()
+    ts = str(int(time.time()))
+    return client.generic("POST", "/api/v1/inbound/slack/commands", body, content_type="application/x-www-form-urlencoded",
+                          headers={"X-Slack-Signature": slack.signature_for(body, ts), "X-Slack-Request-Timestamp": ts})
+
+
+def test_a_slack_slash_command_declares_as_the_linked_person(client, settings, responder):
+    settings.SLACK_SIGNING_SECRET = "test-signing-secret"
+    oncall_services.contact_method_add(user=responder, kind="slack", value="U0OSCAR", actor=SYSTEM, verified=True)
+    r = _slash(client, "sev2 Photos do not upload", "U0OSCAR")
+    assert r.status_code == 200 and r.json()["response_type"] == "in_channel", r.content
+    cmd = IncidentCommand.objects.get()
+    assert cmd.incident.title == "Photos do not upload" and cmd.sev == "SEV2" and cmd.declared_by == responder.username
+    assert "not linked" in _slash(client, "sev1 x", "U0STRANGER").json()["text"]
+    assert "Usage" in _slash(client, "sev9 whatever", "U0OSCAR").json()["text"]
+    assert IncidentCommand.objects.count() == 1
+    bad = client.generic("POST", "/api/v1/inbound/slack/commands", b"text=sev1+x&user_id=U0OSCAR",
+                         content_type="application/x-www-form-urlencoded",
+                         headers={"X-Slack-Signature": "v0=bad", "X-Slack-Request-Timestamp": "1"})
+    assert bad.status_code == 401 and IncidentCommand.objects.count() == 1
