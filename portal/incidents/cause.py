@@ -199,6 +199,7 @@ def change_causes(incident: Incident, fired: signal.Fired) -> list[Cause]:
     feed = changes.change_feed(incident.environment, now=incident.opened_at + timedelta(minutes=2),
                                since=incident.opened_at - RECENT)
     drill_silenced = (incident.silenced_reason or "").startswith("expected: drill")
+    rollouts = selectors.recent_deployments_for(incident)
     for ch in feed:
         ago = f"{ch.at:%H:%M:%S} UTC, {_minutes(ch.at, incident.opened_at)} before it opened"
         if ch.kind == "drill" and ch.data.get("verb") == "drill.start":
@@ -210,6 +211,8 @@ def change_causes(incident: Incident, fired: signal.Fired) -> list[Cause]:
                              evidence=[f"{ch.text} by {ch.actor} at {ago}"], action=_runbook_action(incident)))
         elif ch.kind == "scale":
             d = ch.data
+            if d.get("automatic") and any(_during(dep, ch.at) for dep in rollouts):
+                continue  # the rollout's own capacity steps: the deployment cause already stands for them
             into = d.get("to", 0) < d.get("from", 0)
             score = 45 if into and d.get("colour") in (fired.colour, "") else 30
             action = {"kind": "automation", "label": "Pause automation", "environment": incident.environment.name} \
@@ -231,6 +234,12 @@ def change_causes(incident: Incident, fired: signal.Fired) -> list[Cause]:
         out.append(Cause(kind="change", title="Drill", score=55, reason="a drill's expected silence holds this incident",
                          evidence=[f"Silenced: {incident.silenced_reason}"], action=_runbook_action(incident)))
     return out
+
+
+def _during(dep: Deployment, at: datetime) -> bool:
+    start = dep.started_at or dep.created_at
+    end = (dep.finished_at or timezone.now()) + timedelta(minutes=1)
+    return start - timedelta(minutes=1) <= at <= end
 
 
 def _runbook_action(incident: Incident) -> dict | None:

@@ -85,7 +85,7 @@ def _rollbacks(env, since, until) -> list[Change]:
 def _scales(env, since, until) -> list[Change]:
     out = []
     for s in ScaleAction.objects.filter(environment=env, created_at__range=(since, until)):
-        who = "autoscaler" if s.automatic else s.requested_by_label
+        who = "automatic" if s.automatic else s.requested_by_label
         text = f"Scale {s.colour} {s.from_desired} → {s.to_desired} ({who}, {s.get_state_display().lower()})"
         if s.reason:
             text += f": {s.reason}"

@@ -71,9 +71,13 @@ def test_the_deployment_whose_new_colour_carries_the_errors_ranks_first_with_its
     # A vendor is down too, but it would put both colours up, and only green is.
     Check.objects.create(slug="stripe", name="Stripe", kind=Check.Kind.STATUSPAGE, group=Check.Group.EXTERNAL,
                          status=Check.Status.FAILING, last_ok=False, last_reason="major: payments degraded")
+    # The rollout's own capacity step (green scaled up before traffic moved) is the deployment, not a change of its own.
+    ScaleAction.objects.create(environment=env, colour="green", from_desired=0, to_desired=2, reason="deployment v2: prepare green",
+                               state="applied", automatic=True, requested_by_label="system:rollout",
+                               created_at=dep.started_at + timedelta(seconds=20))
     incident = incident_on(env)
     causes = cause.likely_causes(incident, source=Source({"green": 10.0, "blue": 0.4}))
-    assert [c.kind for c in causes][:2] == ["deployment", "vendor"]
+    assert [c.kind for c in causes] == ["deployment", "vendor"]
     top = causes[0]
     assert top.ref["deployment"] == str(dep.public_id) and top.rank == 1
     assert top.action["kind"] == "rollback" and top.action["deployment"] == dep
