@@ -148,7 +148,10 @@ def _sync_burn_alert(slo: Slo) -> None:
         ingest.alert_ingest_internal(
             source="health", fingerprint=f"slo:{slo.slug}", name=f"SLO burn rate: {slo.name}", severity="critical",
             firing=want, summary="; ".join(why) if want else "burn rate back under the paging thresholds",
-            labels={"slo": slo.slug}, grouping_key=f"slo:{slo.slug}",
+            # The metric and environment it reads (scope platform: the whole load balancer, no colour), so a
+            # portal action expected to move that metric (a drill) silences its burn too.
+            labels={"slo": slo.slug, "metric": slo.metric, "scope": "platform"}, environment=_environment(slo),
+            grouping_key=f"slo:{slo.slug}",
         )
     except Exception:
         log.exception("could not sync the burn-rate alert of SLO %s", slo.slug)

@@ -17,6 +17,7 @@ from portal.cloud.models import COLOURS, Drill, Environment
 from portal.errors import BadRequest
 from portal.incidents import silences
 from portal.plan.loader import load_plan
+from portal.sandbox.costs import costs_sync
 from portal.sandbox.simulator import sync_state
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,10 @@ log = logging.getLogger(__name__)
 # What each drill kind is expected to set off (the product's alert labels), silenced while it runs.
 DRILL_METRICS = {"error-rate": ["error_rate"], "latency": ["p95_response_time"], "cpu": ["cpu"],
                  "db-connections": ["db_connections"], "cache-hit-ratio": ["cache_hit_ratio"]}
-DRILL_EXTRA_MATCHERS = {"unhealthy-instance": [{"kind": "target_health"}], "service-outage": [{"kind": "statuspage"}]}
+# The CloudWatch alarms check says "N alarm(s) in ALARM" for the whole account: a metric drill's alarms are
+# expected to fire (the individual metric checks still page for anything the drill does not cause).
+DRILL_EXTRA_MATCHERS = {"unhealthy-instance": [{"kind": "target_health"}], "service-outage": [{"kind": "statuspage"}],
+                        **{k: [{"kind": "alarm"}] for k in ("error-rate", "latency", "cpu", "db-connections", "cache-hit-ratio")}}
 
 LEVEL_LIMITS = {  # kind -> (min, max, unit)
     "error-rate": (0.0, 100.0, "%"),
@@ -33,6 +37,7 @@ LEVEL_LIMITS = {  # kind -> (min, max, unit)
     "db-connections": (0.0, 100.0, "%"),
     "cache-hit-ratio": (0.0, 100.0, "%"),
     "unhealthy-instance": (1.0, 32.0, "instances"),
+    "cost-spike": (1.0, 1000.0, "% of the phase budget"),
 }
 MAX_MINUTES = 24 * 60
 
@@ -55,7 +60,7 @@ def drill_start(*, environment: Environment, kind: str, colour: str | None = Non
     colour = colour or ""
     if colour and colour not in COLOURS:
         raise DrillError(f"colour must be blue or green, not {colour!r}")
-    if kind in ("db-connections", "cache-hit-ratio", "service-outage") and colour:
+    if kind in ("db-connections", "cache-hit-ratio", "service-outage", "cost-spike") and colour:
         raise DrillError(f"a {kind} drill is not per colour; leave the colour empty")
     try:
         minutes = int(minutes)
@@ -101,6 +106,8 @@ def drill_start(*, environment: Environment, kind: str, colour: str | None = Non
                                   extra=DRILL_EXTRA_MATCHERS.get(kind))
     if kind in ("unhealthy-instance", "service-outage"):
         transaction.on_commit(partial(_sync_quietly, environment))
+    if kind == "cost-spike":
+        transaction.on_commit(partial(_costs_quietly, environment))
     return drill
 
 
@@ -129,6 +136,8 @@ def drill_stop(*, drill: Drill | None = None, environment: Environment | None = 
             envs.add(d.environment)
     for env in envs:
         transaction.on_commit(partial(_sync_quietly, env))
+        if any(d.kind == Drill.Kind.COST_SPIKE and d.environment_id == env.pk for d in stopped):
+            transaction.on_commit(partial(_costs_quietly, env))
     return stopped
 
 
@@ -138,6 +147,14 @@ def _sync_quietly(env: Environment) -> None:
         sync_state(env)
     except CloudError as exc:
         log.info("drill state for %s will apply at the next simulator tick: %s", env.name, exc)
+
+
+def _costs_quietly(env: Environment) -> None:
+    """Seed Cost Explorer's figures now rather than at the next tick (the tick does it anyway)."""
+    try:
+        costs_sync(env)
+    except Exception as exc:  # noqa: BLE001 - moto may be down; the next tick seeds again
+        log.info("sandbox costs for %s will apply at the next simulator tick: %s", env.name, exc)
 
 
 def _snapshot(d: Drill) -> dict:

@@ -103,3 +103,36 @@ def test_a_drill_from_3_to_8_percent_is_one_silenced_incident_rising_to_critical
         severity="critical", firing=True, summary="connections at 95%", labels={"metric": "db_connections"}, environment=env)
     assert unrelated.incident_id != incident.pk and unrelated.silenced_reason == ""
     assert pages(unrelated.incident) == 1
+
+
+def test_a_drills_slo_burn_and_its_alarms_are_silenced_but_the_other_colours_alert_pages(platform):
+    """Seen in `make run`: an error drill on green also burned the error-rate and uptime SLOs and put the
+    error-rate alarms in ALARM, and those three paged as if the drill were an outage."""
+    env = platform
+    drill = drill_start(environment=env, kind="error-rate", colour="green", level=40, minutes=10, actor="test")
+    burn = ingest.alert_ingest_internal(source="health", fingerprint="slo:uptime", name="SLO burn rate: Uptime", severity="critical",
+                                        firing=True, summary="24x over 1 h", labels={"slo": "uptime", "metric": "error_rate",
+                                                                                     "scope": "platform"}, environment=env)
+    alarms = ingest.alert_ingest_internal(source="health", fingerprint=f"check:{env.name}-alarms", severity="warning",
+                                          name="Health check failing: CloudWatch alarms", firing=True, summary="2 alarm(s) in ALARM",
+                                          labels={"check": f"{env.name}-alarms", "kind": "alarm"}, environment=env)
+    other = ingest.alert_ingest_internal(source="health", fingerprint="blue-errors", name="Blue errors", severity="critical",
+                                         firing=True, summary="blue", labels={"metric": "error_rate", "colour": "blue"}, environment=env)
+    assert burn.incident.silenced_reason == "expected: drill" and pages(burn.incident) == 0
+    assert alarms.incident.silenced_reason == "expected: drill" and pages(alarms.incident) == 0
+    assert other.incident.silenced_reason == "" and pages(other.incident) >= 1
+    drill_stop(drill=drill, actor="test")
+
+
+def test_an_slo_burn_alert_names_its_metric_and_environment(platform, settings):
+    settings.DEFAULT_ENVIRONMENT = platform.name
+    from portal.health import slo as slo_mod
+    from portal.health.models import Slo
+    from portal.health.seed import seed_slos
+
+    seed_slos(load_plan(), reset=False, stats=SeedStats())
+    seeded = Slo.objects.get(slug="uptime")
+    seeded.burn_rate_1h, seeded.burn_rate_6h, seeded.alert_raised = 20.0, 1.0, False
+    slo_mod._sync_burn_alert(seeded)
+    alert = Alert.objects.get(fingerprint="health:slo:uptime")
+    assert alert.labels["metric"] == "error_rate" and alert.labels["environment"] == platform.name
