@@ -126,6 +126,7 @@ class Drill(models.Model):
         CACHE_HIT_RATIO = "cache-hit-ratio", "Cache hit ratio drop"
         UNHEALTHY_INSTANCE = "unhealthy-instance", "An unhealthy instance"
         SERVICE_OUTAGE = "service-outage", "External service outage"
+        COST_SPIKE = "cost-spike", "Cost spike (Cost Explorer's month to date jumps)"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="drills")

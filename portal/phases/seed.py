@@ -9,6 +9,8 @@ from portal.plan.loader import SeedStats, periodic_task_ensure, upsert_seeded
 
 SAMPLE_TASK = "portal.phases.tasks.phases_sample_users"
 SAMPLE_EVERY_SECONDS = 300
+BUDGET_TASK = "portal.phases.tasks.phases_budget_evaluate"
+BUDGET_EVERY_SECONDS = 900
 
 
 def seed_phases(plan: dict, *, reset: bool, stats: SeedStats) -> None:
@@ -35,6 +37,8 @@ def seed_phases(plan: dict, *, reset: bool, stats: SeedStats) -> None:
 def register_beat(stats: SeedStats) -> None:
     periodic_task_ensure(name="phases: sample the user count", task=SAMPLE_TASK,
                          every_seconds=SAMPLE_EVERY_SECONDS, queue="polling", stats=stats)
+    periodic_task_ensure(name="phases: budget and growth alerts", task=BUDGET_TASK,
+                         every_seconds=BUDGET_EVERY_SECONDS, queue="polling", stats=stats)
 
 
 def seed(plan: dict, *, reset: bool) -> SeedStats:

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.conf import settings
 
 from portal.cloud.models import Environment
+from portal.phases.budget import budget_evaluate
 from portal.phases.services import (
     capacity_sample_record,
     cost_snapshot_record,
@@ -31,6 +32,16 @@ def phases_sample_users(self, environment_name: str | None = None) -> dict:
         cost = cost_snapshot_record(environment=env)
         out["cost"] = None if cost is None else float(cost.total)
     return out
+
+
+@shared_task(bind=True, queue="polling", acks_late=True, soft_time_limit=60, time_limit=90)
+def phases_budget_evaluate(self, environment_name: str | None = None) -> dict:
+    """Budget and growth alerts for the environment (beat row registered by phases/seed.py); safe to redeliver:
+    a standing finding repeats its alert, which opens no second incident."""
+    env = Environment.objects.filter(name=environment_name or _default()).first()
+    if env is None:
+        return {"skipped": "no environment"}
+    return budget_evaluate(environment=env)
 
 
 def _default() -> str:

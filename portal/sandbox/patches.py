@@ -27,6 +27,7 @@ import threading
 from django.db import DatabaseError
 from moto.autoscaling.exceptions import ValidationError as AsgValidationError
 from moto.autoscaling.models import AutoScalingBackend, autoscaling_backends
+from moto.ce.models import CostExplorerBackend
 from moto.ce.responses import CostExplorerResponse
 from moto.cloudwatch.models import CloudWatchBackend, MetricAggregatedDatum, MetricDatum, Statistics
 from moto.elbv2.exceptions import TargetGroupNotFoundError
@@ -53,6 +54,21 @@ def _percentile(values: list[float], pct: float) -> float | None:
 
 def plan_monthly_cost() -> float:
     return float(sum(float(i["monthly"]) for i in (load_plan().get("costs") or {}).get("items", [])))
+
+
+def seeded_monthly(answer: dict | None) -> float | None:
+    """The monthly rate a seeded month-to-date answer runs at (its amount over the days it covers)."""
+    if not answer:
+        return None
+    try:
+        period = answer["ResultsByTime"][0]
+        start = dt.date.fromisoformat(period["TimePeriod"]["Start"])
+        end = dt.date.fromisoformat(period["TimePeriod"]["End"])
+        amount = sum(float(g["Metrics"]["UnblendedCost"]["Amount"]) for g in period.get("Groups") or [])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    elapsed = max((end - start).days, 1)
+    return amount / elapsed * calendar.monthrange(start.year, start.month)[1]
 
 
 def install_moto_patches() -> None:
@@ -83,7 +99,8 @@ def install_moto_patches() -> None:
         period = params.get("TimePeriod") or {}
         start = dt.date.fromisoformat(period["Start"])
         end = dt.date.fromisoformat(period["End"])
-        monthly = SANDBOX_COSTS.get(self.current_account, {}).get("monthly") or plan_monthly_cost()
+        monthly = (seeded_monthly(getattr(self.ce_backend, "sandbox_cost_answer", None))
+                   or SANDBOX_COSTS.get(self.current_account, {}).get("monthly") or plan_monthly_cost())
         amount = 0.0
         day = start
         while day < end:
@@ -94,6 +111,20 @@ def install_moto_patches() -> None:
             {"TimePeriod": period, "MeanValue": total["Amount"]}]})
 
     CostExplorerResponse.get_cost_forecast = get_cost_forecast  # type: ignore[method-assign,attr-defined]
+
+    original_cost_and_usage = CostExplorerBackend.get_cost_and_usage
+
+    def get_cost_and_usage(self, body):
+        # moto answers each request body once from its queue and then repeats it; the sandbox seeds again
+        # when the phase or a cost-spike drill changes the figures, so the newest seeded answer wins.
+        if self.cost_usage_results_queue:
+            self.sandbox_cost_answer = self.cost_usage_results_queue[-1]
+            self.cost_usage_results_queue.clear()
+            self.cost_usage_results.clear()
+        answer = getattr(self, "sandbox_cost_answer", None)
+        return answer if answer is not None else original_cost_and_usage(self, body)
+
+    CostExplorerBackend.get_cost_and_usage = get_cost_and_usage  # type: ignore[method-assign]
 
     original_set_desired = AutoScalingBackend.set_desired_capacity
 

@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 
 from portal.cloud.errors import CloudError
 from portal.cloud.models import Environment
+from portal.sandbox.costs import costs_sync
 from portal.sandbox.patches import install_moto_patches
 from portal.sandbox.platform import alarms_sync, build_platform, register_environment
 from portal.sandbox.simulator import tick
@@ -104,6 +105,7 @@ class Sandbox:
         self.env = register_environment(self.names, endpoint_url=self.endpoint_url, name=self.env_name,
                                         status_port=status_port)
         alarms_sync(self.env)  # the plan built them; the thresholds stored now (a lead's edits) decide
+        costs_sync(self.env)  # the build seeded the 300k-user table; Cost Explorer answers for the current phase
         self.say(f"AWS sandbox on {self.endpoint_url}: platform ready in {time.monotonic() - t0:.1f}s, "
                  f"environment '{self.env.name}' registered")
 

@@ -24,6 +24,7 @@ from portal.cloud.metrics import RUM_NAMESPACE, RUM_PAGE_LOAD, CloudWatchSource,
 from portal.cloud.models import Drill, Environment, SimulatorState
 from portal.health import thresholds as threshold_reads
 from portal.plan.loader import load_plan
+from portal.sandbox.costs import costs_sync
 from portal.sandbox.platform import current_phase_bounds
 
 log = logging.getLogger(__name__)
@@ -339,6 +340,10 @@ def tick(env: Environment, now: dt.datetime | None = None, rng: random.Random | 
         except Exception:  # noqa: BLE001 - alarm evaluation must never stop the metrics
             log.exception("sandbox alarm evaluation failed")
         data["alarms_at"] = now.isoformat()
+    try:  # Cost Explorer's month to date follows the phase and the cost-spike drills (seeded when they change)
+        data["costs"] = costs_sync(env, drills=drills, seeded=data.get("costs"), today=now.date())
+    except Exception:  # noqa: BLE001 - cost figures must never stop the metrics
+        log.exception("sandbox cost seeding failed")
     data.update(users=users, last={"requests": requests, "errors": errors, "rps": round(rps, 2)})
     SimulatorState.objects.filter(pk=state.pk).update(data=data, ticks=state.ticks + 1, last_tick_at=now)
     return TickReport(at=now, weights=weights, requests=requests, errors=errors, p95=p95, cpu=cpu, db_connections=db_conn,

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         start.add_argument("kind", choices=Drill.Kind.values)
         start.add_argument("--environment", default="sandbox")
         start.add_argument("--colour", choices=["blue", "green"], default=None)
-        start.add_argument("--level", type=float, default=None, help="percent for rates, seconds for latency, instances for unhealthy-instance")
+        start.add_argument("--level", type=float, default=None, help="percent for rates, seconds for latency, instances for unhealthy-instance, percent of the phase budget for cost-spike")
         start.add_argument("--minutes", type=int, default=10)
         start.add_argument("--seed", type=int, default=None)
         start.add_argument("--service", default="", help="service slug for service-outage (e.g. openai)")
