@@ -47,8 +47,10 @@ def command_for(incident: Incident) -> IncidentCommand | None:
     return IncidentCommand.objects.filter(incident=incident).first()
 
 
-def roles_of(incident: Incident) -> list[dict]:
-    held = {r.role: r for r in CommandRole.objects.filter(incident=incident).select_related("user")}
+def roles_of(incident: Incident, held_roles=None) -> list[dict]:
+    """Each role with its holder; `held_roles` are the incident's CommandRole rows when already fetched."""
+    rows = held_roles if held_roles is not None else CommandRole.objects.filter(incident=incident).select_related("user")
+    held = {r.role: r for r in rows}
     return [{"role": value, "label": label, "user": held[value].user.get_username() if value in held else None,
              "taken_at": held[value].taken_at if value in held else None} for value, label in RoleKind.choices]
 
@@ -254,7 +256,8 @@ def overdue_action_items(*, now: datetime) -> list[ActionItem]:
 
 def open_declared(limit: int = 10) -> list[IncidentCommand]:
     return list(IncidentCommand.objects.filter(declared=True, incident__status__in=OPEN, merged_into__isnull=True)
-                .select_related("incident").order_by("-incident__opened_at")[:limit])
+                .select_related("incident").prefetch_related("incident__command_roles__user")
+                .order_by("-incident__opened_at")[:limit])
 
 
 def markdown_review(incident: Incident, review) -> str:

@@ -48,7 +48,8 @@ def declare(request):
 @perm_required(VIEW)
 @require_GET
 def panel(request):
-    rows = [{"command": c, "incident": c.incident, "roles": selectors.roles_of(c.incident)} for c in selectors.open_declared()]
+    rows = [{"command": c, "incident": c.incident, "roles": selectors.roles_of(c.incident, c.incident.command_roles.all())}
+            for c in selectors.open_declared()]
     return render(request, "command/panel.html", {"rows": rows})
 
 

@@ -390,3 +390,25 @@ def test_a_slack_slash_command_declares_as_the_linked_person(client, settings, r
                          content_type="application/x-www-form-urlencoded",
                          headers={"X-Slack-Signature": "v0=bad", "X-Slack-Request-Timestamp": "1"})
     assert bad.status_code == 401 and IncidentCommand.objects.count() == 1
+
+
+def test_the_dashboard_panel_reads_in_a_fixed_number_of_queries(client, responder):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(responder)
+
+    def panel_queries() -> tuple[int, str]:
+        client.get("/command/panel/")  # warm the session and permission caches
+        with CaptureQueriesContext(connection) as ctx:
+            body = client.get("/command/panel/").content.decode()
+        return len(ctx.captured_queries), body
+
+    for n in range(2):
+        services.role_take(incident=_declare(actor=responder, title=f"incident {n}"), role="commander", actor=responder)
+    two, _ = panel_queries()
+    for n in range(2, 6):
+        services.role_take(incident=_declare(actor=responder, title=f"incident {n}"), role="commander", actor=responder)
+    six, body = panel_queries()
+    assert six == two  # no query per incident
+    assert body.count('data-testid="declared-incident"') == 6 and body.count(f"Commander: {responder.username}") == 6
