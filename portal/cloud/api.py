@@ -5,6 +5,7 @@ from __future__ import annotations
 from ninja import Router
 
 from portal.api_auth import require_scope
+from portal.cloud.drift import drift_summary, environment_drift
 from portal.cloud.errors import CloudError
 from portal.cloud.models import Environment
 from portal.cloud.selectors import environment_json
@@ -30,3 +31,13 @@ def get_environment(request, name: str):
         return environment_json(env)
     except CloudError as exc:
         raise Unavailable(exc.detail, code="cloud_error") from exc  # this endpoint has always named it so
+
+
+@router.get("/{name}/drift", summary="The account against the plan and the phase's bounds, line by line (ok or drifted)")
+def get_drift(request, name: str):
+    require_scope(request, "read")
+    env = Environment.objects.filter(name=name).first()
+    if env is None:
+        raise NotFound(f"no environment named {name!r}")
+    lines = environment_drift(env)
+    return {"environment": env.name, "summary": drift_summary(lines), "lines": [x.as_dict() for x in lines]}

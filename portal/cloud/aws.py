@@ -24,7 +24,8 @@ __all__ = [
     "describe_scaling_policies", "describe_target_health", "get_listener_weights", "healthy_count",
     "list_alarms", "listener_target_groups", "load_balancer_dns_name", "metric_data", "rds_failover",
     "route53_records", "set_desired_capacity", "set_listener_weights",
-    "ListenerTls", "SecretState", "bucket_encryption", "listener_tls", "rds_free_storage_bytes", "secrets_state",
+    "ListenerTls", "SecretState", "bucket_encryption", "launch_template_instance_type", "listener_tls",
+    "rds_free_storage_bytes", "secrets_state",
 ]
 
 
@@ -608,3 +609,11 @@ def rds_free_storage_bytes(env) -> float | None:
                    "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": ident}]},
         "Period": 300, "Stat": "Minimum"}}], end - dt.timedelta(hours=3), end).get("free", [])
     return points[-1][1] if points else None
+
+
+def launch_template_instance_type(env) -> str:
+    """The instance type the launch template's latest version starts ('' when it sets none)."""
+    lt = _need(env, env.launch_template_id, "launch template id", "DescribeLaunchTemplateVersions")
+    versions = client(env, "ec2").describe_launch_template_versions(LaunchTemplateId=lt, Versions=["$Latest"]).get(
+        "LaunchTemplateVersions", [])
+    return (versions[0].get("LaunchTemplateData") or {}).get("InstanceType", "") if versions else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -9,6 +10,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from portal.accounts.permissions import perm_required
 from portal.accounts.reauth import step_up
 from portal.accounts.roles import ADMINISTER, VIEW
+from portal.cloud.clients import page_reads
+from portal.cloud.drift import drift_for_item, drift_summary, environment_drift
 from portal.cloud.forms import EnvironmentForm, NewEnvironmentForm
 from portal.cloud.models import Environment
 from portal.cloud.selectors import active_drills, environment_detail, live_state
@@ -40,6 +43,27 @@ def environment_detail_view(request, name: str):
 def environment_live(request, name: str):
     env = get_object_or_404(Environment, name=name)
     return render(request, "cloud/_live.html", {"env": env, "live": live_state(env)})
+
+
+@require_GET
+@perm_required(VIEW)
+def environment_drift_view(request, name: str):
+    env = get_object_or_404(Environment, name=name)
+    with page_reads():
+        lines = environment_drift(env)
+    return render(request, "cloud/drift.html", {"env": env, "lines": lines, "summary": drift_summary(lines)})
+
+
+@require_GET
+@perm_required(VIEW)
+def checklist_item_drift(request, slug: str):
+    """The default environment's drift lines that affect one checklist item (loaded into the item's page)."""
+    env = Environment.objects.filter(name=settings.DEFAULT_ENVIRONMENT).first()
+    lines = []
+    if env is not None:
+        with page_reads():
+            lines = drift_for_item(environment_drift(env), slug)
+    return render(request, "cloud/_item_drift.html", {"env": env, "lines": lines, "slug": slug})
 
 
 def _edited_environment(request, name: str | None = None):
