@@ -15,7 +15,7 @@ import logging
 from decimal import Decimal
 
 from portal.cloud.models import Drill, Environment
-from portal.phases.selectors import current_phase
+from portal.phases.selectors import NoPhases, current_phase
 from portal.plan.loader import load_plan
 from portal.sandbox.platform import cost_results, seed_costs
 
@@ -44,13 +44,19 @@ def costs_sync(env: Environment, *, drills=None, seeded: dict | None = None, tod
     if drills is None:
         now = dt.datetime.now(dt.UTC)
         drills = list(Drill.objects.filter(environment=env, kind=Drill.Kind.COST_SPIKE, stopped_at__isnull=True, ends_at__gt=now))
-    phase = current_phase()
+    plan = load_plan()
+    try:
+        phase = current_phase()
+        number, budget = phase.number, Decimal(str(phase.monthly_cost))
+    except NoPhases:  # phases not seeded yet: the plan file's first phase, as the platform builder does
+        first = (plan.get("phases") or [{}])[0]
+        number, budget = int(first.get("number", 1)), Decimal(str(first.get("monthly_cost", 0)))
     spike = cost_spike_percent(drills)
     share = spike / 100.0 if spike is not None else BASELINE_SHARE
-    wanted = {"phase": phase.number, "budget": float(phase.monthly_cost), "share": share, "day": today.isoformat()}
+    wanted = {"phase": number, "budget": float(budget), "share": share, "day": today.isoformat()}
     if seeded == wanted:
         return wanted
-    items = phase_cost_items(load_plan(), phase.monthly_cost, share)
+    items = phase_cost_items(plan, budget, share)
     seed_costs(cost_results({"costs": {"items": items}}, today), endpoint_url=env.endpoint_url or None, copies=1)
-    log.info("sandbox Cost Explorer: phase %s at %.0f %% of its %s budget", phase.number, share * 100, phase.monthly_cost)
+    log.info("sandbox Cost Explorer: phase %s at %.0f %% of its %s budget", number, share * 100, budget)
     return wanted
