@@ -75,3 +75,28 @@ def test_an_unknown_zone_is_not_found(standin):
     with pytest.raises(CloudError) as exc:
         cf.zone(_env(standin, cloudflare_zone="other.example"))
     assert exc.value.is_not_found
+
+
+def test_the_sandbox_command_starts_the_stand_in_and_puts_cloudflare_in_front(aws_platform, settings):
+    """What `make run` does after building the platform: the stand-in seeded with the built load balancer,
+    the sandbox environment reading DNS, CDN and storage from it, and the checks passing through it."""
+    import io
+    from types import SimpleNamespace
+
+    from portal.checklist.verify import run_check
+    from portal.sandbox.management.commands.sandbox import Command
+
+    settings.SANDBOX_CLOUDFLARE_PORT = free_port()
+    sandbox = SimpleNamespace(names=aws_platform.platform, env=aws_platform)
+    command = Command(stdout=io.StringIO())
+    edge = command.start_cloudflare("127.0.0.1", sandbox)
+    try:
+        env = Environment.objects.get(pk=aws_platform.pk)
+        assert (env.dns_provider, env.cdn_provider, env.storage_provider) == ("cloudflare", "cloudflare", "cloudflare")
+        assert env.cloudflare_base_url == edge.url and env.cloudflare_api_token == edge.state.token
+        assert f"CloudFlare API stand-in on {edge.url}" in command.stdout.getvalue()
+        for slug in ("dns", "cdn", "security-audit"):
+            result = run_check(slug, env)
+            assert result.outcome == "passing", (slug, result.summary)
+    finally:
+        edge.stop()
