@@ -222,7 +222,14 @@ def add_checks(env, upto: int) -> None:
 def add_deployments(env, upto: int) -> None:
     from django.utils import timezone
 
-    from deployments.models import AnalysisTemplate, Deployment, DeploymentEvent, DeploymentState, Release, Strategy
+    from deployments.models import (
+        AnalysisTemplate,
+        Deployment,
+        DeploymentEvent,
+        DeploymentState,
+        Release,
+        Strategy,
+    )
 
     strategies = list(Strategy.objects.all())
     if not strategies:

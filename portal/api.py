@@ -17,8 +17,8 @@ from portal.api_auth import TokenAuth
 from portal.api_errors import install_error_handlers
 from portal.audit.api import router as audit_router
 from portal.checklist.api import router as checklist_router
-from portal.command.api import router as command_router
 from portal.cloud.api import router as environments_router
+from portal.command.api import router as command_router
 from portal.health.api import router as health_router
 from portal.health.api import thresholds_router
 from portal.heartbeats.api import router as heartbeats_router
