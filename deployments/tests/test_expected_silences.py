@@ -36,7 +36,8 @@ def test_a_scale_silences_its_colour_group_check_and_cpu(aws_platform, lead):
     action = services.environment_scale(environment=env, colour="green", desired=1, actor=lead, reason="warm the idle colour")
     made = Silence.objects.filter(ref=f"scale:{action.public_id}")
     assert {tuple(sorted(s.matchers.items())) for s in made} == {
-        (("colour", "green"), ("environment", env.name), ("metric", "cpu")), (("check", f"{env.name}-asg-green"), ("environment", env.name))}
+        (("colour", "green"), ("environment", env.name), ("metric", "cpu")), (("check", f"{env.name}-asg-green"), ("environment", env.name)),
+        (("environment", env.name), ("metric", "cpu"), ("scope", "platform"))}
     assert silences.hold_for({"environment": env.name, "check": f"{env.name}-asg-green"}) is not None
     assert silences.hold_for({"environment": env.name, "check": f"{env.name}-asg-blue"}) is None
     assert silences.hold_for({"environment": env.name, "metric": "cpu", "colour": "blue"}) is None
