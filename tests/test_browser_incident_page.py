@@ -48,6 +48,17 @@ def green_on_fire(transactional_db, aws_platform, strategies, fast, clock, respo
                                      launch_template_version="$Latest", actor=responder)
     assert drive(dep, clock) == "completed"
     assert cloudops.read_weights(env) == {"blue": 0, "green": 100}
+    # The driver's clock jumped over the holds and ran ahead of the wall clock: the rollout happened
+    # before the incident opens, so move its records back by as much (else they lie in the future).
+    ahead = clock.now - timezone.now() + timedelta(seconds=5)
+    if ahead > timedelta(0):
+        from django.db.models import F
+
+        from deployments.models import Analysis, Deployment, DeploymentEvent
+        DeploymentEvent.objects.filter(deployment=dep).update(at=F("at") - ahead)
+        Analysis.objects.filter(deployment=dep).update(at=F("at") - ahead)
+        Deployment.objects.filter(pk=dep.pk).update(started_at=F("started_at") - ahead, switched_at=F("switched_at") - ahead,
+                                                    finished_at=F("finished_at") - ahead)
     fake.values["green"]["error_rate"] = 10.0
     alert = ingest.alert_ingest_internal(
         source="health", fingerprint="sandbox-green-5xx", name="HighErrorRate", severity="critical", firing=True,
