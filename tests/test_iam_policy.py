@@ -41,6 +41,7 @@ ACTION_OVERRIDES = {
     ("s3", "HeadObject"): "s3:GetObject",
     ("s3", "ListObjectsV2"): "s3:ListBucket",
     ("s3", "ListObjects"): "s3:ListBucket",
+    ("s3", "GetBucketEncryption"): "s3:GetEncryptionConfiguration",
 }
 # Actions AWS checks on the caller as part of another call. UpdateAutoScalingGroup with a launch
 # template requires ec2:RunInstances (and ec2:CreateTags for launch tags, iam:PassRole for the
