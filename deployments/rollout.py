@@ -33,7 +33,7 @@ from deployments.mechanics import (
 )
 from deployments.models import Analysis, AnalysisTemplate, Deployment, DeploymentState
 from deployments.rollback import rollback_start
-from deployments.verdicts import Evidence, Rules, judge, looks
+from deployments.verdicts import Evidence, Rules, extra_metric_reasons, judge, looks, metric_name
 from portal.actors import Actor
 from portal.audit.services import audit_record, audits_failures
 from portal.health.thresholds import cached as thresholds_read_once
@@ -506,26 +506,16 @@ def _errors(rate, requests) -> float | None:
 
 
 def _extra_metrics(template: AnalysisTemplate, ms, new: str, old: str, minutes: int) -> tuple[dict, list[str]]:
-    """The template's extra metrics: a portal metric or a PromQL/CloudWatch query, absolute or against the old colour."""
+    """The template's extra metrics read (a portal metric or a PromQL/CloudWatch query), and why they fail the run."""
     values: dict = {}
-    reasons: list[str] = []
     for m in template.metrics or []:
-        name = str(m.get("name") or m.get("metric") or "metric")
         try:
             new_v, old_v = cloudops.template_metric(ms, m, new, old, minutes)
         except Exception as exc:  # noqa: BLE001 - an unreadable extra metric is shown, not a rollback
-            values[name] = {"error": str(exc)[:200]}
+            values[metric_name(m)] = {"error": str(exc)[:200]}
             continue
-        values[name] = {"new": new_v, "old": old_v}
-        if new_v is None:
-            continue
-        if m.get("comparison", "absolute") == "absolute" and m.get("max") is not None and new_v > float(m["max"]):
-            reasons.append(f"{name} {new_v:g} is above {float(m['max']):g}")
-        elif m.get("comparison") == "baseline" and old_v is not None:
-            margin = float(m.get("margin_pct", 25))
-            if new_v > old_v * (1 + margin / 100.0):
-                reasons.append(f"{name} {new_v:g} on {new} vs {old_v:g} on {old} (margin {margin:g} %)")
-    return values, reasons
+        values[metric_name(m)] = {"new": new_v, "old": old_v}
+    return values, extra_metric_reasons(template.metrics, values, new=new, old=old)
 
 
 def _fmt(v, unit: str, digits: int = 2) -> str:

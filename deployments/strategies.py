@@ -14,7 +14,15 @@ from deployments import conf
 from deployments.errors import InvalidInput, NeedsApproval
 from deployments.mechanics import can_approve
 from deployments.models import Analysis, AnalysisTemplate, Deployment, DeploymentState, Strategy
-from deployments.verdicts import METHOD, Evidence, Rules, judge, looks, simulate_false_alarms
+from deployments.verdicts import (
+    METHOD,
+    Evidence,
+    Rules,
+    extra_metric_reasons,
+    judge,
+    looks,
+    simulate_false_alarms,
+)
 from portal.audit.services import audit_record
 from portal.cloud.metrics import METRICS
 from portal.tasking import enqueue
@@ -204,21 +212,6 @@ def _rules_for(template: AnalysisTemplate, run: Analysis, span_seconds: float) -
                  critical_p95=t.get("critical_p95"), pass_error_rate=template.pass_error_rate_pct)
 
 
-def _extra_fails(template: AnalysisTemplate, run: Analysis) -> list[str]:
-    out = []
-    for m in template.metrics or []:
-        name = str(m.get("name") or m.get("metric") or "metric")
-        got = (run.extra or {}).get(name) or {}
-        new_v, old_v = got.get("new"), got.get("old")
-        if new_v is None:
-            continue
-        if m.get("comparison", "absolute") == "absolute" and m.get("max") is not None and new_v > float(m["max"]):
-            out.append(f"{name} {new_v:g} is above {float(m['max']):g}")
-        elif m.get("comparison") == "baseline" and old_v is not None and new_v > old_v * (1 + float(m.get("margin_pct", 25)) / 100):
-            out.append(f"{name} {new_v:g} vs {old_v:g}")
-    return out
-
-
 def replay_deployment(template: AnalysisTemplate, dep: Deployment) -> ReplayResult:
     """The template's verdicts over the deployment's recorded runs, taken at the template's interval."""
     runs = list(Analysis.objects.filter(deployment=dep).order_by("at", "id"))
@@ -242,7 +235,7 @@ def replay_deployment(template: AnalysisTemplate, dep: Deployment) -> ReplayResu
             last_taken = r.at
             v = judge(Evidence(r.new_requests or 0, r.new_errors or 0, r.old_requests or 0, r.old_errors or 0,
                                r.new_p95, r.old_p95), _rules_for(template, r, span))
-            decision, reasons = v.decision, list(v.reasons) + _extra_fails(template, r)
+            decision, reasons = v.decision, list(v.reasons) + extra_metric_reasons(template.metrics, r.extra or {})
             if reasons and decision in ("pass", "inconclusive"):
                 decision = "fail"
             seconds = round((r.at - start).total_seconds(), 1)

@@ -127,6 +127,30 @@ def judge(ev: Evidence, rules: Rules, *, new: str = "new", old: str = "old") -> 
     return RunVerdict("pass", [], p_value=p_value, upper=upper)
 
 
+def metric_name(spec: dict) -> str:
+    return str(spec.get("name") or spec.get("metric") or "metric")
+
+
+def extra_metric_reasons(specs: list[dict], values: dict, *, new: str = "new", old: str = "old") -> list[str]:
+    """Why a template's extra metrics fail a run: each over its absolute `max`, or above the old colour's
+    value by more than `margin_pct`. `values` maps a metric's name to {"new", "old"} as read (the live
+    run reads them, the replay takes them from the run's record)."""
+    reasons = []
+    for m in specs or []:
+        name = metric_name(m)
+        got = values.get(name) or {}
+        new_v, old_v = got.get("new"), got.get("old")
+        if new_v is None:
+            continue
+        if m.get("comparison", "absolute") == "absolute" and m.get("max") is not None and new_v > float(m["max"]):
+            reasons.append(f"{name} {new_v:g} is above {float(m['max']):g}")
+        elif m.get("comparison") == "baseline" and old_v is not None:
+            margin = float(m.get("margin_pct", 25))
+            if new_v > old_v * (1 + margin / 100.0):
+                reasons.append(f"{name} {new_v:g} on {new} vs {old_v:g} on {old} (margin {margin:g} %)")
+    return reasons
+
+
 def simulate_false_alarms(rules: Rules, *, new_rps: float, old_rps: float, error_rate_pct: float, hold_seconds: float,
                           interval_seconds: float, failure_limit: int, max_extension_seconds: float, trials: int,
                           seed: int = 7) -> tuple[float, float]:

@@ -182,3 +182,15 @@ def test_freshly_seeded_templates_are_used_by_the_seeded_strategies(strategies):
     assert strategies["canary"].template.slug == "seed" and strategies["canary-quick"].template.slug == "sandbox-quick"
     seed = strategies["canary"].template
     assert seed.interval_seconds == 30 and seed.failure_limit == 2 and seed.metrics[0]["metric"] == "job_posting_seconds"
+
+
+def test_extra_metrics_fail_a_run_over_their_limit_live_and_in_replay_alike():
+    from deployments.verdicts import extra_metric_reasons
+
+    specs = [{"name": "Job posting", "metric": "job_posting_seconds", "comparison": "absolute", "max": 60},
+             {"name": "Queue", "promql": "q", "comparison": "baseline", "margin_pct": 20}]
+    assert extra_metric_reasons(specs, {"Job posting": {"new": 45.0}, "Queue": {"new": 11.0, "old": 10.0}}) == []
+    reasons = extra_metric_reasons(specs, {"Job posting": {"new": 75.0}, "Queue": {"new": 13.0, "old": 10.0},
+                                           "Ignored": {"new": 1e9}}, new="green", old="blue")
+    assert reasons == ["Job posting 75 is above 60", "Queue 13 on green vs 10 on blue (margin 20 %)"]
+    assert extra_metric_reasons(specs, {"Job posting": {"error": "unreadable"}}) == []
