@@ -13,7 +13,7 @@ import uuid
 from time import monotonic
 
 from kombu.exceptions import ChannelError
-from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
@@ -38,8 +38,20 @@ class Channel(filesystem.Channel):
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
 
 
+# One binding state per control folder. Stock kombu keeps one for the whole process and skips
+# writing a binding it has seen before, so a second broker folder in the same process (a test, a
+# management command pointed at another data dir) never gets its exchange table and every message
+# published there is dropped without an error.
+_states: dict[str, virtual.BrokerState] = {}
+
+
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def __init__(self, client, **kwargs):
+        super().__init__(client, **kwargs)
+        folder = os.path.abspath(str((client.transport_options or {}).get("control_folder", "control")))
+        self.state = _states.setdefault(folder, virtual.BrokerState())
 
 
 def install() -> None:

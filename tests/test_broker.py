@@ -51,3 +51,22 @@ def test_reader_racing_writer_gets_only_whole_messages(tmp_path):
     t.join()
     assert not errors, errors[:3]
     assert sorted(received) == list(range(total))
+
+
+def test_two_broker_folders_in_one_process_both_deliver(tmp_path):
+    """A binding made for one folder must not stop the same binding being written for another."""
+    got = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        (folder / "q").mkdir(parents=True)
+        (folder / "c").mkdir()
+        opts = {"data_folder_in": str(folder / "q"), "data_folder_out": str(folder / "q"),
+                "control_folder": str(folder / "c"), "polling_interval": 0.01}
+        with Connection("filesystem://", transport_options=opts) as conn:
+            q = conn.SimpleQueue("default")
+            q.put({"folder": name})
+            msg = q.get(timeout=5)
+            got.append(msg.payload["folder"])
+            msg.ack()
+        assert (folder / "c" / "default.exchange").exists()
+    assert got == ["first", "second"]
