@@ -45,6 +45,8 @@ app.conf.update(
     broker_channel_error_retry=True,
     worker_send_task_events=False,
     task_track_started=True,
+    # Tasks that store no result (the intake path: its rows are the record) still store a failure.
+    task_store_errors_even_if_ignored=True,
     timezone="UTC",
 )
 app.autodiscover_tasks()

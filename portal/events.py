@@ -1,7 +1,7 @@
 """The portal's event bus: a service says what happened, by kind, and whoever listens learns of it after commit.
 
 Incidents and deployments emit here (`emit("incident.acknowledged", {...})`); the listeners are named by
-task (EVENT_SUBSCRIBERS), so this module, and the apps that emit, import none of them. Each event gets
+task (EVENT_SUBSCRIBERS, with the kinds each acts on), so this module, and the apps that emit, import none of them. Each event gets
 one id at emit time, which listeners use to do their work once per event (a redelivered task is no
 second event).
 """
@@ -19,9 +19,21 @@ KINDS = (
     "incident.opened", "incident.acknowledged", "incident.escalated", "incident.resolved",
     "rollback.started", "rollback.finished", "runbook.run_completed",
 )
-# The tasks that hear every event, called as task(event) with the event's JSON.
-EVENT_SUBSCRIBERS = ("portal.webhooks.tasks.fanout", "portal.inbound.slack_tasks.refresh", "deployments.tasks.deployments_on_event",
-                     "portal.checklist.tasks.checklist_on_event")
+# The tasks that hear events, called as task(event) with the event's JSON, each with the kinds it acts
+# on (None: every kind). An alert storm opens hundreds of incidents a minute: a listener that would
+# only look at the event and return is not sent it, so the storm puts no work on the `actions` queue a
+# rollback needs, and none on Slack's (a new incident has no Slack message yet: paging posts it).
+EVENT_SUBSCRIBERS: dict[str, frozenset[str] | None] = {
+    "portal.webhooks.tasks.fanout": None,
+    "portal.inbound.slack_tasks.refresh": frozenset(KINDS) - {"incident.opened", "runbook.run_completed"},
+    "deployments.tasks.deployments_on_event": frozenset({"incident.opened"}),
+    "portal.checklist.tasks.checklist_on_event": frozenset({"runbook.run_completed"}),
+}
+
+
+def subscribers(kind: str) -> list[str]:
+    """The listeners an event of this kind is sent to."""
+    return [name for name, kinds in EVENT_SUBSCRIBERS.items() if kinds is None or kind in kinds]
 
 
 def emit(kind: str, payload: dict[str, Any]) -> str:
@@ -29,7 +41,7 @@ def emit(kind: str, payload: dict[str, Any]) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
     event = {"id": str(uuid.uuid4()), "kind": kind, "at": timezone.now().isoformat(), "data": payload}
-    for name in EVENT_SUBSCRIBERS:
+    for name in subscribers(kind):
         enqueue(name, event)
     return event["id"]
 

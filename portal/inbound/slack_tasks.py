@@ -10,7 +10,7 @@ from celery import shared_task
 
 from portal.inbound import slack
 
-OPTS = {"acks_late": True, "queue": "default", "soft_time_limit": 60, "time_limit": 90}
+OPTS = {"acks_late": True, "queue": "default", "soft_time_limit": 60, "time_limit": 90, "ignore_result": True}
 
 
 @shared_task(name="portal.inbound.slack_tasks.refresh", **OPTS)

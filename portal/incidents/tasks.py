@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 SWEEP_AFTER = timedelta(seconds=30)
 
 
-@shared_task(bind=True, queue="default", acks_late=True, max_retries=5, soft_time_limit=110, time_limit=130)
+# The intake path stores no results: the delivery row is its record (errors are still stored).
+@shared_task(bind=True, queue="default", acks_late=True, max_retries=5, soft_time_limit=110, time_limit=130, ignore_result=True)
 def process_delivery(self, delivery_id: int) -> str:
     try:
         return ingest.delivery_process(delivery_id=delivery_id)
@@ -53,7 +54,7 @@ def prune_rejected_deliveries(self) -> int:
     return rejects.rejected_deliveries_prune()
 
 
-@shared_task(bind=True, queue="default", acks_late=True)
+@shared_task(bind=True, queue="default", acks_late=True, ignore_result=True)
 def escalate_incident(self, incident_id: int) -> int:
     return escalation.incident_escalate(incident_id=incident_id).level
 

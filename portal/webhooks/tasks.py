@@ -7,7 +7,8 @@ from django.utils.dateparse import parse_datetime
 
 from portal.webhooks import services
 
-OPTS = {"acks_late": True, "queue": "default", "soft_time_limit": 60, "time_limit": 90}
+# Results are not stored: each delivery row is its own record (errors are still stored).
+OPTS = {"acks_late": True, "queue": "default", "soft_time_limit": 60, "time_limit": 90, "ignore_result": True}
 
 
 @shared_task(name="portal.webhooks.tasks.fanout", **OPTS)
