@@ -9,6 +9,7 @@ second event).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
@@ -29,11 +30,17 @@ EVENT_SUBSCRIBERS: dict[str, frozenset[str] | None] = {
     "deployments.tasks.deployments_on_event": frozenset({"incident.opened"}),
     "portal.checklist.tasks.checklist_on_event": frozenset({"runbook.run_completed"}),
 }
+# Narrower still, by what the event says: a rollout looks again only at a critical incident on a
+# named environment (deployments.tasks.deployments_on_event checks the same).
+EVENT_CONDITIONS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "deployments.tasks.deployments_on_event": lambda data: data.get("severity") == "critical" and bool(data.get("environment")),
+}
 
 
-def subscribers(kind: str) -> list[str]:
-    """The listeners an event of this kind is sent to."""
-    return [name for name, kinds in EVENT_SUBSCRIBERS.items() if kinds is None or kind in kinds]
+def subscribers(kind: str, data: dict[str, Any] | None = None) -> list[str]:
+    """The listeners an event of this kind, carrying `data`, is sent to."""
+    return [name for name, kinds in EVENT_SUBSCRIBERS.items()
+            if (kinds is None or kind in kinds) and EVENT_CONDITIONS.get(name, lambda _d: True)(data or {})]
 
 
 def emit(kind: str, payload: dict[str, Any]) -> str:
@@ -41,7 +48,7 @@ def emit(kind: str, payload: dict[str, Any]) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
     event = {"id": str(uuid.uuid4()), "kind": kind, "at": timezone.now().isoformat(), "data": payload}
-    for name in subscribers(kind):
+    for name in subscribers(kind, payload):
         enqueue(name, event)
     return event["id"]
 

@@ -3,6 +3,7 @@
 import pytest
 
 from portal import events, tasking
+from portal.cloud.models import Environment
 from portal.incidents.ingest import alert_ingest_internal
 
 
@@ -16,12 +17,19 @@ def sent(monkeypatch):
 def test_opening_an_incident_wakes_webhooks_and_rollouts_not_slack_or_the_checklist(db, sent, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         alert_ingest_internal(source="health", fingerprint="api-down", name="ApiDown", severity="critical",
-                              firing=True, summary="api down", labels={})
+                              firing=True, summary="api down", labels={}, environment=Environment.objects.get_or_create(name="production")[0])
     assert "portal.webhooks.tasks.fanout" in sent
     assert "deployments.tasks.deployments_on_event" in sent
     assert "portal.incidents.tasks.escalate_incident" in sent
     assert "portal.inbound.slack_tasks.refresh" not in sent
     assert "portal.checklist.tasks.checklist_on_event" not in sent
+
+
+def test_a_rollout_hears_only_of_critical_incidents_on_a_named_environment():
+    name = "deployments.tasks.deployments_on_event"
+    assert name in events.subscribers("incident.opened", {"severity": "critical", "environment": "production"})
+    assert name not in events.subscribers("incident.opened", {"severity": "warning", "environment": "production"})
+    assert name not in events.subscribers("incident.opened", {"severity": "critical", "environment": None})
 
 
 @pytest.mark.parametrize("kind, wanted, unwanted", [
