@@ -76,14 +76,13 @@ def delivery_process(*, delivery_id: int) -> str:
         )
         if not claimed:
             return "skipped"
-    delivery = AlertDelivery.objects.get(pk=delivery_id)
     try:
         with transaction.atomic():
             # Lock the delivery: a sweep and the first task racing for it process it once.
             locked = AlertDelivery.objects.select_for_update().get(pk=delivery_id)
             if locked.status != AlertDelivery.Status.PENDING:
                 return "skipped"
-            note = _process_payload(delivery)
+            note = _process_payload(locked)
             locked.status = AlertDelivery.Status.PROCESSED
             locked.processed_at = timezone.now()
             locked.error = note
@@ -251,7 +250,8 @@ def _apply_alerts(*, source: str, alerts: list[AlertIn], delivery: AlertDelivery
     holds = silences.Holds()
     result = []
     for key in sorted(groups):
-        with transaction.atomic():
+        # No savepoint per group: a failure in one rolls the whole delivery back (it is retried whole).
+        with transaction.atomic(savepoint=False):
             _advisory_lock(key)
             result.extend(_apply_group(source=source, key=key, items=groups[key], config=config, delivery=delivery,
                                        window=windows[key], holds=holds))
@@ -397,8 +397,7 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
             alert.incident = incident
 
     if new:
-        with transaction.atomic():
-            Alert.objects.bulk_create(list(new.values()))
+        Alert.objects.bulk_create(list(new.values()))
     changed = [al for al in known.values()]
     if changed:
         Alert.objects.bulk_update(changed, [*_ALERT_FIELDS, "silenced_reason"])
@@ -424,7 +423,11 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
     if incident is not None:
         firing_reports = [(a, held.get(a.fingerprint)) for alert, a, effect in applied
                           if effect in ("fired", "repeat") and alert.incident_id == incident.pk]
-        page = _incident_follow(incident, source=source, reports=firing_reports, opened=opened, now=now)
+        # A brand-new incident's alerts are all in this delivery: their severities need no query.
+        brand_new = opened and incident.reopened_count == 0
+        firing_now = ([alert.severity for alert, _, _ in applied
+                       if alert.incident_id == incident.pk and alert.status == Alert.Status.FIRING] if brand_new else None)
+        page = _incident_follow(incident, source=source, reports=firing_reports, opened=opened, now=now, firing=firing_now)
         if page:
             enqueue("portal.incidents.tasks.escalate_incident", incident.pk)
     if (
@@ -435,14 +438,17 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
     return [alert for alert, _, _ in applied]
 
 
-def _incident_follow(incident: Incident, *, source: str, reports: list[tuple[AlertIn, silences.Hold | None]], opened: bool, now) -> bool:
+def _incident_follow(incident: Incident, *, source: str, reports: list[tuple[AlertIn, silences.Hold | None]], opened: bool, now,
+                     firing: list[str] | None = None) -> bool:
     """Bring the (locked) incident in line with its alerts: its severity is its firing alerts' highest
     (rising to critical pages again by the critical policy, falling pages no one), and a silence
-    holds its pages while every alert that fires into it is silenced. True when a page is due now."""
+    holds its pages while every alert that fires into it is silenced. True when a page is due now.
+    `firing`: the severities of its firing alerts, when the caller knows them all."""
     actor = Actor.system(source)
     fields: set[str] = set()
     page = opened
-    firing = list(incident.alerts.filter(status=Alert.Status.FIRING).values_list("severity", flat=True))
+    if firing is None:
+        firing = list(incident.alerts.filter(status=Alert.Status.FIRING).values_list("severity", flat=True))
     if firing:
         severity = max(firing, key=lambda v: SEVERITY_RANK.get(v, 0))
         if severity != incident.severity:
