@@ -39,8 +39,8 @@ lint: venv
 	$(VENV)/bin/ruff format --check portal runbooks deployments tests bench || true
 	$(VENV)/bin/mypy portal runbooks deployments
 
-bench: venv
-	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+bench: venv  # every figure of issue 23 in one table, target beside each (bench/run_all.py; --quick for a smoke run)
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data

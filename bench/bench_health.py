@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from stack import figure, report  # noqa: E402
 
 SERVER_CODE = r"""
 import sys, time
@@ -91,6 +93,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--seconds", type=int, default=150, help="how long to measure")
     ap.add_argument("--beat", type=float, default=5.0, help="seconds between poll beats")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes sharing the claims")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-health-"))
@@ -105,6 +108,13 @@ def main() -> int:
     env["LOG_LEVEL"] = "WARNING"
     env["DEFAULT_ENVIRONMENT"] = "bench-none"  # no sandbox URL rewriting
     os.environ.update(env)
+    if env["DATABASE_URL"]:  # a fresh machine has no bench database yet
+        import psycopg
+
+        name = db_url.rsplit("/", 1)[1]
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+                admin.execute(f'CREATE DATABASE "{name}"')
 
     import django
 
@@ -132,6 +142,13 @@ def main() -> int:
             break
         time.sleep(0.1)
 
+    # The checks' targets are on 127.0.0.1: their environment's outbound policy must allow it, as the
+    # sandbox's does (without it every check is refused before it connects, and measures nothing).
+    from portal.cloud.models import Environment
+    from portal.health.models import OutboundPolicy
+
+    bench_env, _ = Environment.objects.get_or_create(name="bench-health-local")
+    OutboundPolicy.objects.update_or_create(environment=bench_env, defaults={"allow_private_targets": True})
     every = round(1 / args.hanging) if args.hanging > 0 else 0
     start = timezone.now() + timedelta(seconds=3)
     rows = []
@@ -139,7 +156,7 @@ def main() -> int:
         hanging = bool(every) and i % every == 0
         slug = f"bench-{i:04d}"
         rows.append(Check(
-            slug=slug, name=f"Bench {i}", kind=Check.Kind.HTTP, group=Check.Group.EXTERNAL,
+            slug=slug, name=f"Bench {i}", kind=Check.Kind.HTTP, group=Check.Group.EXTERNAL, environment=bench_env,
             config={"url": f"http://127.0.0.1:{port}/{'hang' if hanging else 'ok'}/{slug}", "expect_status": 200},
             interval_seconds=args.interval, timeout_seconds=args.timeout, fail_threshold=3, recover_threshold=2,
             # spread the first runs over one interval, as a long-running portal's checks are
@@ -152,13 +169,13 @@ def main() -> int:
     # Purge stale polling messages from earlier runs, then start one worker like Procfile.dev's.
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("polling")
-    worker = subprocess.Popen(
+    workers = [subprocess.Popen(
         [str(ROOT / ".venv/bin/celery"), "-A", "portal", "worker", "-Q", "polling", "--pool", "threads",
-         "--concurrency", "2", "--loglevel", "WARNING", "-n", f"bench-health-{os.getpid()}@%h"],
+         "--concurrency", "2", "--loglevel", "WARNING", "-n", f"bench-health-{os.getpid()}-{n}@%h"],
         env=env, cwd=str(ROOT),
-    )
-    time.sleep(4)
-    cpu0 = cpu_seconds(worker.pid)
+    ) for n in range(args.workers)]
+    time.sleep(4 * args.workers)
+    cpu0 = sum(cpu_seconds(w.pid) for w in workers)
     t0 = time.monotonic()
     measure_from = timezone.now()
     next_beat = time.monotonic()
@@ -168,14 +185,16 @@ def main() -> int:
             next_beat += args.beat
             time.sleep(max(0.0, next_beat - time.monotonic()))
         elapsed = time.monotonic() - t0
-        cpu1 = cpu_seconds(worker.pid)
+        cpu1 = sum(cpu_seconds(w.pid) for w in workers)
         measure_to = timezone.now()
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         server.terminate()
         server.wait(5)
 
@@ -191,6 +210,8 @@ def main() -> int:
     p95 = pct(drift, 95)
     print()
     print(f"measured for {elapsed:.0f} s")
+    if results and not any(r["ok"] for r in healthy):
+        print(f"NO healthy check passed: the measurement is void (e.g. {healthy[0]['reason'] if healthy else 'no results'})")
     print(f"results stored:       {len(results)} ({len(results) / elapsed:.2f}/s; schedule asks for ~{expected / elapsed:.2f}/s)")
     print(f"healthy checks:       {len(healthy)} results, {ok_healthy} ok")
     print(f"hanging checks:       {len(hung)} results, {timeouts} timed out as expected")
@@ -198,7 +219,16 @@ def main() -> int:
     if drift:
         print(f"schedule drift (healthy): p50 {statistics.median(drift):.3f} s, p95 {p95:.3f} s, max {max(drift):.3f} s "
               f"-> {'PASS' if p95 < 5 else 'FAIL'} (target p95 < 5 s)")
-    print(f"worker CPU:           {cpu1 - cpu0:.1f} s over {elapsed:.0f} s = {100 * (cpu1 - cpu0) / elapsed:.1f} % of one core")
+    print(f"worker CPU:           {cpu1 - cpu0:.1f} s over {elapsed:.0f} s = {100 * (cpu1 - cpu0) / elapsed:.1f} % of one core"
+          f" ({args.workers} worker process{'es' if args.workers > 1 else ''})")
+    shape = f"{args.checks:,} checks, {args.workers} worker{'s' if args.workers > 1 else ''}"
+    report("health" if args.workers == 1 else "health-2-workers", [
+        figure(f"health polling: schedule drift p95 ({shape})", round(p95, 2) if drift else float("nan"), "s", 5, "<"),
+        figure(f"health polling: checks run twice ({shape})", dup, "", 0),
+        figure(f"health polling: worker CPU, % of one core ({shape})", round(100 * (cpu1 - cpu0) / elapsed, 1), "%"),
+        figure(f"health polling: results stored vs the schedule ({shape})", round(100 * len(results) / max(1, expected), 1), "%", 95, ">=",
+               "a hanging check's result lands after its timeout"),
+    ])
     return 0 if drift and p95 < 5 and dup == 0 else 1
 
 

@@ -27,7 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PORTAL_ENV", "test")
 os.environ["PORTAL_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-rollback-")
-os.environ["DATABASE_URL"] = ""
+# --database-url (read before Django starts): PostgreSQL instead of the throwaway SQLite file.
+_DB = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--database-url=")), "")
+os.environ["DATABASE_URL"] = _DB
+if _DB:
+    import psycopg
+
+    _name = _DB.rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as _admin:
+        _admin.execute(f'DROP DATABASE IF EXISTS "{_name}" WITH (FORCE)')
+        _admin.execute(f'CREATE DATABASE "{_name}"')
 os.environ["CELERY_BROKER_URL"] = "memory://"
 os.environ["CELERY_RESULT_BACKEND"] = "cache+memory://"
 os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
@@ -57,10 +66,13 @@ def main() -> int:
     parser.add_argument("--cold", type=int, default=5)
     parser.add_argument("--broker", default="memory://",
                         help="memory:// (polled every 0.1 s like the embedded filesystem broker) or redis://127.0.0.1:6379/3")
+    parser.add_argument("--database-url", default="", help="postgres://postgres@127.0.0.1:5432/portal_bench_rollback (dropped and created)")
+    parser.add_argument("--label", default="", help="what else runs meanwhile, for the figure's name")
     args = parser.parse_args()
 
     settings.ALLOWED_HOSTS = ["*"]
     call_command("migrate", verbosity=0)
+    call_command("seed_defaults", stdout=open(os.devnull, "w"))  # growth phases, strategies, policies
 
     from celery.contrib.testing.worker import start_worker
     from moto.server import ThreadedMotoServer
@@ -126,7 +138,12 @@ def main() -> int:
 
     warm: list[float] = []
     cold: list[float] = []
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
+    # As the Procfile's `actions` worker: the actions queue only (the seeding's false-alarm simulations
+    # go to `default`, which this bench leaves to nobody), emptied of what an earlier run left.
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("actions")
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10,
+                      queues=["actions"]):
         colours = ("green", "blue")
         for i in range(args.rollbacks):
             live, old = colours[i % 2], colours[(i + 1) % 2]
@@ -140,10 +157,23 @@ def main() -> int:
     print(f"rollback latency, warm old colour ({len(warm)} rollbacks, POST -> listener read back 100 % on the old colour):")
     print(f"  p50 {statistics.median(warm):.3f} s   p95 {percentile(warm, 95):.3f} s   "
           f"min {min(warm):.3f} s   max {max(warm):.3f} s   (target p95 < 3 s: {'met' if percentile(warm, 95) < 3 else 'MISSED'})")
+    print(f"  each, in order: {', '.join(f'{w:.2f}' for w in warm)}")
     if cold:
         print(f"rollback latency, cold old colour ({len(cold)} rollbacks from 0 instances, POST -> traffic switched):")
         print(f"  p50 {statistics.median(cold):.3f} s   max {max(cold):.3f} s   each: {', '.join(f'{c:.3f}' for c in cold)}")
         print("  (moto starts instances InService at once; on AWS add the instances' boot and health-check time)")
+    knobs = (f"{'PostgreSQL' if _DB else 'SQLite'} + {args.broker.split(':')[0]}, worker poll {app.conf.broker_transport_options.get('polling_interval')} s, "
+             f"rollback poll {settings.DEPLOYMENTS_ROLLBACK_POLL_SECONDS} s, weight read-back delay {settings.DEPLOYMENTS_WEIGHT_READBACK_DELAY} s")
+    print(f"knobs: {knobs}")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from stack import figure, report
+
+    where = f"{'PostgreSQL + Redis' if _DB and args.broker.startswith('redis') else 'embedded'}{', ' + args.label if args.label else ''}"
+    report("rollback" + ("-" + args.label.split()[0] if args.label else ""), [
+        figure(f"rollback POST to listener 100 % on old colour, p95 of {len(warm)} ({where})", round(percentile(warm, 95) * 1000), "ms",
+               300, "<", knobs),
+        figure(f"rollback, p50 ({where})", round(statistics.median(warm) * 1000), "ms"),
+    ])
     return 0
 
 

@@ -1,0 +1,201 @@
+"""Alert intake at ten times the launch load, on the production shape (bench/stack.py: gunicorn, the
+Procfile's workers, PostgreSQL, Redis), measured from outside.
+
+    .venv/bin/python bench/bench_intake.py [--single 1000] [--clients 20] [--batched 100000] [--batch 100]
+                                           [--webs 1] [--workers 1]
+
+Two rounds, each on a fresh database:
+
+1. `--single` webhooks, one alert each (each its own Alertmanager group, so each its own incident),
+   sent by `--clients` concurrent clients as fast as they are answered, starting as soon as the web
+   process answers /healthz (its first requests count). Prints the time from the first send to the
+   last incident's `opened_at`, lost and duplicated, webhook p50/p99/max.
+2. `--batched` alerts in payloads of `--batch` (groups of 100 alerts; a tenth of the payloads sent
+   twice, as Alertmanager does after a timeout), as fast as `--clients` clients are answered. Prints
+   the time from the first send to the last delivery processed, alerts stored, incidents (one per
+   group), lost and duplicated.
+
+With `--webs 2 --workers 2` it is the "more than one machine" shape: clients alternate between the
+two web processes; nothing may be duplicated. Ends with the `BENCH` line for `make bench`.
+Exit status 1 when anything is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import Stack, figure, percentile, report  # noqa: E402
+
+
+def payload(alerts: list[int], group: int, tag: str) -> dict:
+    return {
+        "receiver": "portal", "status": "firing", "version": "4", "truncatedAlerts": 0,
+        "groupKey": f'{{}}:{{alertname="{tag}{group}"}}', "groupLabels": {"alertname": f"{tag}{group}"},
+        "commonLabels": {"alertname": f"{tag}{group}"}, "commonAnnotations": {}, "externalURL": "http://am:9093",
+        "alerts": [
+            {"status": "firing",
+             "labels": {"alertname": f"{tag}{group}", "instance": f"10.2.{i // 250}.{i % 250}:9100",
+                        "severity": "critical" if i % 10 == 0 else "warning", "service": "api"},
+             "annotations": {"summary": f"{tag} alert {i}"}, "startsAt": "2026-11-27T18:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom:9090/graph", "fingerprint": f"{tag}{i:08d}"}
+            for i in alerts
+        ],
+    }
+
+
+def send_all(bases: list[str], token: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], list[str]]:
+    """POST every body, `clients` at a time, each client on its own keep-alive session; returns the
+    wall-clock time of the first send, the latencies and the failures."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    local = threading.local()
+    first: list[float] = []
+
+    def post(i: int, body: bytes) -> None:
+        s = getattr(local, "s", None)
+        if s is None:
+            s = local.s = requests.Session()
+        base = bases[i % len(bases)]
+        if not first:
+            first.append(time.time())
+        t = time.perf_counter()
+        try:
+            r = s.post(base + "/api/v1/alerts/alertmanager", data=body, timeout=60,
+                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            ok, detail = r.status_code == 200, f"{r.status_code} {r.text[:200]}"
+        except requests.RequestException as exc:
+            ok, detail = False, repr(exc)
+        elapsed = time.perf_counter() - t
+        with lock:
+            latencies.append(elapsed)
+            if not ok:
+                failures.append(detail)
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(lambda ib: post(*ib), enumerate(bodies)))
+    return first[0], latencies, failures
+
+
+def wait_processed(stack: Stack, expected_deliveries: int, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        n, pending = stack.sql("SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM incidents_alertdelivery")[0]
+        if n >= expected_deliveries and pending == 0:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"deliveries still pending after {timeout:.0f} s")
+
+
+def counts(stack: Stack, tag: str) -> dict:
+    q = lambda sql: stack.sql(sql)[0][0]  # noqa: E731
+    return {
+        "stored": q(f"SELECT count(*) FROM incidents_alert WHERE fingerprint LIKE '{tag}%'"),
+        "distinct": q(f"SELECT count(DISTINCT fingerprint) FROM incidents_alert WHERE fingerprint LIKE '{tag}%'"),
+        "unattached": q(f"SELECT count(*) FROM incidents_alert WHERE fingerprint LIKE '{tag}%' AND incident_id IS NULL"),
+        "incidents": q(f"SELECT count(*) FROM incidents_incident WHERE grouping_key LIKE '%{tag}%'"),
+        "groups": q(f"SELECT count(DISTINCT grouping_key) FROM incidents_incident WHERE grouping_key LIKE '%{tag}%'"),
+        "not_processed": q("SELECT count(*) FROM incidents_alertdelivery WHERE status <> 'processed'"),
+        "firing_entries": q("SELECT count(*) FROM incidents_timelineentry WHERE kind = 'alert_firing'"),
+        "last_opened": q(f"SELECT max(opened_at) FROM incidents_incident WHERE grouping_key LIKE '%{tag}%'"),
+        "last_processed": q("SELECT max(processed_at) FROM incidents_alertdelivery"),
+    }
+
+
+def single_round(args) -> tuple[list[dict], bool]:
+    tag = "Single"
+    bodies = [json.dumps(payload([i], i, tag)).encode() for i in range(args.single)]
+    with Stack(db="portal_bench_intake", redis=args.redis, webs=args.webs, workers=args.workers) as stack:
+        token = stack.token("alerts:write")
+        cpu_before = stack.cpu_seconds("worker")  # what the workers spent starting up is not the intake's
+        first, latencies, failures = send_all(stack.base_urls, token, bodies, args.clients)
+        wait_processed(stack, args.single)
+        c = counts(stack, tag)
+        worker_cpu = stack.cpu_seconds("worker") - cpu_before
+    to_all = c["last_opened"].timestamp() - first if c["last_opened"] else float("nan")
+    lost = args.single - c["stored"] + c["unattached"] + (args.single - c["incidents"] if c["incidents"] < args.single else 0)
+    dup = (c["stored"] - c["distinct"]) + max(0, c["incidents"] - c["groups"]) + max(0, c["firing_entries"] - args.single)
+    shape = f"{args.webs} web x {args.workers} worker"
+    print(f"[single] {args.single} webhooks from {args.clients} clients ({shape}): failures {len(failures)}"
+          + (f" e.g. {failures[0]}" if failures else ""))
+    print(f"[single] incidents {c['incidents']} (expected {args.single}), lost {lost}, duplicated {dup}")
+    print(f"[single] first send to last incident opened: {to_all:.1f} s; worker CPU {worker_cpu:.1f} s "
+          f"({worker_cpu / max(1, c['incidents']) * 1000:.1f} ms per incident)")
+    print(f"[single] webhook latency p50 {percentile(latencies, .5) * 1000:.0f} ms, p99 {percentile(latencies, .99) * 1000:.0f} ms, "
+          f"max {max(latencies) * 1000:.0f} ms (first 20: max {max(latencies[:20]) * 1000:.0f} ms)")
+    figs = [
+        figure(f"1,000 single-alert webhooks: all incidents after first send ({shape})", round(to_all, 2), "s", 10),
+        figure(f"single-alert webhooks: p99 incl. first requests ({shape})", round(percentile(latencies, .99) * 1000, 1), "ms", 250),
+        figure(f"single-alert webhooks: lost + duplicated ({shape})", lost + dup + len(failures), "", 0),
+        figure(f"worker CPU per new incident ({shape})", round(worker_cpu / max(1, c['incidents']) * 1000, 1), "ms"),
+    ]
+    return figs, lost == 0 and dup == 0 and not failures
+
+
+def batched_round(args) -> tuple[list[dict], bool]:
+    tag = "Batch"
+    group_size = 100
+    bodies, sends = [], []
+    for start in range(0, args.batched, args.batch):
+        bodies.append(payload(list(range(start, min(start + args.batch, args.batched))), start // group_size, tag))
+    for i, b in enumerate(bodies):
+        sends.append(json.dumps(b).encode())
+        if i >= 3 and i % 10 == 9:  # Alertmanager resending a batch after a timeout
+            sends.append(json.dumps(bodies[i - 3]).encode())
+    groups = (args.batched + group_size - 1) // group_size
+    with Stack(db="portal_bench_intake", redis=args.redis, webs=args.webs, workers=args.workers) as stack:
+        token = stack.token("alerts:write")
+        first, latencies, failures = send_all(stack.base_urls, token, sends, args.clients)
+        wait_processed(stack, len(sends))
+        c = counts(stack, tag)
+    to_all = c["last_processed"].timestamp() - first if c["last_processed"] else float("nan")
+    lost = args.batched - c["stored"] + c["unattached"]
+    dup = (c["stored"] - c["distinct"]) + max(0, c["incidents"] - c["groups"]) + max(0, c["firing_entries"] - args.batched)
+    wrong_groups = abs(c["incidents"] - groups)
+    shape = f"{args.webs} web x {args.workers} worker"
+    print(f"[batched] {args.batched} alerts in {len(bodies)} payloads (+{len(sends) - len(bodies)} resent) from {args.clients} clients ({shape}): "
+          f"failures {len(failures)}" + (f" e.g. {failures[0]}" if failures else ""))
+    print(f"[batched] stored {c['stored']}, incidents {c['incidents']} (expected {groups}), lost {lost}, duplicated {dup}, "
+          f"not processed {c['not_processed']}")
+    print(f"[batched] first send to last delivery processed: {to_all:.1f} s; webhook p99 {percentile(latencies, .99) * 1000:.0f} ms")
+    figs = [
+        figure(f"{args.batched:,} alerts in {len(bodies):,} payloads: all stored and grouped ({shape})", round(to_all, 1), "s", 60),
+        figure(f"batched: lost + duplicated + misgrouped ({shape})", lost + dup + wrong_groups + len(failures), "", 0),
+    ]
+    return figs, lost == 0 and dup == 0 and not failures and wrong_groups == 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--single", type=int, default=1000)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--batched", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--webs", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/2")
+    args = ap.parse_args()
+    figs, ok = [], True
+    if args.single:
+        f, good = single_round(args)
+        figs += f
+        ok &= good
+    if args.batched:
+        f, good = batched_round(args)
+        figs += f
+        ok &= good
+    report("intake" if args.webs == 1 and args.workers == 1 else "intake-scaled", figs)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
