@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
@@ -78,6 +79,21 @@ def response_figures(*, weeks: int = 8, now=None) -> list[dict]:
             "resolve_p90": _p90(b["resolve"]) if b["resolve"] else None,
         })
     return out
+
+
+FIGURES_FRESH_SECONDS = 60
+
+
+def response_figures_recent(*, weeks: int = 8) -> tuple[list[dict], object]:
+    """response_figures as computed at most a minute ago, and when: the incident list is opened on
+    every refresh by everyone on call, and eight weeks of incidents are read once a minute, not on
+    each request (a process's cache, or the shared one where CACHES names one)."""
+    key = f"incidents:response-figures:{weeks}"
+    hit = cache.get(key)
+    if hit is None:
+        hit = (response_figures(weeks=weeks), timezone.now())
+        cache.set(key, hit, FIGURES_FRESH_SECONDS)
+    return hit
 
 
 def recent_deployments_for(incident: Incident) -> list:

@@ -55,7 +55,7 @@ def incident_list(request):
     if request.htmx and request.GET.get("partial") == "rows":
         return render(request, "incidents/_rows.html", context)
     context["choices"] = selectors.filter_choices()
-    context["figures"] = selectors.response_figures()
+    context["figures"], context["figures_at"] = selectors.response_figures_recent()
     return render(request, "incidents/list.html", context)
 
 

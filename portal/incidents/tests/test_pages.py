@@ -159,3 +159,29 @@ def test_manual_escalation_pages_the_next_level_now(seeded, responder):
     services.incident_resolve(incident=inc, actor=responder)
     with pytest.raises(services.InvalidTransition):
         escalation.incident_escalate_now(incident=inc, actor=responder)
+
+
+def test_the_list_works_out_eight_weeks_of_figures_once_a_minute_not_per_request(client, viewer, seeded, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    open_incident()
+    client.force_login(viewer)
+    client.get("/incidents/")
+
+    def eight_week_reads():
+        with CaptureQueriesContext(connection) as ctx:
+            body = client.get("/incidents/").content.decode()
+        return sum('"opened_at" >=' in q["sql"] and '"acknowledged_at"' in q["sql"] for q in ctx.captured_queries), body
+
+    reads, body = eight_week_reads()
+    assert reads == 0 and 'id="figures-as-of"' in body  # the minute-old figures, and the page says as of when
+    open_incident(name="DiskFull", fp="d1")
+    import time
+    import types
+
+    later = time.time() + 61  # a minute on, as the cache's clock sees it
+    monkeypatch.setattr("django.core.cache.backends.locmem.time", types.SimpleNamespace(time=lambda: later))
+    reads, body = eight_week_reads()
+    assert reads == 1
+    assert body.count('class="badge sev-critical"') >= 1 and "<td>2</td>" in body  # both incidents counted now
