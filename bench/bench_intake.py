@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 import time
@@ -114,13 +115,24 @@ def counts(stack: Stack, tag: str) -> dict:
 def single_round(args) -> tuple[list[dict], bool]:
     tag = "Single"
     bodies = [json.dumps(payload([i], i, tag)).encode() for i in range(args.single)]
-    with Stack(db="portal_bench_intake", redis=args.redis, webs=args.webs, workers=args.workers) as stack:
+    scaled = args.webs > 1 or args.workers > 1
+    # The scaled shape runs two beats, as two hosts with the Procfile would: only one may schedule.
+    with Stack(db="portal_bench_intake", redis=args.redis, webs=args.webs, workers=args.workers, beats=2 if scaled else 0) as stack:
         token = stack.token("alerts:write")
         cpu_before = stack.cpu_seconds("worker")  # what the workers spent starting up is not the intake's
+        beat_start = time.time()
         first, latencies, failures = send_all(stack.base_urls, token, bodies, args.clients)
         wait_processed(stack, args.single)
         c = counts(stack, tag)
         worker_cpu = stack.cpu_seconds("worker") - cpu_before
+        beats_leading = polls = polls_expected = None
+        if scaled:
+            time.sleep(max(0.0, 20 - (time.time() - beat_start)))  # at least four 5-second poll slots
+            beats_leading = sum("leading: this beat schedules" in stack.log(f"beat{i}") for i in range(2))
+            # Counted where they arrive (beat writes its run counts to the database only every few minutes).
+            polls = len({m for i in range(args.workers)
+                         for m in re.findall(r"portal\.health\.tasks\.health_poll\[([0-9a-f-]+)\]", stack.log(f"worker{i}"))})
+            polls_expected = (time.time() - beat_start) / 5
     to_all = c["last_opened"].timestamp() - first if c["last_opened"] else float("nan")
     lost = args.single - c["stored"] + c["unattached"] + (args.single - c["incidents"] if c["incidents"] < args.single else 0)
     dup = (c["stored"] - c["distinct"]) + max(0, c["incidents"] - c["groups"]) + max(0, c["firing_entries"] - args.single)
@@ -138,6 +150,11 @@ def single_round(args) -> tuple[list[dict], bool]:
         figure(f"single-alert webhooks: lost + duplicated ({shape})", lost + dup + len(failures), "", 0),
         figure(f"worker CPU per new incident ({shape})", round(worker_cpu / max(1, c['incidents']) * 1000, 1), "ms"),
     ]
+    if beats_leading is not None:
+        print(f"[single] beats: 2 started, {beats_leading} leading; health polls sent {polls} in {polls_expected * 5:.0f} s "
+              f"(one beat every 5 s: about {polls_expected:.0f})")
+        figs.append(figure("beats started 2: beats that scheduled", beats_leading, "", 1, "=="))
+        figs.append(figure("health polls sent per 5 s slot (two beats, one schedules)", round(polls / max(1, polls_expected), 2), "", 1.3, "<="))
     return figs, lost == 0 and dup == 0 and not failures
 
 

@@ -78,9 +78,9 @@ def procfile() -> dict[str, list[str]]:
 
 
 class Stack:
-    def __init__(self, *, db: str, redis: str, webs: int = 1, workers: int = 1, beat: bool = False, actions: bool = True,
+    def __init__(self, *, db: str, redis: str, webs: int = 1, workers: int = 1, beats: int = 0, actions: bool = True,
                  web_workers: int | None = None, threads: int = 4, env: dict | None = None, seed: bool = True):
-        self.db, self.redis, self.webs, self.workers, self.beat, self.actions = db, redis, webs, workers, beat, actions
+        self.db, self.redis, self.webs, self.workers, self.beats, self.actions = db, redis, webs, workers, beats, actions
         self.web_workers, self.threads = web_workers, threads
         self.dsn = f"postgres://postgres@127.0.0.1:5432/{db}"
         self.data = Path(tempfile.mkdtemp(prefix="bench-stack-"))
@@ -148,8 +148,8 @@ class Stack:
             cmd = [w for w in cmds["actions"] if not w.startswith("actions@")]
             cmd = [w for i, w in enumerate(cmd) if not (w == "-n")]
             self._spawn("actions", [*cmd, "-n", f"actions-{os.getpid()}@127.0.0.1", "--without-gossip", "--without-mingle"])
-        if self.beat:
-            self._spawn("beat", [*cmds["beat"], "--schedule", str(self.data / "beat-schedule")])
+        for i in range(self.beats):
+            self._spawn(f"beat{i}", [*cmds["beat"], "--loglevel", "WARNING"])
         for base in self.base_urls:
             wait_http(base + "/healthz")
         self.wait_workers()
@@ -188,6 +188,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         self.procs.clear()
+
+    def log(self, name: str) -> str:
+        return (self.data / f"{name}.log").read_text(errors="replace")
 
     def cpu_seconds(self, prefix: str) -> float:
         """User+system CPU of the processes named `prefix*` and their children, from /proc (Linux)."""
