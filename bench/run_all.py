@@ -27,6 +27,7 @@ OUT = ROOT / "bench" / "out"
 SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "intake": ("bench_intake.py", ["--single", "1000", "--clients", "20", "--batched", "100000", "--batch", "100"],
                ["--single", "100", "--clients", "20", "--batched", "10000", "--batch", "100"]),
+    "intake-worker": ("bench_intake_worker.py", ["--incidents", "500"], ["--incidents", "100"]),
     "intake-scaled": ("bench_intake.py", ["--single", "1000", "--clients", "20", "--batched", "100000", "--batch", "100",
                                           "--webs", "2", "--workers", "2"],
                       ["--single", "100", "--clients", "20", "--batched", "10000", "--batch", "100", "--webs", "2", "--workers", "2"]),
