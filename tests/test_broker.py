@@ -70,3 +70,29 @@ def test_two_broker_folders_in_one_process_both_deliver(tmp_path):
             msg.ack()
         assert (folder / "c" / "default.exchange").exists()
     assert got == ["first", "second"]
+
+
+def test_a_late_ack_after_redis_went_away_is_a_connection_error_not_a_dead_worker(redis_url):
+    """kombu tears a lost connection down; the ack that follows must fail as a connection error (which
+    Celery logs and survives), not as AttributeError (which ends the worker process)."""
+    import redis
+
+    with Connection(redis_url) as conn:
+        assert type(conn.transport).__module__ == "portal.broker"
+        channel = conn.default_channel
+        qos = channel.qos
+        # What kombu leaves after the connection is lost: the transport's client and the channel's pool gone.
+        conn.transport.client, channel._pool = None, None
+        try:
+            qos.ack("a-delivery-tag")
+        except redis.exceptions.ConnectionError as exc:
+            assert "delivered again" in str(exc)
+        else:
+            raise AssertionError("the ack on a torn-down connection did not fail")
+        try:
+            qos.reject("a-delivery-tag")
+        except redis.exceptions.ConnectionError:
+            pass
+        else:
+            raise AssertionError("the reject on a torn-down connection did not fail")
+        conn.transport.client = conn  # so that closing the connection works
