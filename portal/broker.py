@@ -14,6 +14,7 @@ in Redis and is delivered again (every task the portal runs is idempotent: claim
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from time import monotonic
@@ -24,6 +25,8 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
+
+log = logging.getLogger(__name__)
 
 
 class Channel(filesystem.Channel):
@@ -112,6 +115,21 @@ class RedisQoS(kombu_redis.QoS):
                 raise
             raise redis_lib.exceptions.ConnectionError(
                 "the broker connection closed before the reject; the message will be delivered again") from exc
+
+
+    def restore_unacked(self, client=None):
+        # Closing a channel whose connection is already gone: the messages cannot be put back now, but
+        # Redis still holds them as unacknowledged and delivers them again after the visibility
+        # timeout (sooner, for intake and rollouts, through their sweeps). The worker carries on.
+        try:
+            return super().restore_unacked(client)
+        except AttributeError:
+            if not self._connection_gone():
+                raise
+            log.warning("broker connection gone before %d unacknowledged message(s) could be put back; "
+                        "Redis delivers them again after the visibility timeout", len(self._delivered))
+            self._delivered.clear()
+            return []
 
 
 class RedisChannel(kombu_redis.Channel):

@@ -95,4 +95,6 @@ def test_a_late_ack_after_redis_went_away_is_a_connection_error_not_a_dead_worke
             pass
         else:
             raise AssertionError("the reject on a torn-down connection did not fail")
+        qos._delivered["a-delivery-tag"] = object()  # a message taken and not yet acknowledged
+        assert qos.restore_unacked() == [] and not qos._delivered  # closing goes on; Redis keeps the message
         conn.transport.client = conn  # so that closing the connection works
