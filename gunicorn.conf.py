@@ -45,3 +45,9 @@ def on_starting(server):
         raise SystemExit(
             f"refusing to listen on {', '.join(refused)}: PORTAL_ENV is {os.environ.get('PORTAL_ENV') or 'unset (development)'}. "
             "Bind 127.0.0.1 for development, or set PORTAL_ENV=production (with its required settings) to serve others.")
+
+
+# Keep-alive longer than the load balancer's idle timeout (an ALB's is 60 s): with gunicorn's default of
+# 2 s, the server closes idle connections the proxy (or a busy Alertmanager) is about to reuse, and a
+# POST sent on one is reset (seen in the two-web intake bench). Settings given on the command line win.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
