@@ -221,7 +221,11 @@ def main() -> int:
               f"-> {'PASS' if p95 < 5 else 'FAIL'} (target p95 < 5 s)")
     print(f"worker CPU:           {cpu1 - cpu0:.1f} s over {elapsed:.0f} s = {100 * (cpu1 - cpu0) / elapsed:.1f} % of one core"
           f" ({args.workers} worker process{'es' if args.workers > 1 else ''})")
-    shape = f"{args.checks:,} checks, {args.workers} worker{'s' if args.workers > 1 else ''}"
+    from portal.health import dispatch
+
+    threads = os.environ.get("HEALTH_POLL_THREADS") or "default"
+    shape = f"{args.checks:,} checks, {args.workers} worker{'s' if args.workers > 1 else ''}, HEALTH_POLL_THREADS {threads}"
+    print(f"knobs: {shape}; claim lookahead {dispatch.LOOKAHEAD_SECONDS:g} s, beat every {args.beat:g} s")
     report("health" if args.workers == 1 else "health-2-workers", [
         figure(f"health polling: schedule drift p95 ({shape})", round(p95, 2) if drift else float("nan"), "s", 5, "<"),
         figure(f"health polling: checks run twice ({shape})", dup, "", 0),
