@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -59,15 +63,42 @@ def incident_list(request):
     return render(request, "incidents/list.html", context)
 
 
+log = logging.getLogger(__name__)
 PANEL_FRESH = 10  # seconds: the dashboard polls every 10 s
+# A row older than PANEL_FRESH is still served (and worked out again off the request); one older than
+# this is worked out on the request, as a missing one is.
+PANEL_STALE_MAX = 120
+# One thread a web process works stale rows out again: a row reads AWS and the metrics (causes, the
+# chart, the weights), and ten of them on a request held the dashboard for seconds at ten times the data.
+_refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="panel-refresh")
 
 
 def _panel_row(incident: Incident, weights_by_env: dict) -> dict:
     """One dashboard row: the sparkline of what fired, the top cause, the live colour's weights and error rate."""
     key = f"incidents:panel_row:{incident.pk}:{incident.status}"
-    row = cache.get(key)
-    if row is not None:
+    found = cache.get(key)
+    if found is not None:
+        row, at = found
+        if time.time() - at > PANEL_FRESH and cache.add(f"{key}:refreshing", 1, PANEL_FRESH):
+            _refresher.submit(_panel_row_refresh, incident.pk, key)
         return row
+    row = _panel_row_compute(incident, weights_by_env)
+    cache.set(key, (row, time.time()), PANEL_STALE_MAX)
+    return row
+
+
+def _panel_row_refresh(incident_id: int, key: str) -> None:
+    try:
+        incident = Incident.objects.select_related("environment").filter(pk=incident_id).first()
+        if incident is not None and key.endswith(f":{incident.status}"):
+            cache.set(key, (_panel_row_compute(incident, {}), time.time()), PANEL_STALE_MAX)
+    except Exception:  # noqa: BLE001 - the stale row stays; the next poll tries again
+        log.warning("dashboard row of incident %s could not be worked out again", incident_id, exc_info=True)
+    finally:
+        connection.close()  # this thread's own connection: no request closes it
+
+
+def _panel_row_compute(incident: Incident, weights_by_env: dict) -> dict:
     row = {"spark": "", "top": None, "weights": {}, "live": "", "error_rate": None, "fired": signal.what_fired(incident)}
     if incident.environment_id:
         causes = _causes(incident)
@@ -88,7 +119,6 @@ def _panel_row(incident: Incident, weights_by_env: dict) -> dict:
                 row["error_rate"] = signal.current_value(signal.source_for(incident, row["fired"]), "error_rate", row["live"])
         except Exception:  # noqa: BLE001 - unknown is shown as such
             row["error_rate"] = None
-    cache.set(key, row, PANEL_FRESH)
     return row
 
 

@@ -185,3 +185,38 @@ def test_the_list_works_out_eight_weeks_of_figures_once_a_minute_not_per_request
     reads, body = eight_week_reads()
     assert reads == 1
     assert body.count('class="badge sev-critical"') >= 1 and "<td>2</td>" in body  # both incidents counted now
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_dashboard_row_is_served_at_once_and_worked_out_again_off_the_request(client, viewer, monkeypatch):
+    import threading
+    import time as _time
+
+    from django.core.cache import cache
+
+    from portal.incidents import views
+
+    seed(load_plan(), reset=False)
+    inc = open_incident()
+    client.force_login(viewer)
+    calls = []
+    real = views._panel_row_compute
+
+    def counted(incident, weights):
+        calls.append(threading.current_thread().name)
+        return real(incident, weights)
+
+    monkeypatch.setattr(views, "_panel_row_compute", counted)
+    assert inc.title in client.get("/incidents/panel/").content.decode()
+    assert calls == ["MainThread"]  # the first time, on the request
+    key = f"incidents:panel_row:{inc.pk}:{inc.status}"
+    row, _ = cache.get(key)
+    cache.set(key, (row, _time.time() - views.PANEL_FRESH - 1), views.PANEL_STALE_MAX)  # now stale
+    assert inc.title in client.get("/incidents/panel/").content.decode()  # served from the stale row
+    assert calls[1:2] != ["MainThread"]
+    for _ in range(600):  # until the refresher has worked it out again
+        if cache.get(key)[1] > _time.time() - views.PANEL_FRESH:
+            break
+        _time.sleep(0.05)
+    assert cache.get(key)[1] > _time.time() - views.PANEL_FRESH
+    assert calls[1].startswith("panel-refresh")
