@@ -84,13 +84,15 @@ def _executor() -> ThreadPoolExecutor:
     """One pool a worker process, so a hanging check holds one thread and never the poller.
 
     A hanging check holds its thread for its whole timeout: 5,000 checks a minute with 10 % hanging
-    for 10 s keep about 85 threads waiting at any time. At 48 the healthy checks queued behind them
-    until the reaper timed them out (bench/bench_health.py --checks 5000); threads that wait on a
-    socket cost little, so the default leaves room for that."""
+    for 10 s keep about 85 threads waiting at any time, and at 48 the healthy checks queue behind them
+    (bench/bench_health.py --checks 5000: drift p95 24 s). More threads is not the fix: each thread
+    also stores its result on its own database connection, and 160 of them exhausted PostgreSQL's 100
+    connections (measured: "too many clients", 1,036 results in 150 s). The fix is to fetch on many
+    threads that hold no connection and store on a few (not done yet)."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=env_int("HEALTH_POLL_THREADS", 160, minimum=1),
+            _pool = ThreadPoolExecutor(max_workers=env_int("HEALTH_POLL_THREADS", 48, minimum=1),
                                        thread_name_prefix="health-check")
         return _pool
 
