@@ -65,7 +65,7 @@ def _drop_connections() -> None:
 
 class PortalScheduler(DatabaseScheduler):
     holder = ""
-    leading = False
+    leading: bool | None = None  # None until the first tick: its decision is logged either way
 
     def setup_schedule(self):
         delay = 1.0
