@@ -130,24 +130,6 @@ def make_environment(closed_port: int):
     return env
 
 
-def make_sandbox_environment():
-    """The sandbox platform on a moto server in this process (gunicorn's workers reach it over HTTP):
-    /deployments/ and every AWS read are measured on their real path, not against a closed port."""
-    from moto.server import ThreadedMotoServer
-
-    from portal.sandbox.patches import install_moto_patches
-    from portal.sandbox.platform import build_platform, register_environment
-    from tests.plugins.aws import plan_phase_bounds
-
-    install_moto_patches()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    names = build_platform(endpoint_url=endpoint, phase=plan_phase_bounds())
-    return register_environment(names, endpoint_url=endpoint, name="sandbox"), server, endpoint
-
-
 def add_rollup_history(days: int) -> int:
     """Hourly rollups for every bench check over `days` (one INSERT ... SELECT: millions of rows in
     seconds, where the ORM would take minutes). The first 24 hours add_checks wrote are skipped."""
@@ -490,7 +472,10 @@ def main() -> int:
     call_command("seed_defaults", verbosity=0)
     moto = None
     if args.aws == "sandbox":
-        env, moto, endpoint = make_sandbox_environment()
+        sys.path.insert(0, str(ROOT / "bench"))
+        from stack import moto_sandbox
+
+        env, moto, endpoint = moto_sandbox()
         where = f"a moto server at {endpoint} with the sandbox platform built"
     else:
         env = make_environment(closed_port)

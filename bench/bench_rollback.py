@@ -75,7 +75,6 @@ def main() -> int:
     call_command("seed_defaults", stdout=open(os.devnull, "w"))  # growth phases, strategies, policies
 
     from celery.contrib.testing.worker import start_worker
-    from moto.server import ThreadedMotoServer
 
     from deployments.models import Deployment, Release, Strategy
     from deployments.seed import seed_strategies
@@ -83,17 +82,11 @@ def main() -> int:
     from portal.celery import app
     from portal.cloud import aws
     from portal.plan.loader import SeedStats, load_plan
-    from portal.sandbox.patches import install_moto_patches
-    from portal.sandbox.platform import build_platform, register_environment
-    from tests.plugins.aws import free_port, plan_phase_bounds
 
-    install_moto_patches()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    names = build_platform(endpoint_url=endpoint, phase=plan_phase_bounds())
-    env = register_environment(names, endpoint_url=endpoint)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from stack import moto_sandbox
+
+    env, server, endpoint = moto_sandbox()
     seed_strategies(load_plan(), reset=False, stats=SeedStats())
     strategy = Strategy.objects.get(slug="canary-quick")
     _, token = api_token_create(name="bench-rollback", scope="actions")

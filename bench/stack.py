@@ -208,6 +208,24 @@ class Stack:
         return total
 
 
+def moto_sandbox(name: str = "sandbox"):
+    """The sandbox platform on a moto server in this process (Django set up): (environment, server,
+    endpoint). Other processes (gunicorn's workers) reach it over HTTP as they would reach AWS."""
+    from moto.server import ThreadedMotoServer
+
+    from portal.sandbox.patches import install_moto_patches
+    from portal.sandbox.platform import build_platform, register_environment
+    from tests.plugins.aws import plan_phase_bounds
+
+    install_moto_patches()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    names = build_platform(endpoint_url=endpoint, phase=plan_phase_bounds())
+    return register_environment(names, endpoint_url=endpoint, name=name), server, endpoint
+
+
 def _group_pids(pgid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
