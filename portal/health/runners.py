@@ -254,7 +254,8 @@ def run_alarm(check: Check, timeout: float) -> Outcome:
     if names:
         alarms = [a for a in alarms if a.name in names]
     firing = [a for a in alarms if a.state == "ALARM"]
-    detail = {"alarms": {a.name: a.state for a in alarms}}
+    detail = {"alarms": {a.name: a.state for a in alarms},
+              "firing_metrics": sorted({a.metric for a in firing if a.metric})}
     if firing:
         return Outcome(False, f"{len(firing)} alarm(s) in ALARM: {', '.join(a.name for a in firing[:5])}",
                        value=len(firing), detail=detail)

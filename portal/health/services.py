@@ -93,6 +93,16 @@ def _alert_severity(check: Check) -> str:
     return check.rule.severity if check.rule_id and check.rule else check.severity
 
 
+def _alarm_metric_label(check: Check) -> dict:
+    """The alarms check's `metric` label when every alarm in ALARM reads one metric the portal knows, so
+    the alarm joins the incident of the check (or Prometheus alert) about the same breach."""
+    last = CheckResult.objects.filter(check_obj=check).order_by("-created_at").values_list("detail", flat=True).first()
+    metrics = {ingest.AWS_METRICS.get(m) for m in (last or {}).get("firing_metrics") or []}
+    if len(metrics) == 1 and None not in metrics:
+        return {"metric": metrics.pop()}
+    return {}
+
+
 def check_alert_sync(*, check: Check) -> bool:
     """Make the internal alert match the check: firing while failing (and enabled), resolved otherwise.
 
@@ -104,6 +114,8 @@ def check_alert_sync(*, check: Check) -> bool:
     labels = {"check": check.slug, "kind": check.kind, "group": check.group}
     if check.rule is not None:
         labels["metric"] = check.rule.metric
+    elif want and check.kind == Check.Kind.ALARM:
+        labels.update(_alarm_metric_label(check))
     try:
         ingest.alert_ingest_internal(
             source=ALERT_SOURCE, fingerprint=f"check:{check.slug}", name=f"Health check failing: {check.name}",

@@ -80,3 +80,35 @@ def test_aws_error_becomes_words_not_a_crash(env_checks):
     out = run_check(check)
     assert not out.ok
     assert out.reason.startswith("AWS DescribeAutoScalingGroups failed (NotFound)")
+
+
+def test_an_error_rate_alarm_in_alarm_joins_the_error_rate_incident(env_checks):
+    """The alarms check names the metric its alarms read, so the CloudWatch alarm about a breach joins the
+    incident the error-rate check opened (one condition, one incident) instead of opening a second one."""
+    from django.utils import timezone
+
+    from portal.cloud.clients import client
+    from portal.health.services import check_record_result
+    from portal.incidents import ingest
+    from portal.incidents.models import Incident
+    from portal.incidents.seed import seed
+    from portal.plan.loader import load_plan
+
+    seed(load_plan(), reset=False)  # the grouping rules
+    env, checks = env_checks
+    ingest.alert_ingest_internal(
+        source="health", fingerprint="check:error-rate", name="Health check failing: Error rate", severity="critical",
+        firing=True, summary="error rate 8% on blue", environment=env, grouping_key="check:error-rate",
+        labels={"check": "error-rate", "kind": "metric_threshold", "group": "metrics", "metric": "error_rate"})
+    cw = client(env, "cloudwatch")
+    name = next(a["AlarmName"] for a in cw.describe_alarms()["MetricAlarms"] if "error" in a["AlarmName"])
+    cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
+    alarms = checks["alarms"]
+    Check.objects.filter(pk=alarms.pk).update(fail_threshold=1)
+    out = run_check(alarms)
+    assert out.detail["firing_metrics"], out.detail
+    check_record_result(check_id=alarms.pk, outcome=out, started_at=timezone.now())
+    incidents = list(Incident.objects.all())
+    assert len(incidents) == 1, [i.title for i in incidents]
+    assert {a.name for a in incidents[0].alerts.all()} == {"Health check failing: Error rate",
+                                                           f"Health check failing: {alarms.name}"}
