@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -16,32 +17,44 @@ ENV_EDITABLE = ("description", "region", "credentials_mode", "profile", "role_ar
                 "load_balancer_arn", "blue_asg", "green_asg", "blue_target_group_arn", "green_target_group_arn",
                 "launch_template_id", "rds_instance_id", "cache_replication_group_id", "buckets", "alb_dimension",
                 "blue_tg_dimension", "green_tg_dimension", "platform_namespace", "metrics_source", "prometheus_url",
-                "prometheus_queries", "is_production", "dry_run")
+                "prometheus_queries", "dns_provider", "cdn_provider", "storage_provider", "cloudflare_zone",
+                "cloudflare_account_id", "cloudflare_base_url", "grafana_url", "is_production", "dry_run")
+# Write-only: stored encrypted, never echoed; the audit row says replaced/cleared/unchanged, never the value.
+ENV_SECRETS = ("external_id", "cloudflare_api_token", "grafana_token")
 
 
-def environment_create(*, name: str, changes: dict, actor: Any, external_id: str | None = None) -> Environment:
-    """A new environment (a real account is entered by an admin; the sandbox registers itself)."""
+def _check_names(changes: dict, secrets: dict, clear: Iterable[str]) -> None:
     unknown = set(changes) - set(ENV_EDITABLE)
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    unknown = (set(secrets) | set(clear)) - set(ENV_SECRETS)
+    if unknown:
+        raise ValueError(f"not a secret of an environment: {', '.join(sorted(unknown))}")
+
+
+def environment_create(*, name: str, changes: dict, actor: Any, secrets: dict[str, str] | None = None) -> Environment:
+    """A new environment (a real account is entered by an admin; the sandbox registers itself)."""
+    secrets = {k: v for k, v in (secrets or {}).items() if v}
+    _check_names(changes, secrets, ())
     with transaction.atomic():
         if Environment.objects.filter(name=name).exists():
             raise ValueError(f"an environment named {name!r} exists already")
         env = Environment(name=name, **changes)
-        if external_id:
-            env.external_id = external_id
+        for k, v in secrets.items():
+            setattr(env, k, v)
         env.save()
         audit_record(actor=actor, verb="environment.create", target=env, after={"name": name, **changes},
-                     extra={"external_id": "set" if external_id else "none"})
+                     extra={k: "set" if k in secrets else "none" for k in ENV_SECRETS})
     return env
 
 
-def environment_update(*, environment: Environment, changes: dict, actor: Any, external_id: str | None = None,
-                       clear_external_id: bool = False) -> Environment:
-    """Change an environment's settings. The external id is write-only: never echoed, audited as changed/unchanged."""
-    unknown = set(changes) - set(ENV_EDITABLE)
-    if unknown:
-        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+def environment_update(*, environment: Environment, changes: dict, actor: Any, secrets: dict[str, str] | None = None,
+                       clear: Iterable[str] = ()) -> Environment:
+    """Change an environment's settings. Secrets (ENV_SECRETS) are write-only: a value given replaces the stored
+    one, a name in `clear` removes it (clearing wins), anything else keeps it; audited as replaced/cleared/unchanged."""
+    secrets = {k: v for k, v in (secrets or {}).items() if v}
+    clear = set(clear)
+    _check_names(changes, secrets, clear)
     from portal.cloud.clients import reset_cache
 
     with transaction.atomic():
@@ -49,22 +62,23 @@ def environment_update(*, environment: Environment, changes: dict, actor: Any, e
         before = {k: getattr(env, k) for k in changes}
         for k, v in changes.items():
             setattr(env, k, v)
-        secret_note = "unchanged"
-        fields = list(changes)
-        if clear_external_id:
-            env.external_id = ""
-            secret_note = "cleared"
-            fields.append("external_id")
-        elif external_id:
-            env.external_id = external_id
-            secret_note = "replaced"
-            fields.append("external_id")
+        notes = {}
+        for k in ENV_SECRETS:
+            if k in clear:
+                notes[k] = "cleared" if getattr(env, k) else "unchanged"
+                setattr(env, k, "")
+            elif k in secrets:
+                notes[k] = "replaced" if secrets[k] != getattr(env, k) else "unchanged"
+                setattr(env, k, secrets[k])
+            else:
+                notes[k] = "unchanged"
         diff_before = {k: v for k, v in before.items() if v != getattr(env, k)}
         diff_after = {k: getattr(env, k) for k in diff_before}
-        if not diff_before and secret_note == "unchanged":
+        touched = [k for k, note in notes.items() if note != "unchanged"]
+        if not diff_before and not touched:
             return env
-        env.save(update_fields=[*fields, "updated_at"])
+        env.save(update_fields=[*changes, *touched, "updated_at"])
         audit_record(actor=actor, verb="environment.update", target=env, before=diff_before, after=diff_after,
-                     extra={"external_id": secret_note})
+                     extra=notes)
     reset_cache()
     return env

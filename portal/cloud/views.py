@@ -84,12 +84,10 @@ def environment_edit(request, name: str):
     form = EnvironmentForm(request.POST or None, instance=Environment.objects.get(pk=env.pk))
     if request.method == "POST" and form.is_valid():
         environment_update(environment=env, changes=form.changes(), actor=request.user,
-                           external_id=form.cleaned_data.get("external_id") or None,
-                           clear_external_id=bool(form.cleaned_data.get("clear_external_id")))
+                           secrets=form.secrets(), clear=form.cleared())
         messages.success(request, f"Saved the {env.name} environment.")
         return redirect(env.get_absolute_url())
-    return render(request, "cloud/edit.html", {"env": env, "form": form, "has_external_id": bool(env.external_id)},
-                  status=400 if form.errors else 200)
+    return render(request, "cloud/edit.html", {"env": env, "form": form}, status=400 if form.errors else 200)
 
 
 @require_http_methods(["GET", "POST"])
@@ -100,11 +98,10 @@ def environment_new(request):
     if request.method == "POST" and form.is_valid():
         try:
             env = environment_create(name=form.cleaned_data["name"], changes=form.changes(), actor=request.user,
-                                     external_id=form.cleaned_data.get("external_id") or None)
+                                     secrets=form.secrets())
         except ValueError as exc:
             form.add_error("name", str(exc))
         else:
             messages.success(request, f"Added the {env.name} environment.")
             return redirect(env.get_absolute_url())
-    return render(request, "cloud/edit.html", {"env": None, "form": form, "has_external_id": False},
-                  status=400 if form.errors else 200)
+    return render(request, "cloud/edit.html", {"env": None, "form": form}, status=400 if form.errors else 200)

@@ -6,6 +6,7 @@ from django.urls import reverse
 from portal.audit.models import AuditEvent
 from portal.cloud import aws
 from portal.cloud.models import Drill, Environment
+from portal.cloud.tests.forms import posted_form
 
 
 def test_list_and_detail_show_groups_listener_db_cache(client, viewer, aws_platform):
@@ -60,13 +61,8 @@ def test_edit_needs_administer_and_keeps_secret_write_only(client, lead, admin_u
     form = client.get("/environments/sandbox/edit/")
     assert form.status_code == 200
     env = Environment.objects.get(name="sandbox")
-    data = {f: getattr(env, f) for f in ("description", "region", "credentials_mode", "profile", "role_arn", "endpoint_url",
-                                         "listener_arn", "load_balancer_arn", "blue_asg", "green_asg", "blue_target_group_arn",
-                                         "green_target_group_arn", "launch_template_id", "rds_instance_id",
-                                         "cache_replication_group_id", "alb_dimension", "blue_tg_dimension", "green_tg_dimension",
-                                         "platform_namespace", "metrics_source", "prometheus_url")}
-    data.update(buckets='{"photos": "ftw-sandbox-photos"}', prometheus_queries="{}", description="edited",
-                external_id="s3cret-ext-id")
+    data = posted_form(env, buckets='{"photos": "ftw-sandbox-photos"}', prometheus_queries="{}", description="edited",
+                       external_id="s3cret-ext-id")
     resp = client.post("/environments/sandbox/edit/", data)
     assert resp.status_code == 302
     env.refresh_from_db()
@@ -155,6 +151,7 @@ def test_admin_adds_a_real_environment(client, admin_user, viewer, db):
     client.force_login(admin_user)
     assert client.get("/environments/new/").status_code == 200
     data = {"name": "production", "region": "eu-west-1", "credentials_mode": "role",
+            "dns_provider": "aws", "cdn_provider": "aws", "storage_provider": "aws",
             "role_arn": "arn:aws:iam::123456789012:role/ops-portal", "external_id": "prod-ext",
             "platform_namespace": "FairTradeWorker/Platform", "metrics_source": "prometheus",
             "prometheus_url": "http://prometheus.internal:9090", "buckets": "{}", "prometheus_queries": "{}",
