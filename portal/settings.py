@@ -318,6 +318,9 @@ SANDBOX_TWILIO_PORT = env_int("SANDBOX_TWILIO_PORT", 4580, minimum=1)
 SANDBOX_SLACK_PORT = env_int("SANDBOX_SLACK_PORT", 4581, minimum=1)
 SANDBOX_SMTP_PORT = env_int("SANDBOX_SMTP_PORT", 1025, minimum=1)
 SANDBOX_CLOUDFLARE_PORT = env_int("SANDBOX_CLOUDFLARE_PORT", 4582, minimum=1)
+# The sandbox's Prometheus (Debian's binary, when installed) loading the rules the portal exports.
+SANDBOX_PROMETHEUS_PORT = env_int("SANDBOX_PROMETHEUS_PORT", 4590, minimum=1)
+SANDBOX_PROMETHEUS_BINARY = env_str("SANDBOX_PROMETHEUS_BINARY", "")
 # Used when an environment's row holds no CloudFlare token of its own (portal.cloud.cloudflare).
 CLOUDFLARE_API_TOKEN = env_secret("CLOUDFLARE_API_TOKEN") or ""
 _standin = f"http://{SANDBOX_HOST}" if SANDBOX_ENABLED else ""

@@ -19,3 +19,6 @@ class SandboxConfig(AppConfig):
         thresholds.listen("portal.sandbox.tasks.alarms_sync", thresholds.Reader(
             "Sandbox CloudWatch alarms", "portal.sandbox.platform",
             "one alarm per threshold, put again when a threshold changes; the simulator fires them at these values"))
+        thresholds.listen("portal.sandbox.tasks.prometheus_rules_sync", thresholds.Reader(
+            "Sandbox Prometheus rules", "portal.sandbox.prometheus",
+            "the exported rules file, written again and reloaded when a threshold changes (when Prometheus is installed)"))

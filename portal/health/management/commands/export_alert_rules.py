@@ -104,6 +104,21 @@ def render(doc: dict) -> str:
     return HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
 
 
+def write_rules(path: Path, doc: dict) -> None:
+    """Write the rules document to `path` atomically (a reader never sees half a file)."""
+    if not path.parent.is_dir():
+        raise ValueError(f"directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(render(doc))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"could not write {path}: {exc}") from exc
+
+
 class Command(BaseCommand):
     help = "Print a Prometheus rules file (YAML) generated from the enabled threshold rules."
 
@@ -122,20 +137,10 @@ class Command(BaseCommand):
         doc, skipped = build_rules(env)
         for slug in skipped:
             self.stderr.write(f"skipped threshold rule {slug!r}: no PromQL query for its metric")
-        text = render(doc)
         if not output:
-            self.stdout.write(text, ending="")
+            self.stdout.write(render(doc), ending="")
             return
-        path = Path(output)
-        if not path.parent.is_dir():
-            raise CommandError(f"directory {path.parent} does not exist")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise CommandError(f"could not write {path}: {exc}") from exc
-        self.stderr.write(f"wrote {len(doc['groups'][0]['rules'])} rules to {path}")
+            write_rules(Path(output), doc)
+        except (OSError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc

@@ -7,7 +7,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.sandbox import cloudflare_standin, standins
+from portal.sandbox import cloudflare_standin, prometheus, standins
 from portal.sandbox.platform import DOMAIN, register_cloudflare
 from portal.sandbox.runner import Sandbox, is_moto, port_in_use
 
@@ -47,6 +47,9 @@ class Command(BaseCommand):
         edge = self.start_cloudflare(host, sandbox)
         if edge is not None:
             running.append(edge)
+        prom = self.start_prometheus(host, sandbox)
+        if prom is not None:
+            running.append(prom)
         try:
             sandbox.run(ticks=opts["ticks"])
         except KeyboardInterrupt:
@@ -72,6 +75,23 @@ class Command(BaseCommand):
                                           token=edge.state.token)
         self.stdout.write(f"CloudFlare API stand-in on {edge.url} (zone {DOMAIN} in front of the load balancer)")
         return edge
+
+    def start_prometheus(self, host: str, sandbox):
+        """Debian's Prometheus with the portal's exported rules, named on the environment (when installed)."""
+        port = settings.SANDBOX_PROMETHEUS_PORT
+        if not prometheus.binary():
+            self.stdout.write("Prometheus: not installed (apt-get install prometheus); alert rules are checked in CloudWatch only")
+            return None
+        if port_in_use(host, port):
+            self.stdout.write(f"Prometheus: port {port} is taken (another sandbox?); not started")
+            return None
+        prom = prometheus.SandboxPrometheus(host, port)
+        if not prom.start(sandbox.env):
+            self.stdout.write(f"Prometheus: did not start (see {prometheus.home() / 'prometheus.log'})")
+            return None
+        sandbox.env = prometheus.register(sandbox.env, prom.url)
+        self.stdout.write(f"Prometheus on {prom.url} with the portal's alert rules ({prometheus.rules_path()})")
+        return prom
 
     def start_standins(self, host: str) -> list:
         """The Twilio, Slack and SMTP stand-ins the settings point at by default (see /sandbox/messages/)."""
