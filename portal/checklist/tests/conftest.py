@@ -13,4 +13,4 @@ def items(db):
 
 @pytest.fixture
 def item(items):
-    return items["security-audit"]
+    return items["load-testing"]

@@ -41,9 +41,9 @@ def test_lead_reads_the_evidence_signs_off_and_readiness_changes(page, items, re
 
 
 def test_responder_sees_no_sign_off_button(page, items, responder):
-    item_mark_ready(item=items["security-audit"], actor=responder)
+    item_mark_ready(item=items["load-testing"], actor=responder)
     _login(page, responder)
-    page.goto("/checklist/security-audit/")
+    page.goto("/checklist/load-testing/")
     page.wait_for_selector("[data-testid=signature-count]")
     assert page.locator("[data-testid=sign-off-button]").count() == 0
     assert page.locator("text=Revoke").count() == 0

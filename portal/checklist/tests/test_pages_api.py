@@ -15,31 +15,31 @@ def test_board_and_summary_show_readiness(client, items, viewer):
 
 
 def test_responder_sees_no_sign_off_button_and_is_refused(client, items, responder, lead):
-    item = items["security-audit"]
+    item = items["load-testing"]
     item_mark_ready(item=item, actor=lead)
     client.force_login(responder)
-    body = client.get("/checklist/security-audit/").content.decode()
+    body = client.get("/checklist/load-testing/").content.decode()
     assert 'data-testid="sign-off-button"' not in body
     before = AuditEvent.objects.count()
-    r = client.post("/checklist/security-audit/sign-off/")
+    r = client.post("/checklist/load-testing/sign-off/")
     assert r.status_code == 403
     assert SignOff.objects.count() == 0 and AuditEvent.objects.count() == before
-    assert ChecklistItem.objects.get(slug="security-audit").status == ItemStatus.READY
+    assert ChecklistItem.objects.get(slug="load-testing").status == ItemStatus.READY
 
 
 def test_lead_signs_off_through_the_page(client, items, responder, lead, lead2):
-    item_mark_ready(item=items["security-audit"], actor=responder)
+    item_mark_ready(item=items["load-testing"], actor=responder)
     client.force_login(lead)
-    body = client.get("/checklist/security-audit/").content.decode()
+    body = client.get("/checklist/load-testing/").content.decode()
     assert 'data-testid="sign-off-button"' in body and "data-confirm" in body
-    r = client.post("/checklist/security-audit/sign-off/", {"note": "reviewed"})
+    r = client.post("/checklist/load-testing/sign-off/", {"note": "reviewed"})
     assert r.status_code == 302
     client.force_login(lead2)
-    client.post("/checklist/security-audit/sign-off/")
-    assert ChecklistItem.objects.get(slug="security-audit").status == ItemStatus.SIGNED_OFF
+    client.post("/checklist/load-testing/sign-off/")
+    assert ChecklistItem.objects.get(slug="load-testing").status == ItemStatus.SIGNED_OFF
     # a double click: nothing more
-    client.post("/checklist/security-audit/sign-off/")
-    assert SignOff.objects.filter(item__slug="security-audit").count() == 2
+    client.post("/checklist/load-testing/sign-off/")
+    assert SignOff.objects.filter(item__slug="load-testing").count() == 2
     panel = client.get("/checklist/panel/").content.decode()
     assert 'data-testid="panel-readiness">8%' in panel  # 1 of 12
 
@@ -70,21 +70,21 @@ def test_api_list_and_sign_off(api_client, items, make_token, responder):
     assert r.status_code == 200
     assert len(r.json()["items"]) == 12 and r.json()["readiness"]["percent"] == 0
     # an actions token cannot sign off
-    r = api_client.post("/api/v1/checklist/security-audit/sign-off", {}, token=make_token("actions"))
+    r = api_client.post("/api/v1/checklist/load-testing/sign-off", {}, token=make_token("actions"))
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
     # not ready yet: 409
     lead_token = make_token("lead")
-    r = api_client.post("/api/v1/checklist/security-audit/sign-off", {}, token=lead_token)
+    r = api_client.post("/api/v1/checklist/load-testing/sign-off", {}, token=lead_token)
     assert r.status_code == 409 and "ready" in r.json()["detail"]
-    item_mark_ready(item=items["security-audit"], actor=responder)
-    r = api_client.post("/api/v1/checklist/security-audit/sign-off", {"note": "ok"}, token=lead_token)
+    item_mark_ready(item=items["load-testing"], actor=responder)
+    r = api_client.post("/api/v1/checklist/load-testing/sign-off", {"note": "ok"}, token=lead_token)
     assert r.status_code == 200 and r.json()["changed"] is True
     assert r.json()["item"]["status"] == "ready" and r.json()["item"]["signatures_missing"] == 1
-    r = api_client.post("/api/v1/checklist/security-audit/sign-off", {"note": "ok"}, token=lead_token)
+    r = api_client.post("/api/v1/checklist/load-testing/sign-off", {"note": "ok"}, token=lead_token)
     assert r.json()["changed"] is False
     r = api_client.post("/api/v1/checklist/nope/sign-off", {}, token=lead_token)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
-    r = api_client.post("/api/v1/checklist/security-audit/sign-off", {"expires": "soon"}, token=lead_token)
+    r = api_client.post("/api/v1/checklist/load-testing/sign-off", {"expires": "soon"}, token=lead_token)
     assert r.status_code == 422 and r.json()["error"] == "invalid"
 
 

@@ -50,7 +50,7 @@ def _race(fns):
 @pytest.mark.postgres
 def test_two_clicks_at_once_sign_once(transactional_db, require_postgres, responder, lead):
     seed(load_plan(), reset=False)
-    item = ChecklistItem.objects.get(slug="security-audit")
+    item = ChecklistItem.objects.get(slug="load-testing")
     item_mark_ready(item=item, actor=responder)
     errors = _race([lambda: item_sign_off(item=item, actor=lead), lambda: item_sign_off(item=item, actor=lead)])
     assert errors == []
@@ -61,7 +61,7 @@ def test_two_clicks_at_once_sign_once(transactional_db, require_postgres, respon
 @pytest.mark.postgres
 def test_two_leads_at_once_complete_the_item_once(transactional_db, require_postgres, responder, lead, lead2):
     seed(load_plan(), reset=False)
-    item = ChecklistItem.objects.get(slug="security-audit")
+    item = ChecklistItem.objects.get(slug="load-testing")
     item_mark_ready(item=item, actor=responder)
     errors = _race([lambda: item_sign_off(item=item, actor=lead), lambda: item_sign_off(item=item, actor=lead2)])
     assert errors == []

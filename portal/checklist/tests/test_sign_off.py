@@ -71,7 +71,7 @@ def test_sign_off_records_who_when_and_evidence_as_it_stood(item, responder, lea
     assert sig.signer == lead and sig.signed_at is not None
     texts = [e["text"] for e in sig.evidence_snapshot["evidence"]]
     assert "pen test report reviewed" in texts and "added after the signature" not in texts
-    assert AuditEvent.objects.filter(verb="checklist.sign_off", target_id="security-audit").count() == 1
+    assert AuditEvent.objects.filter(verb="checklist.sign_off", target_id="load-testing").count() == 1
 
 
 def test_sign_off_needs_a_ready_item(item, lead):
@@ -168,7 +168,7 @@ def test_scheduled_run_flags_an_expired_sign_off_once_and_tells_the_leads(
     assert checklist_verify().get("expired") is None
     ChecklistItem.objects.filter(pk=item.pk).update(attested_until=timezone.now() - timedelta(minutes=1))
     with django_capture_on_commit_callbacks(execute=True):
-        assert checklist_verify()["expired"] == ["security-audit"]
+        assert checklist_verify()["expired"] == ["load-testing"]
         assert checklist_verify().get("expired") is None  # once
     assert ChecklistNotification.objects.get(kind="expired").delivered
     assert len(mail.outbox) == 1 and "re-attest" in mail.outbox[0].subject
