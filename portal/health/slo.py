@@ -8,6 +8,11 @@ uptime objective allows (43 minutes in 30 days).
 Paging follows the SRE workbook's multiwindow burn-rate alerts: 14.4x over 1 hour and 5 minutes (2 %
 of a 30-day budget gone in an hour) or 6x over 6 hours and 30 minutes (5 % in 6 hours) raise a
 critical alert.
+
+The budget is the window's: while the SLO has been measured for less than its window (a new launch, a
+fresh sandbox), the allowed bad share applies to the traffic the whole window would see at the rate
+measured so far (counted over at least an hour), not to the few minutes measured: ten bad minutes on the
+first day spend part of the month's budget, not all of it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ FAST_BURN = 14.4
 SLOW_BURN = 6.0
 TIME_SLO_ALLOWED_BAD = 0.001
 SAMPLE_MINUTES = 1
+MIN_COVERAGE = timedelta(hours=1)  # the shortest measured span a partial window's budget is projected from
 THRESHOLD_MINUTES = 5  # a threshold SLO's value: its metric over the last five minutes
 TARGET_WORDS = {"gt": "above", "gte": "at or above", "lt": "below", "lte": "at or below"}
 
@@ -52,6 +58,20 @@ def _burn(error_pct: float | None, allowed_pct: float) -> float | None:
     if error_pct is None or allowed_pct <= 0:
         return None
     return error_pct / allowed_pct
+
+
+def window_scale(slo: Slo, now: datetime) -> float:
+    """How many times the measured span fits in the SLO's window (1 once the window is full)."""
+    window = timedelta(days=slo.window_days)
+    first = SloSample.objects.filter(slo=slo).order_by("at").values_list("at", flat=True).first()
+    if first is None:
+        return 1.0
+    covered = max(min(now - first, window), MIN_COVERAGE)
+    return max(window / covered, 1.0)
+
+
+def _remaining(bad_share: float, allowed_share: float, scale: float) -> float:
+    return max(-999.0, 100.0 * (1 - bad_share / (allowed_share * scale)))
 
 
 def slo_evaluate(*, slo: Slo, now: datetime | None = None, source=None) -> Slo:
@@ -91,7 +111,7 @@ def slo_evaluate(*, slo: Slo, now: datetime | None = None, source=None) -> Slo:
         if total > 0:
             bad_pct = 100.0 * (total - good) / total
             slo.current_value = 100.0 - bad_pct if slo.kind == Slo.Kind.AVAILABILITY else bad_pct
-            slo.budget_remaining_pct = max(-999.0, 100.0 * (1 - bad_pct / allowed_pct)) if allowed_pct > 0 else None
+            slo.budget_remaining_pct = _remaining(bad_pct, allowed_pct, window_scale(slo, now)) if allowed_pct > 0 else None
             slo.compliance_pct = slo.current_value if slo.kind == Slo.Kind.AVAILABILITY else 100.0 - bad_pct
         else:
             slo.current_value = sample.value
@@ -118,7 +138,7 @@ def slo_evaluate(*, slo: Slo, now: datetime | None = None, source=None) -> Slo:
         if agg["n"]:
             bad = 1 - agg["ok"] / agg["n"]
             slo.compliance_pct = 100.0 * agg["ok"] / agg["n"]
-            slo.budget_remaining_pct = max(-999.0, 100.0 * (1 - bad / TIME_SLO_ALLOWED_BAD))
+            slo.budget_remaining_pct = _remaining(bad, TIME_SLO_ALLOWED_BAD, window_scale(slo, now))
         else:
             slo.compliance_pct = slo.budget_remaining_pct = None
             note = note or "no data yet"
