@@ -157,22 +157,63 @@ def verify_auto_scaling(env) -> Result:
 
 def critical_thresholds() -> list[dict]:
     """The enabled critical thresholds, from portal.health.thresholds (what every reader uses)."""
-    return [{"slug": t.slug, "metric": t.metric, "summary": t.summary or t.slug, "value": t.value}
+    return [{"slug": t.slug, "metric": t.metric, "summary": t.summary or t.slug, "value": t.value, "unit": t.unit,
+             "comparison": t.comparison, "window_minutes": t.window_minutes}
             for t in thresholds.all_thresholds() if t.severity == "critical"]
 
 
 # Metrics whose CloudWatch alarm fires at the threshold's own number (database connections are a count there).
 SAME_UNIT_ALARMS = frozenset({"error_rate", "p95_response_time", "cpu", "cache_hit_ratio", "disk"})
+CLOUDWATCH_OPERATORS = {"gt": "GreaterThanThreshold", "gte": "GreaterThanOrEqualToThreshold", "lt": "LessThanThreshold",
+                        "lte": "LessThanOrEqualToThreshold"}
+SIGNS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def _stale(alarm, threshold: dict) -> str:
-    """Words when an alarm fires at another number than the threshold now says ('' when it agrees)."""
-    if threshold.get("metric") not in SAME_UNIT_ALARMS:
-        return ""
+def _span(seconds: int | None) -> str:
+    if not seconds:
+        return "no period"
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
+def _compare_alarm(alarm, threshold: dict) -> dict:
+    """One alarm against one threshold: the numbers of both, and a line in words for each difference
+    (value, operator, duration: Period x EvaluationPeriods against the threshold's window)."""
+    name, slug = _get(alarm, "name", "AlarmName"), threshold["slug"]
+    value, unit = float(threshold["value"]), threshold.get("unit", "")
+    comparison = threshold.get("comparison", "gt")
+    want_op = CLOUDWATCH_OPERATORS.get(comparison, comparison)
+    want_for = max(int(threshold.get("window_minutes") or 5), 1) * 60
     at = _get(alarm, "threshold", "Threshold", default=None)
-    if at is None or abs(float(at) - float(threshold["value"])) < 1e-9:
-        return ""
-    return f"{_get(alarm, 'name', 'AlarmName')} fires at {float(at):g}, the threshold is {float(threshold['value']):g}"
+    got_op = str(_get(alarm, "comparison", "ComparisonOperator", default="") or "")
+    period = _get(alarm, "period", "Period", default=None)
+    periods = _get(alarm, "evaluation_periods", "EvaluationPeriods", default=None)
+    got_for = int(period) * int(periods) if period and periods else None
+    row = {"threshold": slug, "alarm": name, "value": value, "comparison": want_op, "window_seconds": want_for,
+           "alarm_value": at, "alarm_comparison": got_op or None, "alarm_period": period, "alarm_evaluation_periods": periods,
+           "alarm_datapoints_to_alarm": _get(alarm, "datapoints_to_alarm", "DatapointsToAlarm", default=None),
+           "alarm_duration_seconds": got_for, "differences": [], "lines": []}
+    if threshold.get("metric") in SAME_UNIT_ALARMS and (at is None or abs(float(at) - value) > 1e-9):
+        row["differences"].append("value")
+        row["lines"].append(f"{name} ({slug}) fires at {'no threshold' if at is None else f'{float(at):g}'}, "
+                            f"the threshold is {value:g}{unit}")
+    if got_op != want_op:
+        row["differences"].append("operator")
+        row["lines"].append(f"{name} ({slug}) compares {got_op or 'with no operator'}, the threshold is "
+                            f"{SIGNS.get(comparison, comparison)} {value:g}{unit} ({want_op})")
+    if got_for != want_for:
+        row["differences"].append("duration")
+        how = f" ({periods} x {period}s)" if got_for else ""
+        row["lines"].append(f"{name} ({slug}) waits {_span(got_for)}{how}, the threshold's window is {_span(want_for)}")
+    return row
+
+
+def _closest(alarms: list, threshold: dict) -> dict:
+    """The alarm that agrees with the threshold, else the one to report: named after it first, then fewest differences."""
+    slug = _norm(threshold["slug"].replace("-", "_"))
+    rows = [(_compare_alarm(a, threshold), a) for a in alarms]
+    return min(rows, key=lambda ra: (bool(ra[0]["differences"]),
+                                     slug not in _norm(str(_get(ra[1], "name", "AlarmName", default="")).replace("-", "_")),
+                                     len(ra[0]["differences"])))[0]
 
 
 def _norm(text: str) -> str:
@@ -193,29 +234,32 @@ def _alarm_matches(alarm, threshold: dict) -> bool:
 def verify_alert_rules(env) -> Result:
     alarms = list(aws.list_alarms(env))
     critical = critical_thresholds()
-    covered, missing, stale = {}, [], []
+    covered, missing, compared, differences = {}, [], [], []
     for t in critical:
         hit = [a for a in alarms if _alarm_matches(a, t)]
         if hit:
             covered[t.get("slug", t.get("metric"))] = [str(_get(a, "name", "AlarmName")) for a in hit]
-            agreeing = [a for a in hit if not _stale(a, t)]
-            if not agreeing:
-                stale.append(_stale(hit[0], t))
+            row = _closest(hit, t)
+            compared.append(row)
+            differences.extend(row["lines"])
         else:
             missing.append(t.get("summary") or t.get("slug"))
     evidence = {
         "alarms": [{"name": _get(a, "name", "AlarmName"), "metric": _get(a, "metric", "MetricName"),
-                    "threshold": _get(a, "threshold", "Threshold"), "state": _get(a, "state", "StateValue")} for a in alarms],
-        "covered": covered, "missing": missing, "stale": stale, "thresholds": [t.get("summary") for t in critical],
-        "values": {t["slug"]: t["value"] for t in critical},
+                    "threshold": _get(a, "threshold", "Threshold"), "comparison": _get(a, "comparison", "ComparisonOperator"),
+                    "period": _get(a, "period", "Period"), "evaluation_periods": _get(a, "evaluation_periods", "EvaluationPeriods"),
+                    "datapoints_to_alarm": _get(a, "datapoints_to_alarm", "DatapointsToAlarm"),
+                    "state": _get(a, "state", "StateValue")} for a in alarms],
+        "covered": covered, "missing": missing, "compared": compared, "differences": differences,
+        "thresholds": [t.get("summary") for t in critical], "values": {t["slug"]: t["value"] for t in critical},
     }
     if not critical:
         return failing("The plan has no critical thresholds to check against", **evidence)
-    if missing:
-        return failing("No alarm for: " + ", ".join(str(m) for m in missing), **evidence)
-    if stale:
-        return failing("Alarm out of date: " + "; ".join(stale), **evidence)
-    return passing(f"An alarm exists for each of the {len(critical)} critical thresholds", **evidence)
+    problems = (["No alarm for: " + ", ".join(str(m) for m in missing)] if missing else []) \
+        + (["Alarm out of date: " + "; ".join(differences)] if differences else [])
+    if problems:
+        return failing(". ".join(problems), **evidence)
+    return passing(f"An alarm for each of the {len(critical)} critical thresholds, at its value, operator and window", **evidence)
 
 
 def verify_ssl(env) -> Result:

@@ -95,6 +95,16 @@ class AlarmState:
     namespace: str = ""
     reason: str = ""
     updated_at: dt.datetime | None = None
+    period: int | None = None  # seconds a datapoint covers (a metric math alarm: its metrics' period)
+    evaluation_periods: int | None = None
+    datapoints_to_alarm: int | None = None  # None: all of evaluation_periods
+
+    @property
+    def duration_seconds(self) -> int | None:
+        """How long the alarm looks back before it fires: Period x EvaluationPeriods."""
+        if not self.period or not self.evaluation_periods:
+            return None
+        return int(self.period) * int(self.evaluation_periods)
 
 
 @dataclass(frozen=True)
@@ -430,13 +440,18 @@ def list_alarms(env) -> list[AlarmState]:
     out = []
     for page in client(env, "cloudwatch").get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
         for a in page.get("MetricAlarms", []):
-            metric = a.get("MetricName", "")
+            metric, period = a.get("MetricName", ""), a.get("Period")
+            stats = [m["MetricStat"] for m in a.get("Metrics", []) if m.get("MetricStat")]
             if not metric:  # a metric math alarm: name the first metric it reads
-                metric = next((m["MetricStat"]["Metric"]["MetricName"] for m in a.get("Metrics", []) if m.get("MetricStat")), "")
+                metric = next((m["Metric"]["MetricName"] for m in stats), "")
+            if not period:  # ... and its datapoints are its metrics' period (the longest, when they differ)
+                period = max((int(m["Period"]) for m in stats if m.get("Period")), default=None)
             out.append(AlarmState(name=a["AlarmName"], state=a.get("StateValue", ""), metric=metric,
                                   threshold=a.get("Threshold"), comparison=a.get("ComparisonOperator", ""),
                                   namespace=a.get("Namespace", ""), reason=a.get("StateReason", ""),
-                                  updated_at=a.get("StateUpdatedTimestamp")))
+                                  updated_at=a.get("StateUpdatedTimestamp"), period=period,
+                                  evaluation_periods=a.get("EvaluationPeriods"),
+                                  datapoints_to_alarm=a.get("DatapointsToAlarm")))
     return sorted(out, key=lambda a: a.name)
 
 

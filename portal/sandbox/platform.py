@@ -74,6 +74,12 @@ def plan_thresholds(plan: dict) -> list[dict]:
     return [{**t, "severity": level} for level, items in (plan.get("thresholds") or {}).items() for t in items or []]
 
 
+# The period each metric's alarm reads it at (the cache and disk metrics arrive every five minutes); a
+# window that is not a multiple of it is read by the minute.
+ALARM_PERIODS = {"error_rate": 60, "p95_response_time": 60, "cpu": 60, "db_connections": 60, "cache_hit_ratio": 300,
+                 "disk": 300}
+
+
 def alarm_specs(rows: list[dict], names: dict) -> list[dict]:
     """One CloudWatch alarm per threshold (slug, metric, severity, comparison, value, min_requests,
     window_minutes, summary), on the metric AWS has for it."""
@@ -84,39 +90,44 @@ def alarm_specs(rows: list[dict], names: dict) -> list[dict]:
     for t in rows:
         level = t.get("severity", "")
         metric, value = t.get("metric"), float(t.get("value", 0))
+        if metric not in ALARM_PERIODS:
+            continue
+        # The alarm looks back over the threshold's window (Period x EvaluationPeriods) and fires when every
+        # datapoint in it breaches: what the window means everywhere else (Prometheus `for`, the health checks).
+        window = max(int(t.get("window_minutes") or 5), 1) * 60
+        period = ALARM_PERIODS[metric] if window % ALARM_PERIODS[metric] == 0 else 60
         base = {"AlarmName": f"{PREFIX}-{t['slug']}", "AlarmDescription": f"{t.get('summary', t['slug'])} ({level})",
                 "ComparisonOperator": comparisons.get(t.get("comparison", "gt"), "GreaterThanThreshold"),
-                "Threshold": value, "EvaluationPeriods": 3, "DatapointsToAlarm": 2, "TreatMissingData": "notBreaching"}
+                "Threshold": value, "EvaluationPeriods": window // period, "DatapointsToAlarm": window // period,
+                "TreatMissingData": "notBreaching"}
         if metric == "error_rate":
             base.update(Metrics=[
                 {"Id": "errors", "ReturnData": False, "MetricStat": {"Metric": {
                     "Namespace": "AWS/ApplicationELB", "MetricName": "HTTPCode_Target_5XX_Count",
-                    "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
+                    "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": period, "Stat": "Sum"}},
                 {"Id": "requests", "ReturnData": False, "MetricStat": {"Metric": {
                     "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
-                    "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": 60, "Stat": "Sum"}},
+                    "Dimensions": [{"Name": "LoadBalancer", "Value": names["alb_dimension"]}]}, "Period": period, "Stat": "Sum"}},
                 {"Id": "error_rate", "Label": "Error rate (%)", "ReturnData": True,
                  "Expression": _error_rate_expression(t)}])
         elif metric == "p95_response_time":
             base.update(Namespace="AWS/ApplicationELB", MetricName="TargetResponseTime", ExtendedStatistic="p95",
-                        Period=60, Dimensions=tg_dims)
+                        Period=period, Dimensions=tg_dims)
         elif metric == "cpu":
-            base.update(Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=60,
+            base.update(Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=period,
                         Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
         elif metric == "db_connections":
             # CloudWatch has connections, not percent: the threshold is that share of max_connections.
             limit = default_max_connections(names.get("rds_instance_class", "db.r5.large")) or 1000
-            base.update(Namespace="AWS/RDS", MetricName="DatabaseConnections", Statistic="Maximum", Period=60,
+            base.update(Namespace="AWS/RDS", MetricName="DatabaseConnections", Statistic="Maximum", Period=period,
                         Threshold=round(limit * value / 100.0),
                         Dimensions=[{"Name": "DBInstanceIdentifier", "Value": names["rds_instance_id"]}])
         elif metric == "cache_hit_ratio":
-            base.update(Namespace="AWS/ElastiCache", MetricName="CacheHitRate", Statistic="Average", Period=300,
+            base.update(Namespace="AWS/ElastiCache", MetricName="CacheHitRate", Statistic="Average", Period=period,
                         Dimensions=[{"Name": "ReplicationGroupId", "Value": names["cache_replication_group_id"]}])
         elif metric == "disk":
-            base.update(Namespace="CWAgent", MetricName="disk_used_percent", Statistic="Maximum", Period=300,
+            base.update(Namespace="CWAgent", MetricName="disk_used_percent", Statistic="Maximum", Period=period,
                         Dimensions=[{"Name": "AutoScalingGroupName", "Value": names["blue_asg"]}])
-        else:
-            continue
         specs.append(base)
     return specs
 
