@@ -287,7 +287,8 @@ def commander_page(*, incident: Incident, cmd: IncidentCommand, now: datetime) -
                               started_at=now, now=now)
     cmd.commander_paged_at = now
     cmd.save(update_fields=["commander_paged_at"])
-    kinds = ", ".join(sorted(set(incident.personal_pages.filter(pk__in=pages).values_list("kind", flat=True)))) or "no verified method"
+    kinds = ", ".join(sorted(set(incident.personal_pages.filter(pk__in=pages).values_list("kind", flat=True)))) or (
+        "already paged for this incident" if incident.personal_pages.filter(user=person).exists() else "no verified method")
     timeline_write(incident, TimelineEntry.Kind.NOTIFICATION, Actor.system("command"),
                    f"Paged {person.get_username()} (on call on {schedule.name}) to take command of this SEV1 ({kinds})",
                    {"command": "commander_page", "user": person.get_username(), "schedule": schedule.slug, "pages": pages})

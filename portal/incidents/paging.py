@@ -60,6 +60,10 @@ def _rules(user, severity: str) -> tuple[list[tuple[str, int]], str]:
     return [(k, 0) for k in kinds], "no notification rules: every verified method at once"
 
 
+# Two levels that reach the same person the same way within this span send one page, not two.
+SAME_PAGE_WINDOW = timedelta(minutes=2)
+
+
 def pages_plan(*, inc: Incident, level: int, round_: int, user, schedule, started_at: datetime, now: datetime) -> list[int]:
     """Create the person's pages for one level (idempotent: the unique constraint keeps one per rule);
     the caller holds the incident's row lock. Pages due now are sent after commit; the rest wait for the sweep."""
@@ -67,6 +71,9 @@ def pages_plan(*, inc: Incident, level: int, round_: int, user, schedule, starte
     created = []
     for kind, delay in rules:
         due = started_at + timedelta(minutes=delay)
+        if PersonalPage.objects.filter(incident=inc, user=user, kind=kind, due_at__gt=due - SAME_PAGE_WINDOW,
+                                       due_at__lte=due).exclude(level=level, round=round_).exists():
+            continue  # another level (or the commander page) reaches this person this way for it right now
         try:
             with transaction.atomic():
                 page = PersonalPage.objects.create(

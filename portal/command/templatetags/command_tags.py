@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django import template
 
 from portal.accounts.roles import RESPOND
@@ -32,3 +34,16 @@ def command_declare_form(context):
 @register.filter
 def seconds(value) -> str:
     return selectors.fmt_seconds(value)
+
+
+@register.filter
+def when(value) -> str:
+    """An ISO time from the measured facts as people read it: 2026-12-02 05:54:56 UTC."""
+    if not value:
+        return "–"
+    try:
+        at = datetime.fromisoformat(str(value)).astimezone(UTC)
+    except ValueError:
+        return str(value)
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+

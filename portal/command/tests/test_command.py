@@ -61,6 +61,28 @@ def test_declaring_a_sev1_through_the_api_pages_the_commander_on_call_and_the_ti
     assert AuditEvent.objects.filter(verb="incident.commander_page").count() == 1
 
 
+def test_a_commander_who_is_also_the_first_escalation_level_gets_one_page_per_method_not_two(
+        on_call, responder, django_capture_on_commit_callbacks):
+    """Seen in make run: the SEV1's commander page and the critical policy's level 1 (the same schedule) each
+    sent the person an email and an SMS within the same second."""
+    from portal.incidents.models import EscalationLevel, EscalationPolicy
+    from portal.oncall.models import Schedule
+
+    policy = EscalationPolicy.objects.create(severity="critical", name="Critical")
+    EscalationLevel.objects.create(policy=policy, number=1, delay_minutes=0, target_schedule=Schedule.objects.get(slug="primary"))
+    with django_capture_on_commit_callbacks(execute=True):
+        inc = _declare("SEV1", actor=responder)
+    from portal.incidents import escalation
+
+    with django_capture_on_commit_callbacks(execute=True):
+        escalation.incident_escalate(incident_id=inc.pk)  # level 1 fires at once, as the worker does on open
+    inc.refresh_from_db()
+    assert inc.escalation_level == 1
+    pages = PersonalPage.objects.filter(incident=inc, user=on_call, kind="email")
+    assert pages.count() == 1, list(pages.values_list("level", "round", "status"))
+    assert sum(1 for m in mail.outbox if m.to == ["oscar@example.test"]) == 1
+
+
 def test_a_sev2_declaration_pages_no_commander(responder, on_call):
     inc = _declare("SEV2", actor=responder)
     assert not PersonalPage.objects.filter(incident=inc, level=services.COMMANDER_PAGE_LEVEL).exists()
