@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -391,9 +392,13 @@ def describe_cache(env) -> CacheState:
                       transit_encryption=bool(g.get("TransitEncryptionEnabled")))
 
 
-def bucket_sizes(env) -> dict[str, int]:
-    """Logical bucket name (photos, videos, ...) -> bytes, from CloudWatch's daily BucketSizeBytes (0 when none yet)."""
+def bucket_sizes(env, only: Iterable[str] | None = None) -> dict[str, int]:
+    """Logical bucket name (photos, videos, ...) -> bytes, from CloudWatch's daily BucketSizeBytes (0 when none yet).
+    `only`: these logical names (the buckets on S3 when others are elsewhere); None: every bucket named."""
     buckets = dict(env.buckets or {})
+    if only is not None:
+        wanted = set(only)
+        buckets = {k: v for k, v in buckets.items() if k in wanted}
     if not buckets:
         return {}
     end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from portal.cloud import aws
+from portal.cloud import aws, cloudflare
 from portal.cloud import metrics as cloud_metrics
 from portal.cloud.models import Environment
 from portal.phases.models import CapacitySample, CostSnapshot, GrowthPhase, PhaseState, UserCountSample
@@ -234,20 +234,46 @@ def cost_part(env, phase: GrowthPhase, plan: dict, report=None) -> dict:
     }
 
 
+def _approx_bytes(n: int) -> str:
+    """The plan's way of writing a size: decimal units, about three digits (~6.16 TB)."""
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= size:
+            return f"~{n / size:.3g} {unit}"
+    return f"~{n} B"
+
+
 def storage_part(env, plan: dict) -> list[dict]:
-    sizes = dict(aws.bucket_sizes(env) or {})
+    """Each bucket's use against its year-one estimate, a row a bucket on S3. Storage on CloudFlare: the
+    buckets R2 holds are one row, since R2's metrics give the account's total and not a bucket's."""
     buckets = dict(env.buckets or {})
+    estimates = [est for est in plan.get("storage_estimates") or [] if est.get("bucket")]
+    in_r2: set[str] = set()
+    if env.storage_provider == Environment.Provider.CLOUDFLARE:
+        held = {b.name for b in cloudflare.r2_buckets(env)}
+        in_r2 = {est["bucket"] for est in estimates if buckets.get(est["bucket"], est["bucket"]) in held}
+    on_s3 = [est["bucket"] for est in estimates if est["bucket"] not in in_r2]
+    sizes = dict(aws.bucket_sizes(env, only=on_s3) or {}) if on_s3 else {}
     rows = []
-    for est in plan.get("storage_estimates") or []:
-        logical = est.get("bucket")
-        if not logical:
+    for est in estimates:
+        logical = est["bucket"]
+        if logical in in_r2:
             continue
         bucket = buckets.get(logical, logical)
         used = sizes.get(logical, sizes.get(bucket))
         estimate = int(est["bytes"])
-        rows.append({"slug": est["slug"], "name": est["name"], "bucket": bucket, "used_bytes": used,
-                     "estimate_bytes": estimate, "estimate_display": est.get("display", ""),
+        rows.append({"slug": est["slug"], "name": est["name"], "provider": "S3", "bucket": bucket, "buckets": [bucket],
+                     "used_bytes": used, "estimate_bytes": estimate, "estimate_display": est.get("display", ""),
                      "percent": None if used is None else round(used * 100 / estimate, 2)})
+    if in_r2:
+        r2 = [est for est in estimates if est["bucket"] in in_r2]
+        names = [buckets.get(est["bucket"], est["bucket"]) for est in r2]
+        used = cloudflare.r2_storage_bytes(env)
+        estimate = sum(int(est["bytes"]) for est in r2)
+        first = estimates.index(r2[0])  # where its first bucket would have been
+        rows.insert(sum(1 for est in estimates[:first] if est["bucket"] not in in_r2), {
+            "slug": "r2", "name": " + ".join(est["name"] for est in r2), "provider": "R2", "bucket": ", ".join(names),
+            "buckets": names, "used_bytes": used, "estimate_bytes": estimate, "estimate_display": _approx_bytes(estimate),
+            "percent": round(used * 100 / estimate, 2) if estimate else None})
     return rows
 
 

@@ -6,6 +6,11 @@
 `result_info`) behind a Bearer token. State is in memory; `seeded()` fills it as the plan describes the
 edge: the domain and app host proxied to the sandbox's load balancer, the photo/video/document hosts
 proxied and cached, R2 buckets, per-user and per-endpoint rate limits. Listens on 127.0.0.1 only.
+
+One endpoint CloudFlare does not have, for the sandbox's simulator only (what /moto-api is for moto):
+`PUT /client/v4/__sandbox/r2/usage` with `{"buckets": {name: bytes}}` and the same token sets the R2
+usage the metrics report, the sum over the named buckets the stand-in holds (the simulator may tick
+in another process than this one). The portal's product code never calls it.
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ class State:
         self.records: dict[str, list[dict]] = {}
         self.rulesets: dict[tuple[str, str], dict] = {}
         self.buckets: list[dict] = []
-        self.r2_bytes = 0
+        self.r2_bytes = 0  # the account's R2 payload bytes, what GET .../r2/metrics reports
+
+    def set_r2_usage(self, sizes: dict[str, int]) -> dict:
+        """The account's usage from per-bucket sizes: buckets this account does not hold are left out."""
+        held = {b["name"] for b in self.buckets}
+        counted = {name: int(size) for name, size in sizes.items() if name in held}
+        self.r2_bytes = sum(counted.values())
+        return {"payload_bytes": self.r2_bytes, "buckets": sorted(counted), "ignored": sorted(set(sizes) - held)}
 
     def zone_by_name(self, name: str) -> dict | None:
         return next((z for z in self.zones.values() if z["name"] == name), None)
@@ -102,6 +114,7 @@ RECORDS = re.compile(r"^/zones/(?P<zone>[0-9a-f]+)/dns_records(?:/(?P<rid>[0-9a-
 ENTRYPOINT = re.compile(r"^/zones/(?P<zone>[0-9a-f]+)/rulesets/phases/(?P<phase>[a-z_]+)/entrypoint/?$")
 R2_BUCKETS = re.compile(r"^/accounts/(?P<account>[0-9a-f]+)/r2/buckets/?$")
 R2_METRICS = re.compile(r"^/accounts/(?P<account>[0-9a-f]+)/r2/metrics/?$")
+SANDBOX_R2_USAGE = re.compile(r"^/__sandbox/r2/usage/?$")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -187,6 +200,11 @@ class Handler(BaseHTTPRequestHandler):
                     return self._error(403, 10000, "Authentication error")
                 published = {"objects": len(self.state.buckets), "payloadSize": self.state.r2_bytes, "metadataSize": 0}
                 return self._ok({"standard": {"published": published, "uploaded": published}})
+            if SANDBOX_R2_USAGE.match(path) and method == "PUT":
+                sizes = body.get("buckets")
+                if not isinstance(sizes, dict) or not all(type(v) is int and v >= 0 for v in sizes.values()):
+                    return self._error(400, 1001, 'Send {"buckets": {"<bucket name>": <bytes>, ...}}')
+                return self._ok(self.state.set_r2_usage(sizes))
         return self._error(404, 7000, "No route for that URI")
 
     def do_GET(self):  # noqa: N802 - http.server's names
