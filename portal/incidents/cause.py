@@ -17,7 +17,7 @@ runbook); the page offers the top one inline, through the deployments and runboo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Q
 from django.utils import timezone
@@ -200,10 +200,15 @@ def change_causes(incident: Incident, fired: signal.Fired) -> list[Cause]:
                                since=incident.opened_at - RECENT)
     drill_silenced = (incident.silenced_reason or "").startswith("expected: drill")
     rollouts = selectors.recent_deployments_for(incident)
+    stopped_before = {ch.data.get("target") for ch in feed
+                      if ch.kind == "drill" and ch.data.get("verb") == "drill.stop" and ch.at < incident.opened_at}
     for ch in feed:
         ago = f"{ch.at:%H:%M:%S} UTC, {_minutes(ch.at, incident.opened_at)} before it opened"
         if ch.kind == "drill" and ch.data.get("verb") == "drill.start":
             colour = (ch.data.get("after") or {}).get("colour") or ""
+            ends_at = (ch.data.get("after") or {}).get("ends_at")
+            if ch.data.get("target") in stopped_before or (ends_at and _when(ends_at) < incident.opened_at):
+                continue  # it ended before the incident opened
             score = 55 if (not colour or not fired.colour or colour == fired.colour) else 20
             out.append(Cause(kind="change", title="Drill", score=score,
                              reason="a drill raises this metric on purpose; it rehearses the real cause, so the cause's "
@@ -234,6 +239,13 @@ def change_causes(incident: Incident, fired: signal.Fired) -> list[Cause]:
         out.append(Cause(kind="change", title="Drill", score=55, reason="a drill's expected silence holds this incident",
                          evidence=[f"Silenced: {incident.silenced_reason}"], action=_runbook_action(incident)))
     return out
+
+
+def _when(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)  # unreadable: treat it as still running
 
 
 def _during(dep: Deployment, at: datetime) -> bool:

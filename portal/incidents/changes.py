@@ -118,7 +118,8 @@ def _audited(env, since, until) -> list[Change]:
                 what += f" at {after['level']}"
             text = f"Drill {'started' if a.verb == 'drill.start' else 'stopped'}: {what.strip() or a.target_label}"
         out.append(Change(at=a.created_at, kind=kind, actor=a.actor_label, text=text[:300],
-                          data={"verb": a.verb, "after": after, "before": before, "extra": extra}))
+                          data={"verb": a.verb, "after": after, "before": before, "extra": extra,
+                                "target": a.target_id}))
     return out
 
 

@@ -6,10 +6,10 @@ import math
 from datetime import timedelta
 
 from django.core.cache import cache
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from deployments.models import Deployment  # models only: deployments imports this module
+from deployments.models import Deployment, DeploymentState  # models only: deployments imports this module
 from portal.cloud.models import Environment
 from portal.incidents.models import Alert, Incident, Severity
 
@@ -104,7 +104,12 @@ def recent_deployments_for(incident: Incident) -> list:
         return []
     colour = next((str(a.labels.get("colour")) for a in incident.alerts.all() if (a.labels or {}).get("colour")), "")
     qs = Deployment.objects.select_related("release", "strategy").filter(environment_id=incident.environment_id)
-    live = (qs.filter(to_colour=colour) if colour else qs).order_by("-created_at", "-id").first()
+    scoped = (qs.filter(to_colour=colour) if colour else qs).order_by("-created_at", "-id")
+    # Live when the incident opened: still running then, or completed (serving its colour). A rollout that
+    # was rolled back or aborted before the incident opened left its colour without traffic.
+    live = scoped.filter(created_at__lte=incident.opened_at + timedelta(minutes=2)).filter(
+        Q(finished_at__isnull=True) | Q(finished_at__gte=incident.opened_at) | Q(state=DeploymentState.COMPLETED)).first() \
+        or scoped.first()
     if live is None:
         return []
     live.incident_role = f"live on {live.to_colour}"

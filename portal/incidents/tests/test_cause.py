@@ -167,3 +167,40 @@ def test_the_dashboard_row_has_the_sparkline_top_cause_weights_error_rate_and_wh
     assert incident.title in body and "<polyline points=" in body
     assert "cause: <strong>Deployment v2 to green</strong>" in body
     assert "weights blue 0 / green 100" in body and "green errors 10.0 %" in body
+
+
+def test_a_rollout_rolled_back_before_the_incident_is_not_the_live_deployment(env, strategies):  # noqa: F811
+    """Seen in make run: v2 to blue was rolled back, then a platform-wide alert fired on green (still
+    v1): the page ranked the rolled-back v2 (no traffic, 'a rollback would change nothing') and showed
+    no way back from v1."""
+    live = deploy(env, strategies["canary-quick"], "v1", "green", minutes_ago=8)
+    deploy(env, strategies["canary-quick"], "v2", "blue", minutes_ago=4, state=Deployment.State.ROLLED_BACK)
+    incident = ingest.alert_ingest_internal(source="health", fingerprint="slo", name="SLO burn rate", severity="critical",
+                                            firing=True, summary="burning", environment=env,
+                                            labels={"environment": env.name, "metric": "error_rate", "scope": "platform"}).incident
+    shown = selectors.recent_deployments_for(incident)
+    assert shown[0] == live and shown[0].incident_role == "live on green"
+    top = cause.likely_causes(incident, source=Source({"green": 9.0}))[0]
+    assert top.title == "Deployment v1 to green"
+    assert top.action["kind"] == "rollback" and top.action["label"] == "Roll back to blue"
+
+
+def test_a_drill_stopped_before_the_incident_opened_is_no_cause(env, strategies):  # noqa: F811
+    drill_id = "90de9e1c-96b0-4812-8541-640274adb701"
+    started = {"kind": "error-rate", "colour": "green", "level": 40.0,
+               "ends_at": str(timezone.now() + timedelta(minutes=5)), "stopped_at": None}
+    audit_record(actor="system:manage.py drill", verb="drill.start", target=("cloud.drill", drill_id), after=started,
+                 extra={"environment": env.name})
+    audit_record(actor="system:manage.py drill", verb="drill.stop", target=("cloud.drill", drill_id), before=started,
+                 after={**started, "stopped_at": str(timezone.now())}, extra={"environment": env.name})
+    running = {**started, "colour": "green"}
+    audit_record(actor="system:manage.py drill", verb="drill.start", target=("cloud.drill", "another"), after=running,
+                 extra={"environment": env.name})
+    incident = incident_on(env, colour="green")
+    drills = [c for c in cause.likely_causes(incident, source=Source({"green": 9.0})) if c.title == "Drill"]
+    assert len(drills) == 1  # the one still running, not the stopped one
+    ended = {**started, "ends_at": str(incident.opened_at - timedelta(minutes=1))}
+    audit_record(actor="system:manage.py drill", verb="drill.start", target=("cloud.drill", "ran-out"), after=ended,
+                 extra={"environment": env.name})
+    drills = [c for c in cause.likely_causes(incident, source=Source({"green": 9.0})) if c.title == "Drill"]
+    assert len(drills) == 1  # nor one whose time ran out before the incident opened
