@@ -105,10 +105,13 @@ def recent_deployments_for(incident: Incident) -> list:
     colour = next((str(a.labels.get("colour")) for a in incident.alerts.all() if (a.labels or {}).get("colour")), "")
     qs = Deployment.objects.select_related("release", "strategy").filter(environment_id=incident.environment_id)
     scoped = (qs.filter(to_colour=colour) if colour else qs).order_by("-created_at", "-id")
-    # Live when the incident opened: still running then, or completed (serving its colour). A rollout that
-    # was rolled back or aborted before the incident opened left its colour without traffic.
-    live = scoped.filter(created_at__lte=incident.opened_at + timedelta(minutes=2)).filter(
-        Q(finished_at__isnull=True) | Q(finished_at__gte=incident.opened_at) | Q(state=DeploymentState.COMPLETED)).first() \
+    # Live when the incident (last) opened: still running then, or completed (serving its colour). A rollout
+    # that was rolled back or aborted before that left its colour without traffic.
+    opened = incident.opened_at
+    if incident.reopened_count:
+        opened = incident.timeline.filter(kind="reopened").order_by("-at").values_list("at", flat=True).first() or opened
+    live = scoped.filter(created_at__lte=opened + timedelta(minutes=2)).filter(
+        Q(finished_at__isnull=True) | Q(finished_at__gte=opened) | Q(state=DeploymentState.COMPLETED)).first() \
         or scoped.first()
     if live is None:
         return []

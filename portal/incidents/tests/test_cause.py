@@ -204,3 +204,20 @@ def test_a_drill_stopped_before_the_incident_opened_is_no_cause(env, strategies)
                  extra={"environment": env.name})
     drills = [c for c in cause.likely_causes(incident, source=Source({"green": 9.0})) if c.title == "Drill"]
     assert len(drills) == 1  # nor one whose time ran out before the incident opened
+
+
+def test_a_reopened_incident_shows_the_deployment_live_when_it_reopened(env, strategies):  # noqa: F811
+    deploy(env, strategies["canary-quick"], "v1", "green", minutes_ago=40)
+    incident = incident_on(env, colour="")
+    Incident.objects.filter(pk=incident.pk).update(opened_at=timezone.now() - timedelta(minutes=20))
+    from portal.incidents.services import incident_resolve
+
+    incident.refresh_from_db()
+    incident_resolve(incident=incident, actor="system:test")
+    newer = deploy(env, strategies["canary-quick"], "v3", "blue", minutes_ago=6)
+    ingest.alert_ingest_internal(source="health", fingerprint=f"{env.name}-error_rate-", name="HighErrorRate",
+                                 severity="critical", firing=False, summary="ok", environment=env,
+                                 labels={"environment": env.name, "metric": "error_rate", "colour": ""})
+    again = incident_on(env, colour="")
+    assert again.pk == incident.pk and again.reopened_count == 1
+    assert selectors.recent_deployments_for(again)[0] == newer
