@@ -90,12 +90,13 @@ def deployment_cause(incident: Incident, fired: signal.Fired, now_values: dict, 
         return None
     dep = deployments[0]
     new, old = dep.to_colour, dep.from_colour
-    opened = incident.opened_at
+    opened = selectors.last_opened_at(incident)
+    opened_words = "the incident reopened" if opened != incident.opened_at else "the incident opened"
     put_live = dep.started_at or dep.created_at
     score, why = 0, []
     if dep.is_active or put_live >= opened - RECENT:
         score += 30
-        why.append(f"it put {new} live {_minutes(put_live, opened)} {'before' if put_live <= opened else 'after'} the incident opened")
+        why.append(f"it put {new} live {_minutes(put_live, opened)} {'before' if put_live <= opened else 'after'} {opened_words}")
     else:
         score += 10
         why.append(f"it is {_minutes(put_live, opened)} older than the incident")

@@ -96,6 +96,13 @@ def response_figures_recent(*, weeks: int = 8) -> tuple[list[dict], object]:
     return hit
 
 
+def last_opened_at(incident: Incident):
+    """When the incident opened, or last reopened."""
+    if incident.reopened_count:
+        return incident.timeline.filter(kind="reopened").order_by("-at").values_list("at", flat=True).first() or incident.opened_at
+    return incident.opened_at
+
+
 def recent_deployments_for(incident: Incident) -> list:
     """The deployments that matter to the incident: the one live on the affected colour (the newest
     deployment to the colour its alerts name, else the environment's newest) and the one before it
@@ -107,9 +114,7 @@ def recent_deployments_for(incident: Incident) -> list:
     scoped = (qs.filter(to_colour=colour) if colour else qs).order_by("-created_at", "-id")
     # Live when the incident (last) opened: still running then, or completed (serving its colour). A rollout
     # that was rolled back or aborted before that left its colour without traffic.
-    opened = incident.opened_at
-    if incident.reopened_count:
-        opened = incident.timeline.filter(kind="reopened").order_by("-at").values_list("at", flat=True).first() or opened
+    opened = last_opened_at(incident)
     live = scoped.filter(created_at__lte=opened + timedelta(minutes=2)).filter(
         Q(finished_at__isnull=True) | Q(finished_at__gte=opened) | Q(state=DeploymentState.COMPLETED)).first() \
         or scoped.first()

@@ -221,3 +221,5 @@ def test_a_reopened_incident_shows_the_deployment_live_when_it_reopened(env, str
     again = incident_on(env, colour="")
     assert again.pk == incident.pk and again.reopened_count == 1
     assert selectors.recent_deployments_for(again)[0] == newer
+    top = cause.likely_causes(again, source=Source({"blue": 9.0}))[0]
+    assert top.title == "Deployment v3 to blue" and "before the incident reopened" in top.why, top.why
