@@ -49,6 +49,9 @@ def test_a_responder_creates_a_silence_sees_it_listed_and_in_the_banner_and_ends
     page.wait_for_selector("h1:has-text('On-call dashboard')")
     expect(banner).to_be_visible()  # loaded by htmx on every page, like the automation switch
     expect(banner).to_contain_text("1 silence active")
+    expect(banner.locator("li")).to_be_hidden()  # one line on every page; the matchers one tap away
+    banner.locator("summary").click()
+    expect(banner.locator("li")).to_be_visible()
     # PostgreSQL's jsonb keeps its own key order (shorter keys first): each matcher, in either order.
     expect(banner).to_contain_text("environment=staging")
     expect(banner).to_contain_text("metric=cpu")
