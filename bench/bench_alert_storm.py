@@ -18,7 +18,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +28,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 BIN = ROOT / ".venv" / "bin"
+sys.path.insert(0, str(ROOT / "bench"))
+from stack import AlertSender, alertmanager_payload  # noqa: E402
 
 
 def free_port() -> int:
@@ -49,25 +50,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def make_batches(alerts: int, batch: int, group_size: int) -> list[dict]:
     """Groups of `group_size` alerts (one Alertmanager group each), delivered `batch` alerts at a time."""
-    batches = []
-    for start in range(0, alerts, batch):
-        chunk = range(start, min(start + batch, alerts))
-        group = start // group_size
-        body = {
-            "receiver": "portal", "status": "firing", "version": "4", "truncatedAlerts": 0,
-            "groupKey": f'{{}}:{{alertname="StormAlert{group}"}}', "groupLabels": {"alertname": f"StormAlert{group}"},
-            "commonLabels": {"alertname": f"StormAlert{group}"}, "commonAnnotations": {}, "externalURL": "http://am:9093",
-            "alerts": [
-                {"status": "firing",
-                 "labels": {"alertname": f"StormAlert{group}", "instance": f"10.1.{i // 250}.{i % 250}:9100",
-                            "severity": "critical" if i % 10 == 0 else "warning", "service": "api"},
-                 "annotations": {"summary": f"storm alert {i}"}, "startsAt": "2026-11-27T18:00:00Z",
-                 "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom:9090/graph", "fingerprint": f"storm{i:08d}"}
-                for i in chunk
-            ],
-        }
-        batches.append(body)
-    return batches
+    return [alertmanager_payload(list(range(start, min(start + batch, alerts))), start // group_size, "storm")
+            for start in range(0, alerts, batch)]
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -136,28 +120,7 @@ def main() -> int:
             if step and i >= 3 and i % step == step - 1:
                 sends.append((batches[i - 3], True))
         interval = args.seconds / len(sends)
-        latencies: list[float] = []
-        failures: list[str] = []
-        lock = threading.Lock()
-        session_local = threading.local()
-
-        def post(body: bytes):
-            s = getattr(session_local, "s", None)
-            if s is None:
-                s = session_local.s = requests.Session()
-            t = time.perf_counter()
-            try:
-                r = s.post(base + "/api/v1/alerts/alertmanager", data=body, timeout=30,
-                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-                ok = r.status_code == 200
-                detail = f"{r.status_code} {r.text[:200]}"
-            except requests.RequestException as exc:
-                ok, detail = False, repr(exc)
-            elapsed = time.perf_counter() - t
-            with lock:
-                latencies.append(elapsed)
-                if not ok:
-                    failures.append(detail)
+        sender = AlertSender(token, timeout=30)
 
         bodies = [(json.dumps(b).encode(), replay) for b, replay in sends]
         print(f"sending {args.alerts} alerts in {len(batches)} batches of {args.batch} (+{len(sends) - len(batches)} replays) over {args.seconds:.0f} s to {base}", flush=True)
@@ -168,8 +131,9 @@ def main() -> int:
                 delay = due - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-                pool.submit(post, body)
+                pool.submit(sender.post, base, body)
         send_seconds = time.perf_counter() - start
+        latencies, failures = sender.latencies, sender.failures
 
         # Wait for the worker to drain every delivery.
         conn = psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{args.db}", autocommit=True)

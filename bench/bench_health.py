@@ -27,47 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from stack import figure, report  # noqa: E402
-
-SERVER_CODE = r"""
-import sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a):
-        pass
-    def do_GET(self):
-        if self.path.startswith("/hang"):
-            time.sleep(float(sys.argv[2]))
-        body = b"OK all systems operational"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except OSError:
-            pass
-
-class S(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
-
-S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
+from stack import check_target, figure, http_checks_create, report  # noqa: E402
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -119,7 +85,6 @@ def main() -> int:
     import django
 
     django.setup()
-    from datetime import timedelta
 
     from django.core.management import call_command
     from django.utils import timezone
@@ -135,35 +100,8 @@ def main() -> int:
     CheckRollup.objects.all().delete()
     Check.objects.all().delete()
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(port), str(args.timeout + 5)])
-    for _ in range(50):
-        if port_open(port):
-            break
-        time.sleep(0.1)
-
-    # The checks' targets are on 127.0.0.1: their environment's outbound policy must allow it, as the
-    # sandbox's does (without it every check is refused before it connects, and measures nothing).
-    from portal.cloud.models import Environment
-    from portal.health.models import OutboundPolicy
-
-    bench_env, _ = Environment.objects.get_or_create(name="bench-health-local")
-    OutboundPolicy.objects.update_or_create(environment=bench_env, defaults={"allow_private_targets": True})
-    every = round(1 / args.hanging) if args.hanging > 0 else 0
-    start = timezone.now() + timedelta(seconds=3)
-    rows = []
-    for i in range(args.checks):
-        hanging = bool(every) and i % every == 0
-        slug = f"bench-{i:04d}"
-        rows.append(Check(
-            slug=slug, name=f"Bench {i}", kind=Check.Kind.HTTP, group=Check.Group.EXTERNAL, environment=bench_env,
-            config={"url": f"http://127.0.0.1:{port}/{'hang' if hanging else 'ok'}/{slug}", "expect_status": 200},
-            interval_seconds=args.interval, timeout_seconds=args.timeout, fail_threshold=3, recover_threshold=2,
-            # spread the first runs over one interval, as a long-running portal's checks are
-            next_due_at=start + timedelta(seconds=args.interval * i / args.checks),
-        ))
-    Check.objects.bulk_create(rows)
-    hang_ids = {pk for pk, cfg in Check.objects.values_list("pk", "config") if "/hang/" in cfg["url"]}
+    server, port = check_target(args.timeout + 5)
+    hang_ids = http_checks_create(checks=args.checks, hanging=args.hanging, port=port, interval=args.interval, timeout=args.timeout)
     print(f"checks:   {args.checks} HTTP every {args.interval} s, {len(hang_ids)} hanging until their {args.timeout:g} s timeout")
 
     # Purge stale polling messages from earlier runs, then start one worker like Procfile.dev's.

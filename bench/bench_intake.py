@@ -26,65 +26,11 @@ import argparse
 import json
 import re
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import Stack, figure, percentile, report  # noqa: E402
-
-
-def payload(alerts: list[int], group: int, tag: str) -> dict:
-    return {
-        "receiver": "portal", "status": "firing", "version": "4", "truncatedAlerts": 0,
-        "groupKey": f'{{}}:{{alertname="{tag}{group}"}}', "groupLabels": {"alertname": f"{tag}{group}"},
-        "commonLabels": {"alertname": f"{tag}{group}"}, "commonAnnotations": {}, "externalURL": "http://am:9093",
-        "alerts": [
-            {"status": "firing",
-             "labels": {"alertname": f"{tag}{group}", "instance": f"10.2.{i // 250}.{i % 250}:9100",
-                        "severity": "critical" if i % 10 == 0 else "warning", "service": "api"},
-             "annotations": {"summary": f"{tag} alert {i}"}, "startsAt": "2026-11-27T18:00:00Z",
-             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom:9090/graph", "fingerprint": f"{tag}{i:08d}"}
-            for i in alerts
-        ],
-    }
-
-
-def send_all(bases: list[str], token: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], list[str]]:
-    """POST every body, `clients` at a time, each client on its own keep-alive session; returns the
-    wall-clock time of the first send, the latencies and the failures."""
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    local = threading.local()
-    first: list[float] = []
-
-    def post(i: int, body: bytes) -> None:
-        s = getattr(local, "s", None)
-        if s is None:
-            s = local.s = requests.Session()
-        base = bases[i % len(bases)]
-        if not first:
-            first.append(time.time())
-        t = time.perf_counter()
-        try:
-            r = s.post(base + "/api/v1/alerts/alertmanager", data=body, timeout=60,
-                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-            ok, detail = r.status_code == 200, f"{r.status_code} {r.text[:200]}"
-        except requests.RequestException as exc:
-            ok, detail = False, repr(exc)
-        elapsed = time.perf_counter() - t
-        with lock:
-            latencies.append(elapsed)
-            if not ok:
-                failures.append(detail)
-
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(lambda ib: post(*ib), enumerate(bodies)))
-    return first[0], latencies, failures
+from stack import Stack, alertmanager_payload, batched_sends, figure, percentile, report, send_all  # noqa: E402
 
 
 def wait_processed(stack: Stack, expected_deliveries: int, timeout: float = 600) -> None:
@@ -116,7 +62,7 @@ def counts(stack: Stack, tag: str) -> dict:
 
 def single_round(args) -> tuple[list[dict], bool]:
     tag = "Single"
-    bodies = [json.dumps(payload([i], i, tag)).encode() for i in range(args.single)]
+    bodies = [json.dumps(alertmanager_payload([i], i, tag)).encode() for i in range(args.single)]
     scaled = args.webs > 1 or args.workers > 1
     # The scaled shape runs two beats, as two hosts with the Procfile would: only one may schedule.
     with Stack(db="portal_bench_intake", redis=args.redis, webs=args.webs, workers=args.workers, beats=2 if scaled else 0) as stack:
@@ -167,15 +113,7 @@ def single_round(args) -> tuple[list[dict], bool]:
 
 def batched_round(args) -> tuple[list[dict], bool]:
     tag = "Batch"
-    group_size = 100
-    bodies, sends = [], []
-    for start in range(0, args.batched, args.batch):
-        bodies.append(payload(list(range(start, min(start + args.batch, args.batched))), start // group_size, tag))
-    for i, b in enumerate(bodies):
-        sends.append(json.dumps(b).encode())
-        if i >= 3 and i % 10 == 9:  # Alertmanager resending a batch after a timeout
-            sends.append(json.dumps(bodies[i - 3]).encode())
-    groups = (args.batched + group_size - 1) // group_size
+    sends, payloads, groups = batched_sends(args.batched, args.batch, tag)
     with Stack(db="portal_bench_intake", redis=args.redis, webs=args.webs, workers=args.workers) as stack:
         token = stack.token("alerts:write")
         first, latencies, failures = send_all(stack.base_urls, token, sends, args.clients)
@@ -186,13 +124,13 @@ def batched_round(args) -> tuple[list[dict], bool]:
     dup = (c["stored"] - c["distinct"]) + max(0, c["incidents"] - c["groups"]) + max(0, c["firing_entries"] - args.batched)
     wrong_groups = abs(c["incidents"] - groups)
     shape = f"{args.webs} web x {args.workers} worker"
-    print(f"[batched] {args.batched} alerts in {len(bodies)} payloads (+{len(sends) - len(bodies)} resent) from {args.clients} clients ({shape}): "
+    print(f"[batched] {args.batched} alerts in {payloads} payloads (+{len(sends) - payloads} resent) from {args.clients} clients ({shape}): "
           f"failures {len(failures)}" + (f" e.g. {failures[0]}" if failures else ""))
     print(f"[batched] stored {c['stored']}, incidents {c['incidents']} (expected {groups}), lost {lost}, duplicated {dup}, "
           f"not processed {c['not_processed']}")
     print(f"[batched] first send to last delivery processed: {to_all:.1f} s; webhook p99 {percentile(latencies, .99) * 1000:.0f} ms")
     figs = [
-        figure(f"{args.batched:,} alerts in {len(bodies):,} payloads: all stored and grouped ({shape})", round(to_all, 1), "s", 60),
+        figure(f"{args.batched:,} alerts in {payloads:,} payloads: all stored and grouped ({shape})", round(to_all, 1), "s", 60),
         figure(f"batched: lost + duplicated + misgrouped ({shape})", lost + dup + wrong_groups + len(failures), "", 0),
     ]
     return figs, lost == 0 and dup == 0 and not failures and wrong_groups == 0

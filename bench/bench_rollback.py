@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,22 +75,24 @@ def main() -> int:
 
     from celery.contrib.testing.worker import start_worker
 
-    from deployments.models import Deployment, Release, Strategy
     from deployments.seed import seed_strategies
     from portal.accounts.services import api_token_create
     from portal.celery import app
-    from portal.cloud import aws
     from portal.plan.loader import SeedStats, load_plan
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from stack import moto_sandbox
+    from stack import RollbackRounds, moto_sandbox
 
     env, server, endpoint = moto_sandbox()
     seed_strategies(load_plan(), reset=False, stats=SeedStats())
-    strategy = Strategy.objects.get(slug="canary-quick")
     _, token = api_token_create(name="bench-rollback", scope="actions")
     http = Client()
     headers = {"Authorization": f"Bearer {token}"}
+
+    def post(reason: str) -> tuple[int, str]:
+        r = http.post("/api/v1/environments/sandbox/rollback", data={"reason": reason}, content_type="application/json",
+                      headers=headers)
+        return r.status_code, r.content.decode()
 
     app.conf.task_always_eager = False
     app.conf.broker_url = args.broker
@@ -102,48 +103,16 @@ def main() -> int:
     app.conf.result_backend = "cache+memory://"
     settings.DEPLOYMENTS_ROLLBACK_POLL_SECONDS = 0.1
     settings.DEPLOYMENTS_WEIGHT_READBACK_DELAY = 0.1
+    rounds = RollbackRounds(env, post, poll=0.01)
 
-    def prepare(live: str, old: str, n: int, *, cold: bool) -> Deployment:
-        aws.set_desired_capacity(env, live, 2)
-        aws.set_desired_capacity(env, old, 0 if cold else 2)
-        aws.set_listener_weights(env, {live: 100, old: 0})
-        release = Release.objects.create(environment=env, version=f"bench-{n}-{time.time_ns()}", launch_template_version="$Latest")
-        return Deployment.objects.create(environment=env, release=release, strategy=strategy, from_colour=old, to_colour=live,
-                                         state="completed", weights={live: 100, old: 0}, created_by_label="bench")
-
-    def one(n: int, live: str, old: str, *, cold: bool) -> float:
-        prepare(live, old, n, cold=cold)
-        t0 = time.perf_counter()
-        r = http.post("/api/v1/environments/sandbox/rollback", data={"reason": f"bench {n}"},
-                      content_type="application/json", headers=headers)
-        if r.status_code != 202:
-            raise SystemExit(f"rollback {n}: HTTP {r.status_code} {r.content[:300]!r}")
-        deadline = t0 + 60
-        while time.perf_counter() < deadline:
-            if aws.get_listener_weights(env).get(old) == 100:
-                elapsed = time.perf_counter() - t0
-                # Let the worker finish confirming before the next round starts.
-                while Deployment.objects.filter(state="rolling_back").exists() and time.perf_counter() < deadline:
-                    time.sleep(0.02)
-                return elapsed
-            time.sleep(0.01)
-        raise SystemExit(f"rollback {n}: listener never showed 100 % on {old}")
-
-    warm: list[float] = []
-    cold: list[float] = []
     # As the Procfile's `actions` worker: the actions queue only (the seeding's false-alarm simulations
     # go to `default`, which this bench leaves to nobody), emptied of what an earlier run left.
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("actions")
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10,
                       queues=["actions"]):
-        colours = ("green", "blue")
-        for i in range(args.rollbacks):
-            live, old = colours[i % 2], colours[(i + 1) % 2]
-            warm.append(one(i, live, old, cold=False))
-        for j in range(args.cold):
-            live, old = colours[j % 2], colours[(j + 1) % 2]
-            cold.append(one(1000 + j, live, old, cold=True))
+        warm = [rounds.run(i).seconds for i in range(args.rollbacks)]
+        cold = [rounds.run(1000 + j, cold=True).seconds for j in range(args.cold)]
     server.stop()
 
     print(f"broker {args.broker}; worker: one Celery worker thread on the actions queue; AWS: moto server at {endpoint}")

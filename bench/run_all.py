@@ -38,6 +38,8 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "pages": ("bench_pages.py", ["--scale", "10", "--users", "20", "--seconds", "45"], ["--scale", "1", "--users", "20", "--seconds", "15"]),
     "rollback": ("bench_rollback.py", ["--rollbacks", "50", "--cold", "0", "--broker", "redis://127.0.0.1:6379/6", "--database-url=postgres://postgres@127.0.0.1:5432/portal_bench_rollback"],
                  ["--rollbacks", "10", "--cold", "0", "--broker", "redis://127.0.0.1:6379/6", "--database-url=postgres://postgres@127.0.0.1:5432/portal_bench_rollback"]),
+    "rollback-load": ("bench_rollback_load.py", ["--rollbacks", "50", "--alerts", "100000", "--checks", "5000"],
+                      ["--rollbacks", "10", "--alerts", "10000", "--checks", "500"]),
 }
 
 
@@ -80,6 +82,7 @@ def main() -> int:
         print(f"unknown bench {', '.join(unknown)}; known: {', '.join(SUITE)}", file=sys.stderr)
         return 2
     rows, bad = [], 0
+    notes: dict[tuple[str, str], None] = {}  # (bench, note) in order, each once: the knobs beside the figures
     for name in names:
         print(f"== {name} ({SUITE[name][0]})", flush=True)
         figures, rc, took = run(name, args.quick)
@@ -92,6 +95,8 @@ def main() -> int:
             met = "" if f["met"] is None else ("yes" if f["met"] else "NO")
             bad += f["met"] is False
             rows.append((name, f["name"], f"{fmt(f['value'])} {f['unit']}".strip(), target, f"{took:.0f} s", met))
+            if f.get("note"):
+                notes[(name, f["note"])] = None
     widths = [max(len(str(r[i])) for r in [("bench", "figure", "measured", "target", "took", "met"), *rows]) for i in range(6)]
     print()
     print(f"make bench{' --quick (a tenth of the load: a smoke run, not the targets)' if args.quick else ''}: one run on this machine")
@@ -100,6 +105,10 @@ def main() -> int:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    if notes:
+        print("\nnotes (knobs and causes the benches gave with their figures):")
+        for bench, note in notes:
+            print(f"  {bench}: {note}")
     met = sum(1 for r in rows if r[5] == "yes")
     print(f"\ntargets met: {met} of {met + bad}")
     return 1 if bad else 0
