@@ -35,6 +35,12 @@ def register_scrape_hook(fn) -> None:
 
 
 class _ScrapeCollector:
+    def describe(self):
+        # Without describe(), registering calls collect() at import, which read the database and the broker
+        # while apps were still loading (Django's "Accessing the database during app initialization" warning
+        # on every process start).
+        return []
+
     def collect(self):
         from django.db.models import Count
 
