@@ -194,7 +194,8 @@ class Connections:
         import psycopg
 
         self.conn = psycopg.connect(stack.dsn.replace("postgres://", "postgresql://"), autocommit=True)
-        self.db, self.most, self.limit = stack.db, 0, int(self.conn.execute("SHOW max_connections").fetchone()[0])
+        self.stack, self.db, self.most, self.holders = stack, stack.db, 0, {}
+        self.limit = int(self.conn.execute("SHOW max_connections").fetchone()[0])
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -202,12 +203,13 @@ class Connections:
     def _loop(self) -> None:
         while not self.stopped.wait(0.5):
             n = self.conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [self.db]).fetchone()[0]
-            self.most = max(self.most, n)
+            if n > self.most:
+                self.most, self.holders = n, self.stack.db_connections()
 
-    def take(self) -> int:
-        """The most since the last take."""
-        most, self.most = self.most, 0
-        return most
+    def take(self) -> tuple[int, dict[str, int]]:
+        """The most since the last take, and which processes held them then."""
+        most, holders, self.most, self.holders = self.most, self.holders, 0, {}
+        return most, holders
 
     def stop(self) -> None:
         self.stopped.set()
@@ -215,16 +217,23 @@ class Connections:
         self.conn.close()
 
 
-def rounds_of(rollbacks: RollbackRounds, first: int, count: int, failures: list[str], after=None) -> list:
-    """`count` rounds from round number `first`; a failed one is noted in `failures` and the next goes on."""
-    out = []
+def rounds_of(rollbacks: RollbackRounds, first: int, count: int, failures: list[str], after=None, give_up: int = 3) -> list:
+    """`count` rounds from round number `first`; a failed one is noted in `failures` and the next goes on,
+    until `give_up` fail in a row (a rollback left stuck refuses every next one)."""
+    out: list = []
+    in_row = 0
     for n in range(first, first + count):
         try:
             out.append(rollbacks.run(n))
         except RollbackFailed as exc:
             failures.append(str(exc))
             print(f"  {exc}", flush=True)
+            in_row += 1
+            if in_row >= give_up:
+                print(f"  gave up after {give_up} failed rollbacks in a row ({first + count - n - 1} not tried)", flush=True)
+                break
             continue
+        in_row = 0
         if after is not None:
             after(out[-1])
     return out
@@ -319,33 +328,38 @@ def main() -> int:
         print(f"[quiet] {quiet_cpu}", flush=True)
 
         target, port = check_target(args.timeout + 5)
-        hang_ids = http_checks_create(checks=args.checks, hanging=args.hanging, port=port, interval=args.interval,
-                                      timeout=args.timeout)
-        print(f"[load] {args.checks:,} HTTP checks every {args.interval} s ({len(hang_ids)} hanging past their "
-              f"{args.timeout:g} s timeout); {args.settle:g} s of polling before the storm", flush=True)
-        time.sleep(args.settle)
-        storm = Storm(stack, stack.token("alerts:write"), args.alerts, args.clients, stack.base_urls[-1:] if args.intake_web else stack.base_urls)
-        storm.start()
-        while storm.stored() == 0 and storm.thread.is_alive():
-            time.sleep(0.1)
-        close_old_connections()
-        load_cpu = Window(stack)
-        w0, stored0 = time.time(), storm.stored()
-        window_from = timezone.now()
-        connections.take()
-        during: list[bool] = []
-        load = rounds_of(rollbacks, args.rollbacks, args.rollbacks, failed["load"], after=lambda _: during.append(storm.active()))
-        w1, stored1 = time.time(), storm.stored()
-        most_connections = {"quiet": quiet_connections, "load": connections.take()}
-        window_to = timezone.now()
-        load_cpu.end()
-        results = CheckResult.objects.filter(created_at__gte=window_from, created_at__lte=window_to,
-                                             check_obj__environment__name="bench-health-local").count()
-        threads = os_threads(stack, "worker")
-        print("[load] the rollbacks are done; the storm runs to its end ...", flush=True)
-        s = storm.finish()
-        target.terminate()
-        connections.stop()
+        try:
+            hang_ids = http_checks_create(checks=args.checks, hanging=args.hanging, port=port, interval=args.interval,
+                                          timeout=args.timeout)
+            print(f"[load] {args.checks:,} HTTP checks every {args.interval} s ({len(hang_ids)} hanging past their "
+                  f"{args.timeout:g} s timeout); {args.settle:g} s of polling before the storm", flush=True)
+            time.sleep(args.settle)
+            storm = Storm(stack, stack.token("alerts:write"), args.alerts, args.clients,
+                          stack.base_urls[-1:] if args.intake_web else stack.base_urls)
+            storm.start()
+            while storm.stored() == 0 and storm.thread.is_alive():
+                time.sleep(0.1)
+            close_old_connections()
+            load_cpu = Window(stack)
+            w0, stored0 = time.time(), storm.stored()
+            window_from = timezone.now()
+            connections.take()
+            during: list[bool] = []
+            load = rounds_of(rollbacks, args.rollbacks, args.rollbacks, failed["load"],
+                             after=lambda _: during.append(storm.active()))
+            w1, stored1 = time.time(), storm.stored()
+            most_connections = {"quiet": quiet_connections, "load": connections.take()}
+            window_to = timezone.now()
+            load_cpu.end()
+            results = CheckResult.objects.filter(created_at__gte=window_from, created_at__lte=window_to,
+                                                 check_obj__environment__name="bench-health-local").count()
+            threads = os_threads(stack, "worker")
+            print("[load] the rollbacks are done; the storm runs to its end ...", flush=True)
+            # A stack that stopped answering (rollbacks gave up) does not finish its storm either.
+            s = storm.finish(timeout=30 if len(load) < args.rollbacks else 600)
+        finally:
+            target.terminate()
+            connections.stop()
         refused = sum(stack.log(name).count("too many clients") + stack.log(name).count("remaining connection slots")
                       for name, _ in stack.procs)
         ran_on = attribute(stack, quiet + load)
@@ -370,8 +384,10 @@ def main() -> int:
     print(f"rollback tasks run by `worker`: {sum(r.startswith('worker') for r in ran_on)} of {len(ran_on)}; "
           f"by `actions`: {sum(r.startswith('actions') for r in ran_on)}")
     print(f"[load] {load_cpu}; OS threads of `worker`'s processes {threads}")
-    print(f"database connections at most: quiet {most_connections['quiet']}, under load {most_connections['load']} "
-          f"(max_connections {connections.limit}); connections refused in the stack's logs: {refused}")
+    held = {phase: f"{n} ({', '.join(f'{g} {k}' for g, k in sorted(by.items(), key=lambda x: -x[1]) if k)})"
+            for phase, (n, by) in most_connections.items()}
+    print(f"database connections at most (and which processes held them): quiet {held['quiet']}, under load {held['load']}; "
+          f"max_connections {connections.limit}; connections refused in the stack's logs: {refused}")
     for phase, errors in failed.items():
         if errors:
             print(f"[{phase}] {len(errors)} rollbacks failed, e.g. {errors[0]}")
@@ -399,8 +415,11 @@ def main() -> int:
         figure(f"rollback p50 during a {under}", at(load_s, .5), "ms"),
         figure("storm alerts stored per second during the rollbacks", round(rate), "/s"),
         figure("rollbacks that failed (refused, or the listener never read back), quiet + under load",
-               len(failed["quiet"]) + len(failed["load"]), "", 0, "==", (failed["quiet"] + failed["load"] + [""])[0][:200]),
-        figure("rollbacks that ended while the storm still ran", overlapped, "", len(load), ">="),
+               len(failed["quiet"]) + len(failed["load"]), "", 0, "==",
+               "; ".join(x for x in [(failed["quiet"] + failed["load"] + [""])[0][:160],
+                                     f"PostgreSQL refused {refused} connections (too many clients)" if refused else ""] if x)),
+        figure(f"rollbacks of {args.rollbacks} that went through and ended while the storm still ran", overlapped, "",
+               args.rollbacks, ">="),
         figure("health check results during the rollbacks, % of the schedule", round(100 * results / max(1, expected), 1), "%"),
     ])
     return 0

@@ -258,6 +258,30 @@ class Stack:
         """The processes of the groups named `prefix*` (a worker's pool processes with it)."""
         return [pid for name, p in self.procs if name.startswith(prefix) for pid in group_pids(p.pid)]
 
+    def db_connections(self) -> dict[str, int]:
+        """Open TCP connections to PostgreSQL (port 5432) held by each process group of the stack's
+        (`web`, `worker`, ...), from /proc/net/tcp and each process's file descriptors (Linux)."""
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[2].endswith(":1538") and fields[3] == "01":  # remote port 5432, ESTABLISHED
+                    inodes.add(fields[9])
+        out: dict[str, int] = {}
+        for name, p in self.procs:
+            group = name.rstrip("0123456789")
+            for pid in group_pids(p.pid):
+                try:
+                    links = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+                except OSError:
+                    continue
+                out[group] = out.get(group, 0) + sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+        return out
+
     def cpu_snapshot(self) -> dict[int, tuple[str, float]]:
         """CPU seconds so far of every process on the machine, by whose it is: a group of the stack's
         (`web`, `worker`, `actions`, `beat`, `moto`), `postgres` (a backend on this stack's database),
