@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -36,6 +36,7 @@ LOOKAHEAD_SECONDS = float(env_int("HEALTH_POLL_LOOKAHEAD_SECONDS", POLL_EVERY_SE
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_store_pool: ThreadPoolExecutor | None = None
 _dispatch: _Dispatcher | None = None
 
 
@@ -86,15 +87,25 @@ def _executor() -> ThreadPoolExecutor:
     A hanging check holds its thread for its whole timeout: 5,000 checks a minute with 10 % hanging
     for 10 s keep about 85 threads waiting at any time, and at 48 the healthy checks queue behind them
     (bench/bench_health.py --checks 5000: drift p95 24 s). More threads is not the fix: each thread
-    also stores its result on its own database connection, and 160 of them exhausted PostgreSQL's 100
-    connections (measured: "too many clients", 1,036 results in 150 s). The fix is to fetch on many
-    threads that hold no connection and store on a few (not done yet)."""
+    stored its result on its own database connection, and 160 of them exhausted PostgreSQL's 100
+    connections (measured: "too many clients", 1,036 results in 150 s). So these threads fetch and hold
+    no connection between checks; results are stored on the few threads of `_store_executor`."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=env_int("HEALTH_POLL_THREADS", 48, minimum=1),
                                        thread_name_prefix="health-check")
         return _pool
+
+
+def _store_executor() -> ThreadPoolExecutor:
+    """The threads that store results: the only ones of the poller that keep a database connection."""
+    global _store_pool
+    with _pool_lock:
+        if _store_pool is None:
+            _store_pool = ThreadPoolExecutor(max_workers=env_int("HEALTH_STORE_THREADS", 4, minimum=1),
+                                             thread_name_prefix="health-store")
+        return _store_pool
 
 
 @dataclass(frozen=True)
@@ -153,13 +164,23 @@ def _store(claim: Claim, started: datetime, outcome: Outcome) -> CheckResult | N
         return None
 
 
-def check_execute(claim: Claim, check: Check) -> CheckResult | None:
-    """Run one claimed check and store its result from a pool thread. Never raises."""
+def _store_kept(claim: Claim, started: datetime, outcome: Outcome) -> CheckResult | None:
     close_old_connections()
+    return _store(claim, started, outcome)
+
+
+def check_execute(claim: Claim, check: Check) -> CheckResult | None:
+    """Run one claimed check on a fetch thread and store its result on a store thread. Never raises.
+    A fetch thread that read the database (a metric threshold) closes its connection before it waits
+    on the network again, so connections stay near HEALTH_STORE_THREADS a process, not one a thread."""
     try:
-        return _store(*_run(claim, check))
+        ran = _run(claim, check)
+    except Exception:
+        log.exception("health check %s could not run", claim.check_id)
+        return None
     finally:
-        close_old_connections()
+        connection.close()
+    return _store_executor().submit(_store_kept, *ran).result()
 
 
 def claims_reap(*, now: datetime | None = None) -> int:

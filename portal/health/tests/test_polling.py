@@ -193,3 +193,36 @@ def test_two_pollers_started_together_run_each_due_check_once(require_postgres, 
     assert sum(o["claimed"] for o in outs) == 40
     counts = {c.slug: c.results.count() for c in Check.objects.all()}
     assert set(counts.values()) == {1}, counts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatched_checks_store_every_result_once_on_a_few_connections(require_postgres, local_server, monkeypatch):
+    """The beat's path (wait=False): 60 checks fetched on many threads, stored on the store threads; the
+    fetch threads hold no database connection (at 5,000 checks one connection a thread exhausted
+    PostgreSQL's 100)."""
+    from django.db import connection
+
+    local_server.expect_request("/ok").respond_with_data("fine")
+    monkeypatch.setattr(dispatch, "LOOKAHEAD_SECONDS", 0.0)
+    now = timezone.now()
+    for i in range(60):
+        Check.objects.create(slug=f"d-{i}", name=f"d {i}", kind="http", group="external",
+                             config={"url": local_server.url_for("/ok")}, next_due_at=now - timedelta(seconds=1),
+                             timeout_seconds=2)
+    assert dispatch.poll_once(wait=False)["claimed"] == 60
+    name = connection.settings_dict["NAME"]
+
+    def ours() -> int:
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name])
+            return cur.fetchone()[0]
+
+    most = 0
+    deadline = time.monotonic() + 60
+    while CheckResult.objects.count() < 60 and time.monotonic() < deadline:
+        most = max(most, ours())
+        time.sleep(0.05)
+    assert CheckResult.objects.count() == 60
+    assert set(Check.objects.values_list("results__check_obj", flat=True).distinct()) == set(Check.objects.values_list("pk", flat=True))
+    # This test's own connection, the store threads and at most a few fetch threads between two checks.
+    assert most <= 1 + 4 + 4, most
