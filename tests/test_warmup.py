@@ -38,3 +38,20 @@ def test_a_broker_down_at_boot_is_logged_and_the_process_still_starts(tmp_path):
 def test_warmup_can_be_turned_off(tmp_path):
     loaded, _ = _load_wsgi(tmp_path, CELERY_BROKER_URL="filesystem://", PORTAL_WARMUP="0")
     assert not loaded["portal.incidents.tasks"]
+
+
+def test_the_rollback_clients_of_every_environment_are_built_before_the_first_rollback(db):
+    from portal.cloud import clients
+    from portal.cloud.models import Environment
+    from portal.warmup import ROLLBACK_SERVICES, aws_clients
+
+    Environment.objects.create(name="warm-a", region="us-east-1", credentials_mode="static", endpoint_url="http://127.0.0.1:9")
+    Environment.objects.create(name="warm-b", region="eu-west-1", credentials_mode="static", endpoint_url="http://127.0.0.1:9")
+    clients.reset_cache()
+    aws_clients()  # builds clients only: no call reaches the (closed) endpoint
+    built = {(key[1]) for key in clients._clients}
+    assert set(ROLLBACK_SERVICES) <= built
+    assert len(clients._clients) == 2 * len(ROLLBACK_SERVICES)
+    first = clients.raw_client(Environment.objects.get(name="warm-a"), "elbv2")
+    assert first is clients.raw_client(Environment.objects.get(name="warm-a"), "elbv2")
+    clients.reset_cache()
