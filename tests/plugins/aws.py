@@ -120,3 +120,20 @@ def sandbox_env(db, growth_phases, sandbox_server):
     reset_platform(env, sandbox_server.names)
     yield env
     reset_cache()
+
+
+@pytest.fixture
+def cloudflare_edge(aws_platform):
+    """The sandbox platform (moto in process) with CloudFlare in front of it and storage in R2, as
+    `manage.py sandbox` has it: the environment, with `.platform` and `.standin` (the running stand-in)."""
+    from portal.sandbox import cloudflare_standin
+    from portal.sandbox.platform import DOMAIN, register_cloudflare
+
+    server = cloudflare_standin.CloudflareStandIn("127.0.0.1", free_port())
+    cloudflare_standin.seed_state(server.state, domain=DOMAIN, load_balancer_dns=aws_platform.platform["load_balancer_dns"],
+                                  buckets=aws_platform.buckets)
+    server.start()
+    env = register_cloudflare(aws_platform, base_url=server.url, account_id=server.state.account_id, token=server.state.token)
+    env.platform, env.standin = aws_platform.platform, server
+    yield env
+    server.stop()

@@ -17,22 +17,13 @@ from cloudflare import Cloudflare
 from conftest import need
 from portal.checklist.verify import run_check
 from portal.cloud import cloudflare as cf
-from portal.sandbox import cloudflare_standin
-from portal.sandbox.platform import DOMAIN, register_cloudflare
+from portal.sandbox.platform import DOMAIN
 from tests.plugins.aws import free_port
 
 
 @pytest.fixture
-def edge(aws_platform):
-    """The sandbox platform (moto in process) with CloudFlare in front of it, as `make run` has it."""
-    server = cloudflare_standin.CloudflareStandIn("127.0.0.1", free_port())
-    cloudflare_standin.seed_state(server.state, domain=DOMAIN, load_balancer_dns=aws_platform.platform["load_balancer_dns"],
-                                  buckets=aws_platform.buckets)
-    server.start()
-    env = register_cloudflare(aws_platform, base_url=server.url, account_id=server.state.account_id, token=server.state.token)
-    env.platform, env.standin = aws_platform.platform, server
-    yield env
-    server.stop()
+def edge(cloudflare_edge):
+    return cloudflare_edge
 
 
 def _lib(env) -> Cloudflare:

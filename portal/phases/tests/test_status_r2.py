@@ -16,9 +16,7 @@ from portal.cloud import aws
 from portal.phases.status import phase_status
 from portal.plan.loader import load_plan
 from portal.sandbox import cloudflare_standin
-from portal.sandbox.platform import DOMAIN, register_cloudflare
 from portal.sandbox.simulator import bucket_sizes_at, tick
-from tests.plugins.aws import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 ESTIMATES = {e["bucket"]: int(e["bytes"]) for e in load_plan()["storage_estimates"] if e.get("bucket")}
@@ -26,16 +24,8 @@ N = 123_456_789_012
 
 
 @pytest.fixture
-def edge(aws_platform):
-    """The sandbox with CloudFlare in front and storage in R2, as `manage.py sandbox` has it."""
-    server = cloudflare_standin.CloudflareStandIn("127.0.0.1", free_port())
-    cloudflare_standin.seed_state(server.state, domain=DOMAIN, load_balancer_dns=aws_platform.platform["load_balancer_dns"],
-                                  buckets=aws_platform.buckets)
-    server.start()
-    env = register_cloudflare(aws_platform, base_url=server.url, account_id=server.state.account_id, token=server.state.token)
-    env.standin = server
-    yield env
-    server.stop()
+def edge(cloudflare_edge):
+    return cloudflare_edge
 
 
 def _row(body: str, slug: str) -> str:
