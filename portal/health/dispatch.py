@@ -35,8 +35,7 @@ log = logging.getLogger(__name__)
 LOOKAHEAD_SECONDS = float(env_int("HEALTH_POLL_LOOKAHEAD_SECONDS", POLL_EVERY_SECONDS + 2, minimum=0))
 
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_store_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 _dispatch: _Dispatcher | None = None
 
 
@@ -90,22 +89,20 @@ def _executor() -> ThreadPoolExecutor:
     stored its result on its own database connection, and 160 of them exhausted PostgreSQL's 100
     connections (measured: "too many clients", 1,036 results in 150 s). So these threads fetch and hold
     no connection between checks; results are stored on the few threads of `_store_executor`."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=env_int("HEALTH_POLL_THREADS", 48, minimum=1),
-                                       thread_name_prefix="health-check")
-        return _pool
+    return _lazy_pool("fetch", "HEALTH_POLL_THREADS", 48, "health-check")
 
 
 def _store_executor() -> ThreadPoolExecutor:
     """The threads that store results: the only ones of the poller that keep a database connection."""
-    global _store_pool
+    return _lazy_pool("store", "HEALTH_STORE_THREADS", 4, "health-store")
+
+
+def _lazy_pool(key: str, variable: str, default: int, prefix: str) -> ThreadPoolExecutor:
+    """One pool of `key` a process, sized by the environment variable, made on first use."""
     with _pool_lock:
-        if _store_pool is None:
-            _store_pool = ThreadPoolExecutor(max_workers=env_int("HEALTH_STORE_THREADS", 4, minimum=1),
-                                             thread_name_prefix="health-store")
-        return _store_pool
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(max_workers=env_int(variable, default, minimum=1), thread_name_prefix=prefix)
+        return _pools[key]
 
 
 @dataclass(frozen=True)
