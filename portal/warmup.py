@@ -13,37 +13,12 @@ from __future__ import annotations
 import logging
 from time import perf_counter
 
-from celery.signals import worker_process_init, worker_ready
+from portal.cloud.clients import warm_clients
 
 log = logging.getLogger(__name__)
 
 PAGES = ("base.html", "dashboard.html", "incidents/list.html", "incidents/detail.html", "incidents/_rows.html")
 PATHS = ("/api/v1/alerts/alertmanager", "/api/v1/alerts/sns", "/incidents/", "/")
-
-
-ROLLBACK_SERVICES = ("elbv2", "autoscaling")
-
-
-def aws_clients() -> None:
-    """The load balancer and auto scaling clients of every environment: a rollback's first call in a fresh
-    process paid for botocore's service models and the session (measured: 680 ms against 9-19 ms warm)."""
-    from portal.cloud.clients import raw_client
-    from portal.cloud.models import Environment
-
-    for env in Environment.objects.all():
-        for service in ROLLBACK_SERVICES:
-            raw_client(env, service)
-
-
-@worker_process_init.connect  # each prefork child
-@worker_ready.connect  # the thread pool's one process
-def _warm_worker(**_kwargs) -> None:
-    """A rollback's first AWS call in a fresh worker process does not pay for the clients either
-    (connected when the cloud app loads: portal.cloud.apps)."""
-    try:
-        aws_clients()
-    except Exception:  # noqa: BLE001 - best effort: the task creates what it needs anyway
-        log.warning("could not warm the AWS clients", exc_info=True)
 
 
 def warm() -> dict[str, float]:
@@ -93,6 +68,6 @@ def warm() -> dict[str, float]:
     step("tasks", tasks)
     step("broker", broker)
     step("templates", templates)
-    step("aws", aws_clients)
+    step("aws", warm_clients)
     log.info("warm-up: %s", ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
     return timings

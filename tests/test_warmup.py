@@ -42,13 +42,13 @@ def test_warmup_can_be_turned_off(tmp_path):
 
 def test_the_rollback_clients_of_every_environment_are_built_before_the_first_rollback(db):
     from portal.cloud import clients
+    from portal.cloud.clients import ROLLBACK_SERVICES, warm_clients
     from portal.cloud.models import Environment
-    from portal.warmup import ROLLBACK_SERVICES, aws_clients
 
     Environment.objects.create(name="warm-a", region="us-east-1", credentials_mode="static", endpoint_url="http://127.0.0.1:9")
     Environment.objects.create(name="warm-b", region="eu-west-1", credentials_mode="static", endpoint_url="http://127.0.0.1:9")
     clients.reset_cache()
-    aws_clients()  # builds clients only: no call reaches the (closed) endpoint
+    warm_clients()  # builds clients only: no call reaches the (closed) endpoint
     built = {(key[1]) for key in clients._clients}
     assert set(ROLLBACK_SERVICES) <= built
     assert len(clients._clients) == 2 * len(ROLLBACK_SERVICES)
