@@ -84,12 +84,13 @@ def _executor() -> ThreadPoolExecutor:
     """One pool a worker process, so a hanging check holds one thread and never the poller.
 
     A hanging check holds its thread for its whole timeout: 5,000 checks a minute with 10 % hanging
-    for 10 s keep about 85 threads waiting at any time, and at 48 the healthy checks queue behind them
-    (bench/bench_health.py --checks 5000: drift p95 24 s). More threads is not the fix: each thread
-    stored its result on its own database connection, and 160 of them exhausted PostgreSQL's 100
-    connections (measured: "too many clients", 1,036 results in 150 s). So these threads fetch and hold
-    no connection between checks; results are stored on the few threads of `_store_executor`."""
-    return _lazy_pool("fetch", "HEALTH_POLL_THREADS", 48, "health-check")
+    for 10 s keep about 85 threads waiting at any time, and at 48 the healthy checks queued behind them
+    until their claims were reaped (bench/bench_health.py --checks 5000: drift p95 24 s, 7,798 healthy
+    runs reaped). Threads that store on their own connection cannot simply be more: 160 of them
+    exhausted PostgreSQL's 100 connections ("too many clients"). So these threads fetch and hold no
+    connection between checks, results are stored on the few threads of `_store_executor`, and there
+    are enough of them for hanging checks to leave room for the healthy ones."""
+    return _lazy_pool("fetch", "HEALTH_POLL_THREADS", 256, "health-check")
 
 
 def _store_executor() -> ThreadPoolExecutor:
