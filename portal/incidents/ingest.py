@@ -20,6 +20,7 @@ from django.utils import timezone
 from portal.actors import Actor
 from portal.audit.services import audit_record
 from portal.cloud.models import Environment
+from portal.env import env_int
 from portal.events import emit, incident_payload
 from portal.incidents import silences, sns
 from portal.incidents.models import (
@@ -48,6 +49,10 @@ from portal.tasking import enqueue
 log = logging.getLogger(__name__)
 # A fresh firing within this window after the key's incident resolved reopens it instead of opening another.
 REOPEN_WINDOW = timedelta(minutes=30)
+# A worker that takes an Alertmanager delivery takes the other pending ones with it, up to this many
+# in one transaction: under a storm the backlog is applied in batches (the config read once, one
+# commit), and each of their own tasks then finds its delivery done. 1 turns batching off.
+BATCH_DELIVERIES = env_int("INTAKE_BATCH_DELIVERIES", 50, minimum=1)
 
 
 def delivery_store(*, source: str, payload, dedup_key: str = "", remote_addr: str = "", alert_count: int = 0) -> tuple[AlertDelivery, bool]:
@@ -69,7 +74,23 @@ def delivery_store(*, source: str, payload, dedup_key: str = "", remote_addr: st
 
 
 def delivery_process(*, delivery_id: int) -> str:
-    """Apply a stored delivery's alerts. Idempotent: only a pending delivery is processed, once."""
+    """Apply a stored delivery's alerts. Idempotent: only a pending delivery is processed, once.
+
+    An Alertmanager delivery takes up to BATCH_DELIVERIES - 1 other pending Alertmanager deliveries
+    with it (rows another worker holds are skipped), applied in one transaction; should the batch fail
+    as a whole, this delivery is applied alone and the others are left to their own tasks."""
+    if BATCH_DELIVERIES > 1:
+        try:
+            outcome = _process_batch(delivery_id)
+        except Exception:  # noqa: BLE001 - the batch rolled back whole; the delivery's own path decides
+            log.warning("batch of delivery %s failed; applying it alone", delivery_id, exc_info=True)
+            outcome = None
+        if outcome is not None:
+            return outcome
+    return _process_one(delivery_id)
+
+
+def _process_one(delivery_id: int) -> str:
     with transaction.atomic():
         claimed = AlertDelivery.objects.filter(pk=delivery_id, status=AlertDelivery.Status.PENDING).update(
             attempts=F("attempts") + 1
@@ -93,6 +114,41 @@ def delivery_process(*, delivery_id: int) -> str:
         )
         return "rejected"
     return "processed"
+
+
+def _process_batch(delivery_id: int) -> str | None:
+    """This Alertmanager delivery and pending others in one transaction: "skipped" when it is no longer
+    pending, None when it is not an Alertmanager delivery (the single path applies it), else its outcome."""
+    with transaction.atomic():
+        own = AlertDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if own is None or own.status != AlertDelivery.Status.PENDING:
+            return "skipped"
+        if own.source != Source.ALERTMANAGER:
+            return None
+        others = list(
+            AlertDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=AlertDelivery.Status.PENDING, source=Source.ALERTMANAGER)
+            .exclude(pk=delivery_id).order_by("pk")[: BATCH_DELIVERIES - 1]
+        )
+        batch = sorted([own, *others], key=lambda d: d.pk)
+        now = timezone.now()
+        parsed: list[tuple[AlertDelivery, list[AlertIn]]] = []
+        for d in batch:
+            d.attempts += 1
+            d.processed_at = now
+            try:
+                alerts = parse_alertmanager(d.payload)
+            except PayloadError as exc:
+                d.status, d.error = AlertDelivery.Status.REJECTED, f"{exc.reason}: {exc.detail}"[:2000]
+                continue
+            truncated = d.payload.get("truncatedAlerts") or 0
+            d.status, d.error = AlertDelivery.Status.PROCESSED, f"{truncated} alerts truncated by Alertmanager" if truncated else ""
+            parsed.append((d, alerts))
+        _apply_alerts_of(Source.ALERTMANAGER, parsed)
+        AlertDelivery.objects.bulk_update(batch, ["status", "processed_at", "error", "attempts"])
+    if len(batch) > 1:
+        EVENTS.labels("delivery_batched", Source.ALERTMANAGER).inc(len(batch) - 1)
+    return "rejected" if own.status == AlertDelivery.Status.REJECTED else "processed"
 
 
 def delivery_mark_failed(*, delivery_id: int, error: str) -> None:
@@ -236,38 +292,61 @@ def _advisory_lock(key: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [digest])
 
 
+class _Reads:
+    """What applying a batch reads once: the source's config, grouping rules, resources, holds,
+    environments by name and the runbook mappings."""
+
+    def __init__(self, source: str) -> None:
+        self.config = _source_config(source)
+        self.rules = list(GroupingRule.objects.filter(enabled=True))
+        self.resources = Resources()
+        self.holds = silences.Holds()
+        self._environments: dict[str, Environment | None] = {}
+        self._mappings: list[RunbookMapping] | None = None
+
+    def environment(self, labels: dict):
+        name = labels.get("environment") or labels.get("env")
+        if not name:
+            return None
+        name = str(name)[:50]
+        if name not in self._environments:
+            self._environments[name] = Environment.objects.filter(name=name).first()
+        return self._environments[name]
+
+    def mappings(self) -> list[RunbookMapping]:
+        if self._mappings is None:
+            self._mappings = list(RunbookMapping.objects.all())
+        return self._mappings
+
+
 def _apply_alerts(*, source: str, alerts: list[AlertIn], delivery: AlertDelivery | None) -> list[Alert]:
-    config = _source_config(source)
-    rules = list(GroupingRule.objects.filter(enabled=True))
-    resources = Resources()
-    groups: dict[str, list[AlertIn]] = {}
+    return _apply_alerts_of(source, [(delivery, alerts)])
+
+
+def _apply_alerts_of(source: str, deliveries: list[tuple[AlertDelivery | None, list[AlertIn]]]) -> list[Alert]:
+    """Apply the alerts of one or more deliveries: grouped by key across them, each key's reports in
+    delivery order, the keys in sorted order (the order every transaction takes their locks in)."""
+    reads = _Reads(source)
+    groups: dict[str, list[tuple[AlertIn, AlertDelivery | None]]] = {}
     windows: dict[str, timedelta] = {}
-    for a in alerts:
-        a.labels = correlation_labels(a.labels, a.name, resources)
-        key, window = grouping_for(config, a, rules)
-        groups.setdefault(key, []).append(a)
-        windows[key] = window
-    holds = silences.Holds()
+    for delivery, alerts in deliveries:
+        for a in alerts:
+            a.labels = correlation_labels(a.labels, a.name, reads.resources)
+            key, window = grouping_for(reads.config, a, reads.rules)
+            groups.setdefault(key, []).append((a, delivery))
+            windows[key] = window
     result = []
     for key in sorted(groups):
         # No savepoint per group: a failure in one rolls the whole delivery back (it is retried whole).
         with transaction.atomic(savepoint=False):
             _advisory_lock(key)
-            result.extend(_apply_group(source=source, key=key, items=groups[key], config=config, delivery=delivery,
-                                       window=windows[key], holds=holds))
+            result.extend(_apply_group(source=source, key=key, items=groups[key], reads=reads, window=windows[key]))
     return result
 
 
-def _environment_for(labels: dict):
-    name = labels.get("environment") or labels.get("env")
-    if not name:
-        return None
-    return Environment.objects.filter(name=str(name)[:50]).first()
-
-
-def runbook_for(name: str, labels: dict) -> str:
+def runbook_for(name: str, labels: dict, mappings: list[RunbookMapping] | None = None) -> str:
     """The runbook slug of the first mapping (by priority) whose name pattern and labels match."""
-    for mapping in RunbookMapping.objects.all():
+    for mapping in (RunbookMapping.objects.all() if mappings is None else mappings):
         if mapping.name_pattern:
             try:
                 if not re.search(mapping.name_pattern, name, re.IGNORECASE):
@@ -283,13 +362,13 @@ def runbook_for(name: str, labels: dict) -> str:
     return ""
 
 
-def _new_alert(source: str, a: AlertIn, now) -> Alert:
+def _new_alert(source: str, a: AlertIn, now, reads: _Reads) -> Alert:
     return Alert(
         source=source, fingerprint=a.fingerprint, name=a.name, status=a.status, severity=a.severity,
         summary=a.summary, labels=a.labels, annotations=a.annotations, generator_url=a.generator_url,
         starts_at=a.starts_at or (now if a.status == "firing" else None),
         ends_at=(a.ends_at or now) if a.status == "resolved" else None,
-        last_received_at=now, environment=_environment_for(a.labels),
+        last_received_at=now, environment=reads.environment(a.labels),
     )
 
 
@@ -322,7 +401,7 @@ def _update_alert(alert: Alert, a: AlertIn, now) -> str:
 _ALERT_FIELDS = ["last_received_at", "status", "starts_at", "ends_at", "labels", "annotations", "summary", "severity", "generator_url", "incident"]
 
 
-def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSourceConfig, now,
+def _open_incident_for(*, source: str, key: str, a: AlertIn, reads: _Reads, now,
                        window: timedelta = REOPEN_WINDOW) -> tuple[Incident, bool]:
     """The key's open incident: one resolved within the window reopened, or a new one."""
     recent = (
@@ -348,8 +427,8 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
                 return recent, True
             incident = Incident.objects.create(
                 grouping_key=key, source=source, status=Incident.Status.TRIGGERED, severity=a.severity,
-                environment=_environment_for(a.labels), title=a.title or a.name, service=a.labels.get("service", "")[:100],
-                runbook_slug=runbook_for(a.name, a.labels), auto_resolve=config.auto_resolve, opened_at=now,
+                environment=reads.environment(a.labels), title=a.title or a.name, service=a.labels.get("service", "")[:100],
+                runbook_slug=runbook_for(a.name, a.labels, reads.mappings()), auto_resolve=reads.config.auto_resolve, opened_at=now,
                 next_escalation_at=now,
             )
             timeline_write(incident, TimelineEntry.Kind.OPENED, Actor.system(source), f"Opened by {a.name}", {"grouping_key": key})
@@ -362,34 +441,38 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, config: AlertSource
     return incident, True
 
 
-def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSourceConfig, delivery,
-                 window: timedelta, holds: silences.Holds) -> list[Alert]:
-    """Apply one grouping key's reports in one transaction: known alerts locked in one query, new ones
-    inserted in one statement (a unique violation rolls the group back; the task retries)."""
+def _apply_group(*, source: str, key: str, items: list[tuple[AlertIn, AlertDelivery | None]], reads: _Reads,
+                 window: timedelta) -> list[Alert]:
+    """Apply one grouping key's reports (each with its delivery, in delivery order) in one transaction:
+    known alerts locked in one query, new ones inserted in one statement (a unique violation rolls the
+    group back; the task retries)."""
     now = timezone.now()
+    holds = reads.holds
     incident = Incident.objects.select_for_update().filter(grouping_key=key, status__in=OPEN).first()
-    items = sorted(items, key=lambda x: x.fingerprint)
+    items = sorted(items, key=lambda x: x[0].fingerprint)  # stable: one alert's reports keep their order
     known = {
         al.fingerprint: al
-        for al in Alert.objects.select_for_update().filter(source=source, fingerprint__in=[a.fingerprint for a in items]).order_by("fingerprint")
+        for al in Alert.objects.select_for_update().filter(source=source, fingerprint__in=[a.fingerprint for a, _ in items]).order_by("fingerprint")
     }
     new: dict[str, Alert] = {}
     applied: list[tuple[Alert, AlertIn, str]] = []
-    for a in items:
+    delivered: list[AlertDelivery | None] = []
+    for a, delivery in items:
         alert = known.get(a.fingerprint) or new.get(a.fingerprint)
         if alert is None:
-            alert = new[a.fingerprint] = _new_alert(source, a, now)
+            alert = new[a.fingerprint] = _new_alert(source, a, now, reads)
             effect = "fired" if a.status == "firing" else "resolved_first"
         else:
             effect = _update_alert(alert, a, now)
         applied.append((alert, a, effect))
+        delivered.append(delivery)
 
     opened = False
     held: dict[str, silences.Hold | None] = {}
     for alert, a, effect in applied:
         wants_incident = effect == "fired" or (effect == "repeat" and alert.incident_id is None and incident is None)
         if wants_incident and incident is None:
-            incident, opened = _open_incident_for(source=source, key=key, a=a, config=config, now=now, window=window)
+            incident, opened = _open_incident_for(source=source, key=key, a=a, reads=reads, now=now, window=window)
         if effect in ("fired", "repeat"):
             hold = held[a.fingerprint] = holds.for_labels(alert.labels)
             alert.silenced_reason = hold.reason[:500] if hold else ""
@@ -403,7 +486,7 @@ def _apply_group(*, source: str, key: str, items: list[AlertIn], config: AlertSo
         Alert.objects.bulk_update(changed, [*_ALERT_FIELDS, "silenced_reason"])
 
     events, timeline, resolved_any = [], [], False
-    for alert, a, effect in applied:
+    for (alert, a, effect), delivery in zip(applied, delivered, strict=True):
         events.append(AlertEvent(alert=alert, status=a.status, starts_at=a.starts_at, ends_at=a.ends_at, delivery=delivery, effect=effect))
         if incident is None or alert.incident_id != incident.pk:
             continue
