@@ -80,10 +80,17 @@ def delivery_process(*, delivery_id: int) -> str:
     with it (rows another worker holds are skipped), applied in one transaction; should the batch fail
     as a whole, this delivery is applied alone and the others are left to their own tasks."""
     if BATCH_DELIVERIES > 1:
+        batch: list[int] = []
         try:
-            outcome = _process_batch(delivery_id)
-        except Exception:  # noqa: BLE001 - the batch rolled back whole; the delivery's own path decides
-            log.warning("batch of delivery %s failed; applying it alone", delivery_id, exc_info=True)
+            outcome = _process_batch(delivery_id, batch)
+        except Exception:  # noqa: BLE001 - the batch rolled back whole: each of its deliveries alone
+            log.warning("batch of delivery %s (%d deliveries) failed; applying each alone", delivery_id, len(batch), exc_info=True)
+            for pk in batch:
+                if pk != delivery_id:
+                    try:
+                        _process_one(pk)
+                    except Exception:  # noqa: BLE001 - left pending: its own task or the sweep retries it
+                        log.warning("delivery %s failed alone; left pending", pk, exc_info=True)
             outcome = None
         if outcome is not None:
             return outcome
@@ -116,11 +123,14 @@ def _process_one(delivery_id: int) -> str:
     return "processed"
 
 
-def _process_batch(delivery_id: int) -> str | None:
+def _process_batch(delivery_id: int, batch_ids: list[int]) -> str | None:
     """This Alertmanager delivery and pending others in one transaction: "skipped" when it is no longer
-    pending, None when it is not an Alertmanager delivery (the single path applies it), else its outcome."""
+    pending or another worker's batch holds it (that batch applies it, or applies each of its deliveries
+    alone should it fail), None when it is not an Alertmanager delivery (the single path applies it),
+    else its outcome. `batch_ids` is filled with the batch's deliveries."""
     with transaction.atomic():
-        own = AlertDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        # Not waiting on a row another batch holds: four workers waiting on one batch is one worker.
+        own = AlertDelivery.objects.select_for_update(skip_locked=True).filter(pk=delivery_id).first()
         if own is None or own.status != AlertDelivery.Status.PENDING:
             return "skipped"
         if own.source != Source.ALERTMANAGER:
@@ -131,6 +141,7 @@ def _process_batch(delivery_id: int) -> str | None:
             .exclude(pk=delivery_id).order_by("pk")[: BATCH_DELIVERIES - 1]
         )
         batch = sorted([own, *others], key=lambda d: d.pk)
+        batch_ids.extend(d.pk for d in batch)
         now = timezone.now()
         parsed: list[tuple[AlertDelivery, list[AlertIn]]] = []
         for d in batch:
