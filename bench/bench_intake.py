@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import Stack, alertmanager_payload, batched_sends, figure, percentile, report, send_all  # noqa: E402
+from stack import Stack, alertmanager_payload, batched_sends, cpu_spent, figure, percentile, report, send_all  # noqa: E402
 
 
 def wait_processed(stack: Stack, expected_deliveries: int, timeout: float = 600) -> None:
@@ -68,11 +68,14 @@ def single_round(args) -> tuple[list[dict], bool]:
     with Stack(db="portal_bench_intake", redis=args.redis, webs=args.webs, workers=args.workers, beats=2 if scaled else 0) as stack:
         token = stack.token("alerts:write")
         cpu_before = stack.cpu_seconds("worker")  # what the workers spent starting up is not the intake's
+        snap = stack.cpu_snapshot()
         beat_start = time.time()
         first, latencies, failures = send_all(stack.base_urls, token, bodies, args.clients)
+        sent_in = time.time() - first
         wait_processed(stack, args.single)
         c = counts(stack, tag)
         worker_cpu = stack.cpu_seconds("worker") - cpu_before
+        spent = cpu_spent(snap, stack.cpu_snapshot())
         beats_leading = polls = polls_expected = None
         if scaled:
             time.sleep(max(0.0, 20 - (time.time() - beat_start)))  # at least four 5-second poll slots
@@ -93,6 +96,8 @@ def single_round(args) -> tuple[list[dict], bool]:
     print(f"[single] incidents {c['incidents']} (expected {args.single}), lost {lost}, duplicated {dup}")
     print(f"[single] first send to last incident opened: {to_all:.1f} s; worker CPU {worker_cpu:.1f} s "
           f"({worker_cpu / max(1, c['incidents']) * 1000:.1f} ms per incident)")
+    print(f"[single] all sent in {sent_in:.1f} s; CPU seconds from the first send until every delivery was processed: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v >= 0.05))
     print(f"[single] webhook latency p50 {percentile(latencies, .5) * 1000:.0f} ms, p99 {percentile(latencies, .99) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms (first 20: max {max(latencies[:20]) * 1000:.0f} ms)")
     figs = [

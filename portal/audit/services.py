@@ -46,6 +46,27 @@ def audit_record(
     result: str = "ok",
 ) -> AuditEvent:
     """Append an audit event. `target` is a model instance or a (type, id) pair."""
+    event = audit_event(actor=actor, verb=verb, target=target, before=before, after=after, extra=extra, result=result)
+    event.save()
+    return event
+
+
+def audit_events_write(events: list[AuditEvent]) -> None:
+    """Append many events built by audit_event() in one statement (a batch of changes, one transaction)."""
+    AuditEvent.objects.bulk_create(events)
+
+
+def audit_event(
+    *,
+    actor: Any,
+    verb: str,
+    target: models.Model | tuple[str, str] | None = None,
+    before: Any = None,
+    after: Any = None,
+    extra: dict | None = None,
+    result: str = "ok",
+) -> AuditEvent:
+    """The row audit_record() appends, not yet written: for audit_events_write()."""
     target_type = target_id = target_label = ""
     if isinstance(target, models.Model):
         target_type = target._meta.label_lower
@@ -54,7 +75,7 @@ def audit_record(
     elif isinstance(target, tuple):
         target_type, target_id = str(target[0]), str(target[1])
     ctx = context.current()
-    return AuditEvent.objects.create(
+    return AuditEvent(
         **actor_columns(actor),
         verb=verb,
         target_type=target_type,

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from portal.actors import Actor
-from portal.audit.services import audit_record
+from portal.audit.services import audit_event, audit_events_write, audit_record
 from portal.cloud.models import Environment
 from portal.env import env_int
 from portal.events import emit, incident_payload
@@ -296,11 +296,17 @@ def _grouping_key(config: AlertSourceConfig, alert: AlertIn) -> str:
     return alert.grouping_key
 
 
-def _advisory_lock(key: str) -> None:
+def _advisory_locks(keys: list[str]) -> None:
+    """PostgreSQL's transaction-scoped advisory lock of each grouping key, taken in the order given
+    (sorted, as every transaction takes them), in one statement."""
     if connection.vendor == "postgresql":
-        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        digests = [int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True) for key in keys]
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [digest])
+            if len(digests) == 1:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", digests)
+            else:
+                cursor.execute("SELECT count(pg_advisory_xact_lock(k.d)) FROM (SELECT d FROM unnest(%s::bigint[]) "
+                               "WITH ORDINALITY AS t(d, n) ORDER BY n) AS k", [digests])
 
 
 class _Reads:
@@ -314,6 +320,71 @@ class _Reads:
         self.holds = silences.Holds()
         self._environments: dict[str, Environment | None] = {}
         self._mappings: list[RunbookMapping] | None = None
+        # Read for all of a batch's keys at once by prefetch() (locked), else per key as each is applied.
+        self.open: dict[str, Incident] | None = None
+        self.resolved: dict[str, list[Incident]] | None = None
+        self.alerts: dict[str, Alert] | None = None
+        self.audits: list = []  # the batch's audit rows, written in one statement at its end
+        self.opened_entry: TimelineEntry | None = None  # the group's "opened" row, written with its others
+        # Rows written in a few statements when the batch ends, or before something reads them (flush()).
+        self._new_alerts: list[Alert] = []
+        self._changed_alerts: dict[int, Alert] = {}
+        self._events: list[AlertEvent] = []
+        self._timeline: list[TimelineEntry] = []
+
+    def write(self, *, new: list[Alert] = (), changed: list[Alert] = (), events: list[AlertEvent] = (),
+              timeline: list[TimelineEntry] = ()) -> None:
+        self._new_alerts.extend(new)
+        self._changed_alerts.update((id(al), al) for al in changed)
+        self._events.extend(events)
+        self._timeline.extend(timeline)
+
+    def note(self, incident: Incident, kind: str, actor, text: str, data: dict | None = None) -> None:
+        self._timeline.append(TimelineEntry(incident=incident, kind=kind, actor_label=Actor.of(actor).label, text=text, data=data or {}))
+
+    def flush(self) -> None:
+        """Write what is pending: new alerts, then changed ones, their reports, timeline rows, audit rows."""
+        if self._new_alerts:
+            Alert.objects.bulk_create(self._new_alerts)
+            for al in self._new_alerts:  # written with their latest state: no update needed
+                self._changed_alerts.pop(id(al), None)
+        if self._changed_alerts:
+            Alert.objects.bulk_update(list(self._changed_alerts.values()), [*_ALERT_FIELDS, "silenced_reason"])
+        if self._events:
+            AlertEvent.objects.bulk_create(self._events)
+        if self._timeline:
+            TimelineEntry.objects.bulk_create(self._timeline)
+        if self.audits:
+            audit_events_write(self.audits)
+        self._new_alerts, self._changed_alerts, self._events, self._timeline, self.audits = [], {}, [], [], []
+
+    def prefetch(self, source: str, keys: list[str], fingerprints: list[str], oldest_resolved) -> None:
+        """Lock and read the keys' open incidents, their incidents resolved since `oldest_resolved`
+        (the widest reopen window) and the known alerts: three statements for the whole batch."""
+        self.open = {i.grouping_key: i for i in Incident.objects.select_for_update().filter(grouping_key__in=keys, status__in=OPEN)}
+        self.resolved = {}
+        for i in (Incident.objects.select_for_update().filter(grouping_key__in=keys, status=Incident.Status.RESOLVED,
+                                                              resolved_at__gte=oldest_resolved).order_by("-resolved_at")):
+            self.resolved.setdefault(i.grouping_key, []).append(i)
+        self.alerts = {al.fingerprint: al for al in Alert.objects.select_for_update().filter(
+            source=source, fingerprint__in=sorted(set(fingerprints))).order_by("fingerprint")}
+
+    def open_incident(self, key: str) -> Incident | None:
+        if self.open is None:
+            return Incident.objects.select_for_update().filter(grouping_key=key, status__in=OPEN).first()
+        return self.open.get(key)
+
+    def resolved_since(self, key: str, since) -> Incident | None:
+        if self.resolved is None:
+            return (Incident.objects.select_for_update().filter(grouping_key=key, status=Incident.Status.RESOLVED, resolved_at__gte=since)
+                    .order_by("-resolved_at").first())
+        return next((i for i in self.resolved.get(key, []) if i.resolved_at >= since), None)
+
+    def known_alerts(self, source: str, fingerprints: list[str]) -> dict[str, Alert]:
+        if self.alerts is None:
+            return {al.fingerprint: al for al in Alert.objects.select_for_update().filter(
+                source=source, fingerprint__in=fingerprints).order_by("fingerprint")}
+        return {fp: self.alerts[fp] for fp in fingerprints if fp in self.alerts}
 
     def environment(self, labels: dict):
         name = labels.get("environment") or labels.get("env")
@@ -347,11 +418,19 @@ def _apply_alerts_of(source: str, deliveries: list[tuple[AlertDelivery | None, l
             groups.setdefault(key, []).append((a, delivery))
             windows[key] = window
     result = []
-    for key in sorted(groups):
-        # No savepoint per group: a failure in one rolls the whole delivery back (it is retried whole).
-        with transaction.atomic(savepoint=False):
-            _advisory_lock(key)
+    keys = sorted(groups)
+    with transaction.atomic(savepoint=False):
+        if len(keys) > 1:
+            # A batch: every key's lock first, in sorted order, then its rows in three reads.
+            _advisory_locks(keys)
+            reads.prefetch(source, keys, [a.fingerprint for key in keys for a, _ in groups[key]],
+                           timezone.now() - max(windows.values()))
+        for key in keys:
+            # No savepoint per group: a failure in one rolls the whole delivery back (it is retried whole).
+            if len(keys) == 1:
+                _advisory_locks(keys)
             result.extend(_apply_group(source=source, key=key, items=groups[key], reads=reads, window=windows[key]))
+        reads.flush()
     return result
 
 
@@ -415,14 +494,11 @@ _ALERT_FIELDS = ["last_received_at", "status", "starts_at", "ends_at", "labels",
 def _open_incident_for(*, source: str, key: str, a: AlertIn, reads: _Reads, now,
                        window: timedelta = REOPEN_WINDOW) -> tuple[Incident, bool]:
     """The key's open incident: one resolved within the window reopened, or a new one."""
-    recent = (
-        Incident.objects.select_for_update()
-        .filter(grouping_key=key, status=Incident.Status.RESOLVED, resolved_at__gte=now - window)
-        .order_by("-resolved_at")
-        .first()
-    )
+    recent = reads.resolved_since(key, now - window)
     try:
-        with transaction.atomic():
+        # On PostgreSQL the key's advisory lock is held: no other transaction can open it meanwhile,
+        # so no savepoint is needed to survive a unique violation.
+        with transaction.atomic(savepoint=connection.vendor != "postgresql"):
             if recent is not None:
                 recent.status = Incident.Status.TRIGGERED
                 recent.reopened_count += 1
@@ -442,8 +518,11 @@ def _open_incident_for(*, source: str, key: str, a: AlertIn, reads: _Reads, now,
                 runbook_slug=runbook_for(a.name, a.labels, reads.mappings()), auto_resolve=reads.config.auto_resolve, opened_at=now,
                 next_escalation_at=now,
             )
-            timeline_write(incident, TimelineEntry.Kind.OPENED, Actor.system(source), f"Opened by {a.name}", {"grouping_key": key})
-            audit_record(actor=Actor.system(source), verb="incident.open", target=incident, after={"severity": incident.severity, "grouping_key": key})
+            # Written with the group's other timeline rows, first (see _apply_group).
+            reads.opened_entry = TimelineEntry(incident=incident, kind=TimelineEntry.Kind.OPENED, actor_label=Actor.system(source).label,
+                                               text=f"Opened by {a.name}", data={"grouping_key": key})
+            reads.audits.append(audit_event(actor=Actor.system(source), verb="incident.open", target=incident,
+                                            after={"severity": incident.severity, "grouping_key": key}))
             emit("incident.opened", incident_payload(incident))
     except IntegrityError:
         # Another transaction opened it first (possible where advisory locks do not exist).
@@ -459,12 +538,9 @@ def _apply_group(*, source: str, key: str, items: list[tuple[AlertIn, AlertDeliv
     group back; the task retries)."""
     now = timezone.now()
     holds = reads.holds
-    incident = Incident.objects.select_for_update().filter(grouping_key=key, status__in=OPEN).first()
+    incident = reads.open_incident(key)
     items = sorted(items, key=lambda x: x[0].fingerprint)  # stable: one alert's reports keep their order
-    known = {
-        al.fingerprint: al
-        for al in Alert.objects.select_for_update().filter(source=source, fingerprint__in=[a.fingerprint for a, _ in items]).order_by("fingerprint")
-    }
+    known = reads.known_alerts(source, sorted({a.fingerprint for a, _ in items}))
     new: dict[str, Alert] = {}
     applied: list[tuple[Alert, AlertIn, str]] = []
     delivered: list[AlertDelivery | None] = []
@@ -490,13 +566,13 @@ def _apply_group(*, source: str, key: str, items: list[tuple[AlertIn, AlertDeliv
         if incident is not None and effect in ("fired", "repeat") and alert.incident_id != incident.pk:
             alert.incident = incident
 
-    if new:
-        Alert.objects.bulk_create(list(new.values()))
-    changed = [al for al in known.values()]
-    if changed:
-        Alert.objects.bulk_update(changed, [*_ALERT_FIELDS, "silenced_reason"])
+    if reads.alerts is not None:  # the same alert reported under another key later in the batch
+        reads.alerts.update(new)
 
     events, timeline, resolved_any = [], [], False
+    if reads.opened_entry is not None:
+        timeline.append(reads.opened_entry)
+        reads.opened_entry = None
     for (alert, a, effect), delivery in zip(applied, delivered, strict=True):
         events.append(AlertEvent(alert=alert, status=a.status, starts_at=a.starts_at, ends_at=a.ends_at, delivery=delivery, effect=effect))
         if incident is None or alert.incident_id != incident.pk:
@@ -512,8 +588,8 @@ def _apply_group(*, source: str, key: str, items: list[tuple[AlertIn, AlertDeliv
             resolved_any = True
             timeline.append(TimelineEntry(incident=incident, kind=TimelineEntry.Kind.ALERT_RESOLVED, actor_label=Actor.system(source).label,
                                           text=f"{a.name} resolved", data={"fingerprint": a.fingerprint}))
-    AlertEvent.objects.bulk_create(events)
-    TimelineEntry.objects.bulk_create(timeline)
+    # Written with the batch's other rows at its end (or before a read below needs them).
+    reads.write(new=list(new.values()), changed=list(known.values()), events=events, timeline=timeline)
     if incident is not None:
         firing_reports = [(a, held.get(a.fingerprint)) for alert, a, effect in applied
                           if effect in ("fired", "repeat") and alert.incident_id == incident.pk]
@@ -521,19 +597,20 @@ def _apply_group(*, source: str, key: str, items: list[tuple[AlertIn, AlertDeliv
         brand_new = opened and incident.reopened_count == 0
         firing_now = ([alert.severity for alert, _, _ in applied
                        if alert.incident_id == incident.pk and alert.status == Alert.Status.FIRING] if brand_new else None)
-        page = _incident_follow(incident, source=source, reports=firing_reports, opened=opened, now=now, firing=firing_now)
+        if firing_now is None:
+            reads.flush()
+        page = _incident_follow(incident, source=source, reports=firing_reports, opened=opened, now=now, firing=firing_now, reads=reads)
         if page:
             enqueue("portal.incidents.tasks.escalate_incident", incident.pk)
-    if (
-        incident is not None and resolved_any and incident.auto_resolve
-        and not incident.alerts.filter(status=Alert.Status.FIRING).exists()
-    ):
-        incident_resolve_locked(incident, actor=Actor.system(source), reason="all alerts resolved")
+    if incident is not None and resolved_any and incident.auto_resolve:
+        reads.flush()
+        if not incident.alerts.filter(status=Alert.Status.FIRING).exists():
+            incident_resolve_locked(incident, actor=Actor.system(source), reason="all alerts resolved")
     return [alert for alert, _, _ in applied]
 
 
 def _incident_follow(incident: Incident, *, source: str, reports: list[tuple[AlertIn, silences.Hold | None]], opened: bool, now,
-                     firing: list[str] | None = None) -> bool:
+                     reads: _Reads, firing: list[str] | None = None) -> bool:
     """Bring the (locked) incident in line with its alerts: its severity is its firing alerts' highest
     (rising to critical pages again by the critical policy, falling pages no one), and a silence
     holds its pages while every alert that fires into it is silenced. True when a page is due now.
@@ -558,14 +635,15 @@ def _incident_follow(incident: Incident, *, source: str, reports: list[tuple[Ale
                 fields |= {"escalation_level", "escalation_round", "next_escalation_at"}
                 page = True
                 text += f": paging by the {severity} policy"
-            timeline_write(incident, TimelineEntry.Kind.NOTE, actor, text, {"severity": {"from": before, "to": severity}})
-            audit_record(actor=actor, verb="incident.severity", target=incident, before={"severity": before}, after={"severity": severity})
+            reads.note(incident, TimelineEntry.Kind.NOTE, actor, text, {"severity": {"from": before, "to": severity}})
+            reads.audits.append(audit_event(actor=actor, verb="incident.severity", target=incident, before={"severity": before},
+                                            after={"severity": severity}))
     if reports:
         loud = [a for a, hold in reports if hold is None]
         held = [hold for _, hold in reports if hold is not None]
         if loud and incident.silenced_until is not None:
             # An alert no silence covers (or one after the silence ended): the incident pages now.
-            timeline_write(incident, TimelineEntry.Kind.NOTE, actor, f"No longer silenced: {loud[0].name} fired outside the silence")
+            reads.note(incident, TimelineEntry.Kind.NOTE, actor, f"No longer silenced: {loud[0].name} fired outside the silence")
             incident.silence, incident.silenced_reason, incident.silenced_until = None, "", None
             fields |= {"silence", "silenced_reason", "silenced_until"}
             if incident.status == Incident.Status.TRIGGERED:
@@ -576,7 +654,7 @@ def _incident_follow(incident: Incident, *, source: str, reports: list[tuple[Ale
         elif not loud and held and (opened or incident.silenced_until is not None):
             hold = max(held, key=lambda h: h.until)
             if incident.silenced_until is None:
-                timeline_write(incident, TimelineEntry.Kind.NOTE, actor, f"Silenced: {hold.reason} (pages nobody until {hold.until:%H:%M UTC})",
+                reads.note(incident, TimelineEntry.Kind.NOTE, actor, f"Silenced: {hold.reason} (pages nobody until {hold.until:%H:%M UTC})",
                                {"silence": str(hold.silence.public_id) if hold.silence else "", "until": hold.until.isoformat()})
             if incident.silenced_until is None or hold.until > incident.silenced_until:
                 incident.silence, incident.silenced_reason, incident.silenced_until = hold.silence, hold.reason[:500], hold.until
