@@ -77,8 +77,9 @@ def delivery_process(*, delivery_id: int) -> str:
     """Apply a stored delivery's alerts. Idempotent: only a pending delivery is processed, once.
 
     An Alertmanager delivery takes up to BATCH_DELIVERIES - 1 other pending Alertmanager deliveries
-    with it (rows another worker holds are skipped), applied in one transaction; should the batch fail
-    as a whole, this delivery is applied alone and the others are left to their own tasks."""
+    with it (rows another worker holds are skipped), applied in one transaction, and a task whose
+    delivery is done already takes up to BATCH_DELIVERIES pending ones; should a batch fail as a whole,
+    each of its deliveries is applied alone."""
     if BATCH_DELIVERIES > 1:
         batch: list[int] = []
         try:
@@ -131,16 +132,20 @@ def _process_batch(delivery_id: int, batch_ids: list[int]) -> str | None:
     with transaction.atomic():
         # Not waiting on a row another batch holds: four workers waiting on one batch is one worker.
         own = AlertDelivery.objects.select_for_update(skip_locked=True).filter(pk=delivery_id).first()
-        if own is None or own.status != AlertDelivery.Status.PENDING:
-            return "skipped"
-        if own.source != Source.ALERTMANAGER:
+        if own is not None and own.status == AlertDelivery.Status.PENDING and own.source != Source.ALERTMANAGER:
             return None
+        if own is not None and own.status != AlertDelivery.Status.PENDING:
+            own = None
+        # A task whose delivery a batch already applied still takes what is pending now: under a storm
+        # the queue holds one task per delivery, and a worker that only skipped would fall behind it.
         others = list(
             AlertDelivery.objects.select_for_update(skip_locked=True)
             .filter(status=AlertDelivery.Status.PENDING, source=Source.ALERTMANAGER)
-            .exclude(pk=delivery_id).order_by("pk")[: BATCH_DELIVERIES - 1]
+            .exclude(pk=delivery_id).order_by("pk")[: BATCH_DELIVERIES - (1 if own else 0)]
         )
-        batch = sorted([own, *others], key=lambda d: d.pk)
+        if own is None and not others:
+            return "skipped"
+        batch = sorted([d for d in (own, *others) if d is not None], key=lambda d: d.pk)
         batch_ids.extend(d.pk for d in batch)
         now = timezone.now()
         parsed: list[tuple[AlertDelivery, list[AlertIn]]] = []
@@ -157,8 +162,10 @@ def _process_batch(delivery_id: int, batch_ids: list[int]) -> str | None:
             parsed.append((d, alerts))
         _apply_alerts_of(Source.ALERTMANAGER, parsed)
         AlertDelivery.objects.bulk_update(batch, ["status", "processed_at", "error", "attempts"])
-    if len(batch) > 1:
-        EVENTS.labels("delivery_batched", Source.ALERTMANAGER).inc(len(batch) - 1)
+    if len(batch) > 1 or own is None:
+        EVENTS.labels("delivery_batched", Source.ALERTMANAGER).inc(len(batch) - (1 if own else 0))
+    if own is None:
+        return "skipped"
     return "rejected" if own.status == AlertDelivery.Status.REJECTED else "processed"
 
 

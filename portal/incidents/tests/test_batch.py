@@ -49,6 +49,19 @@ def test_one_task_applies_the_pending_backlog_and_the_others_find_theirs_done():
 
 
 @pytest.mark.django_db
+def test_a_task_whose_delivery_is_done_applies_what_is_pending_now():
+    done = _pending(_body("Early", "early-1"))
+    assert ingest.delivery_process(delivery_id=done.pk) == "processed"
+    later = [_pending(_body(f"Late{i}", f"late-{i}")) for i in range(3)]
+    # The first delivery's task delivered a second time: its own delivery is done, the backlog is not.
+    assert ingest.delivery_process(delivery_id=done.pk) == "skipped"
+    assert {d.pk for d in later} <= set(AlertDelivery.objects.filter(status="processed").values_list("pk", flat=True))
+    assert Incident.objects.count() == 4 and AlertEvent.objects.filter(delivery=done).count() == 1
+    assert ingest.delivery_process(delivery_id=done.pk) == "skipped"
+    assert Incident.objects.count() == 4 and AlertEvent.objects.count() == 4
+
+
+@pytest.mark.django_db
 def test_a_bad_delivery_in_the_batch_is_rejected_with_its_reason_and_the_rest_applied():
     good = _pending(_body("Good", "good-1"))
     bad = _pending({"version": "4", "alerts": "not a list"})
