@@ -240,6 +240,10 @@ class CheckRollup(models.Model):
         indexes = [
             # Uptime over 24 h / 30 days for every check on the grid; retention by hour.
             models.Index(fields=["hour"], name="rollup_hour_idx"),
+            # The grid's uptime sums read this index alone (PostgreSQL's index-only scan): a check's
+            # 720 hourly rows of 30 days lie on as many heap pages, one per hour of inserts (measured on
+            # a page of 100 checks at 10,000 checks: 200 ms warm, 3 s cold, against 23 ms from here).
+            models.Index(fields=["check_obj", "hour"], include=["count", "ok_count"], name="rollup_check_hour_cover"),
         ]
 
     def __str__(self) -> str:
