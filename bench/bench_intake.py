@@ -27,6 +27,7 @@ import json
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,10 +81,14 @@ def single_round(args) -> tuple[list[dict], bool]:
         if scaled:
             time.sleep(max(0.0, 20 - (time.time() - beat_start)))  # at least four 5-second poll slots
             beats_leading = sum("leading: this beat schedules" in stack.log(f"beat{i}") for i in range(2))
-            # Counted where they arrive (beat writes its run counts to the database only every few minutes).
-            polls = len({m for i in range(args.workers)
-                         for m in re.findall(r"portal\.health\.tasks\.health_poll\[([0-9a-f-]+)\]", stack.log(f"worker{i}"))})
-            polls_expected = (time.time() - beat_start) / 5
+            # Counted where they arrive (beat writes its run counts to the database only every few minutes),
+            # from beat_start on: the beats run from the stack's start, a while before (workers pinged, token made).
+            polls = len({task for i in range(args.workers)
+                         for at, task in re.findall(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+: \w+/MainProcess\] "
+                                                    r"Task portal\.health\.tasks\.health_poll\[([0-9a-f-]+)\] received",
+                                                    stack.log(f"worker{i}"), re.M)
+                         if datetime.strptime(at, "%Y-%m-%d %H:%M:%S").timestamp() >= int(beat_start)})  # local time, as Celery logs
+            polls_expected = (time.time() - int(beat_start)) / 5
     to_all = c["last_opened"].timestamp() - first if c["last_opened"] else float("nan")
     # A webhook the client saw fail (Alertmanager sends it again) is a failure, not a loss; lost is an
     # alert the portal answered 200 for and then has no incident for.
