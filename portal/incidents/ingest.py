@@ -327,10 +327,10 @@ class _Reads:
         self.holds = silences.Holds()
         self._environments: dict[str, Environment | None] = {}
         self._mappings: list[RunbookMapping] | None = None
-        # Read for all of a batch's keys at once by prefetch() (locked), else per key as each is applied.
-        self.open: dict[str, Incident] | None = None
-        self.resolved: dict[str, list[Incident]] | None = None
-        self.alerts: dict[str, Alert] | None = None
+        # The keys' rows, read (locked) for all of them at once by prefetch().
+        self.open: dict[str, Incident] = {}
+        self.resolved: dict[str, list[Incident]] = {}
+        self.alerts: dict[str, Alert] = {}
         self.audits: list = []  # the batch's audit rows, written in one statement at its end
         self.opened_entry: TimelineEntry | None = None  # the group's "opened" row, written with its others
         # Rows written in a few statements when the batch ends, or before something reads them (flush()).
@@ -376,22 +376,8 @@ class _Reads:
         self.alerts = {al.fingerprint: al for al in Alert.objects.select_for_update().filter(
             source=source, fingerprint__in=sorted(set(fingerprints))).order_by("fingerprint")}
 
-    def open_incident(self, key: str) -> Incident | None:
-        if self.open is None:
-            return Incident.objects.select_for_update().filter(grouping_key=key, status__in=OPEN).first()
-        return self.open.get(key)
-
     def resolved_since(self, key: str, since) -> Incident | None:
-        if self.resolved is None:
-            return (Incident.objects.select_for_update().filter(grouping_key=key, status=Incident.Status.RESOLVED, resolved_at__gte=since)
-                    .order_by("-resolved_at").first())
         return next((i for i in self.resolved.get(key, []) if i.resolved_at >= since), None)
-
-    def known_alerts(self, source: str, fingerprints: list[str]) -> dict[str, Alert]:
-        if self.alerts is None:
-            return {al.fingerprint: al for al in Alert.objects.select_for_update().filter(
-                source=source, fingerprint__in=fingerprints).order_by("fingerprint")}
-        return {fp: self.alerts[fp] for fp in fingerprints if fp in self.alerts}
 
     def environment(self, labels: dict):
         name = labels.get("environment") or labels.get("env")
@@ -426,16 +412,14 @@ def _apply_alerts_of(source: str, deliveries: list[tuple[AlertDelivery | None, l
             windows[key] = window
     result = []
     keys = sorted(groups)
+    if not keys:
+        return result
+    # No savepoint per group: a failure in one rolls the whole batch back (it is retried whole).
     with transaction.atomic(savepoint=False):
-        if len(keys) > 1:
-            # A batch: every key's lock first, in sorted order, then its rows in three reads.
-            _advisory_locks(keys)
-            reads.prefetch(source, keys, [a.fingerprint for key in keys for a, _ in groups[key]],
-                           timezone.now() - max(windows.values()))
+        # Every key's lock first, in sorted order, then their rows in three reads.
+        _advisory_locks(keys)
+        reads.prefetch(source, keys, [a.fingerprint for key in keys for a, _ in groups[key]], timezone.now() - max(windows.values()))
         for key in keys:
-            # No savepoint per group: a failure in one rolls the whole delivery back (it is retried whole).
-            if len(keys) == 1:
-                _advisory_locks(keys)
             result.extend(_apply_group(source=source, key=key, items=groups[key], reads=reads, window=windows[key]))
         reads.flush()
     return result
@@ -545,9 +529,9 @@ def _apply_group(*, source: str, key: str, items: list[tuple[AlertIn, AlertDeliv
     group back; the task retries)."""
     now = timezone.now()
     holds = reads.holds
-    incident = reads.open_incident(key)
+    incident = reads.open.get(key)
     items = sorted(items, key=lambda x: x[0].fingerprint)  # stable: one alert's reports keep their order
-    known = reads.known_alerts(source, sorted({a.fingerprint for a, _ in items}))
+    known = {fp: reads.alerts[fp] for fp in sorted({a.fingerprint for a, _ in items}) if fp in reads.alerts}
     new: dict[str, Alert] = {}
     applied: list[tuple[Alert, AlertIn, str]] = []
     delivered: list[AlertDelivery | None] = []
@@ -573,8 +557,7 @@ def _apply_group(*, source: str, key: str, items: list[tuple[AlertIn, AlertDeliv
         if incident is not None and effect in ("fired", "repeat") and alert.incident_id != incident.pk:
             alert.incident = incident
 
-    if reads.alerts is not None:  # the same alert reported under another key later in the batch
-        reads.alerts.update(new)
+    reads.alerts.update(new)  # the same alert reported under another key later in the batch
 
     events, timeline, resolved_any = [], [], False
     if reads.opened_entry is not None:
